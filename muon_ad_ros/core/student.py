@@ -1,0 +1,293 @@
+"""The real-time student: a feed-forward style network with run-time channel and attention pruning.
+
+Built for CPU and the Jetson DLA (METHOD.md section 6): 3x3/1x1 convolutions, ReLU, depth-to-space
+(pixel shuffle) instead of transposed convolutions, average pooling and integer nearest resize, no
+InstanceNorm, zero padding only. Three stride-2 convolutions take the frame to 1/8, residual blocks
+and a few multi-head attention blocks work there, and pixel-shuffle steps with additive skips bring
+it back to full resolution. Input constraint: H and W multiples of 8 and at least 64 (the keys of the attention pool the 1/8 map 8x).
+
+Dynamic pruning (METHOD.md section 4): every channel group is kept in importance order, so a
+retention r runs convolutions on the first ceil(r * C) channels only (weight slicing, physically
+smaller layers); attention blocks whose entropy gate `.keep` is off are skipped at r < 1, and kept
+blocks run the first max(min_heads, ceil(r * heads)) heads, ordered by entropy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIN_RETENTION = 0.4
+
+
+@dataclass
+class StudentConfig:
+    widths: tuple[int, int, int] = (16, 32, 64)  # channels at 1/2, 1/4 and 1/8 resolution
+    res_blocks: int = 2  # residual blocks at 1/8
+    res_hidden: int = 64  # hidden channels inside a residual block
+    attention_blocks: int = 2  # prunable attention blocks at 1/8
+    heads: int = 16
+    head_dim: int = 8
+    min_heads: int = 8  # METHOD.md section 4: keep 8 of 16 heads when pruned
+    query_pool: int = 2  # queries on a grid pooled 2x from 1/8 (1/16 of the frame)
+    key_pool: int = 4  # keys/values pooled 4x from 1/8 (1/32 of the frame)
+    channel_multiple: int = 8  # kept channels round up to this: CPU/GPU kernels work in blocks of 8
+
+
+def kept(channels: int, retention: float, multiple: int = 1) -> int:
+    """Return how many of `channels` a retention keeps: ceil(r * C) rounded up to `multiple`."""
+    k = math.ceil(retention * channels - 1e-6)
+    return max(1, min(channels, -(-k // multiple) * multiple))
+
+
+def check_retention(retention: float) -> float:
+    """Return `retention` as a float, or raise ValueError when it is outside [0.4, 1.0]."""
+    r = float(retention)
+    if not (MIN_RETENTION - 1e-6 <= r <= 1.0 + 1e-6) or math.isnan(r):
+        raise ValueError(f"retention must be in [{MIN_RETENTION}, 1.0], got {retention!r}")
+    return min(1.0, max(MIN_RETENTION, r))
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Raise ValueError unless x is (N, 3, H, W) with H, W multiples of 8 and >= 64."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"student input must be (N, 3, H, W), got shape {tuple(x.shape)}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h % 8 or w % 8 or h < 64 or w < 64:
+        raise ValueError(f"student input H, W must be multiples of 8 and >= 64, got {h}x{w}")
+
+
+class SlicedConv(nn.Conv2d):
+    """A convolution that runs on the leading channels of its input and output groups.
+
+    `out_group`/`in_group` name the channel groups whose kept count slices the weight; `block`
+    is the number of consecutive channels per group member (pixel-shuffle factor or head size).
+    """
+
+    def __init__(self, c_in, c_out, k, stride=1, out_group=None, in_group=None, out_block=1, in_block=1, padding=None):
+        super().__init__(c_in, c_out, k, stride=stride, padding=k // 2 if padding is None else padding)
+        self.out_group, self.in_group = out_group, in_group
+        self.out_block, self.in_block = out_block, in_block
+
+    def sizes(self, counts: dict[str, int]) -> tuple[int, int]:
+        """Return the (out, in) channel counts this layer runs with for the given group counts."""
+        c_out = self.out_channels if self.out_group is None else counts[self.out_group] * self.out_block
+        c_in = self.in_channels if self.in_group is None else counts[self.in_group] * self.in_block
+        return c_out, c_in
+
+    def forward(self, x: torch.Tensor, counts: dict[str, int]) -> torch.Tensor:
+        c_out, c_in = self.sizes(counts)
+        if (c_out, c_in) == (self.out_channels, self.in_channels):
+            return super().forward(x)
+        # weight slicing: a physically smaller convolution, not a zero mask (METHOD.md section 4)
+        return F.conv2d(x, self.weight[:c_out, :c_in], self.bias[:c_out], self.stride, self.padding)
+
+    def macs(self, h: int, w: int, counts: dict[str, int]) -> tuple[int, int, int]:
+        """Return (multiply-accumulates, out_h, out_w) for an input of h x w."""
+        oh, ow = (h + self.stride[0] - 1) // self.stride[0], (w + self.stride[1] - 1) // self.stride[1]
+        c_out, c_in = self.sizes(counts)
+        return oh * ow * c_out * c_in * self.kernel_size[0] * self.kernel_size[1], oh, ow
+
+
+class ResBlock(nn.Module):
+    """Return x + conv(relu(conv(x))): a residual block on the 1/8 stream."""
+
+    def __init__(self, name: str, width: int, hidden: int):
+        super().__init__()
+        self.conv_a = SlicedConv(width, hidden, 3, out_group=name, in_group="stream")
+        self.conv_b = SlicedConv(hidden, width, 3, out_group="stream", in_group=name)
+
+    def forward(self, x, counts):
+        return x + self.conv_b(F.relu(self.conv_a(x, counts)), counts)
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention on pooled 1/8 features, added back through a residual path."""
+
+    def __init__(self, name: str, width: int, cfg: StudentConfig):
+        super().__init__()
+        self.name, self.heads, self.head_dim = name, cfg.heads, cfg.head_dim
+        self.query_pool, self.key_pool = cfg.query_pool, cfg.key_pool
+        inner = cfg.heads * cfg.head_dim
+        kw = dict(out_group=name, in_group="stream", out_block=cfg.head_dim)
+        self.q, self.k, self.v = (SlicedConv(width, inner, 1, **kw) for _ in range(3))
+        self.o = SlicedConv(inner, width, 1, out_group="stream", in_group=name, in_block=cfg.head_dim)
+        nn.init.zeros_(self.o.weight)  # starts as identity, so an untrained block changes nothing
+        nn.init.zeros_(self.o.bias)
+        self.keep = True  # entropy gate, set by core/pruning.py (METHOD.md section 4)
+        self.record_entropy = True
+        self.register_buffer("attention_entropy", torch.zeros(()), persistent=False)
+        self.register_buffer("head_entropy", torch.zeros(cfg.heads), persistent=False)
+
+    def forward(self, x, counts):
+        n, _, h, w = x.shape
+        heads = counts[self.name]
+        xq = F.avg_pool2d(x, self.query_pool)
+        xk = F.avg_pool2d(x, self.query_pool * self.key_pool)
+        hq, wq = xq.shape[2], xq.shape[3]
+        q = self.q(xq, counts).reshape(n, heads, self.head_dim, -1).transpose(2, 3)
+        k = self.k(xk, counts).reshape(n, heads, self.head_dim, -1)
+        v = self.v(xk, counts).reshape(n, heads, self.head_dim, -1).transpose(2, 3)
+        attn = torch.softmax((q @ k) * self.head_dim ** -0.5, dim=-1)
+        if self.record_entropy and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            self._record(attn.detach())
+        out = (attn @ v).transpose(2, 3).reshape(n, heads * self.head_dim, hq, wq)
+        out = F.interpolate(self.o(out, counts), size=(h, w), mode="nearest")
+        return x + out
+
+    def _record(self, attn: torch.Tensor) -> None:
+        # METHOD.md section 4: H = mean row entropy -sum a log(a + 1e-8), per head and overall
+        ent = -(attn * torch.log(attn + 1e-8)).sum(-1).mean(dim=(0, 2))
+        self.head_entropy[: ent.numel()] = ent
+        self.attention_entropy = ent.mean()
+
+    def macs(self, h: int, w: int, counts: dict[str, int]) -> int:
+        """Return the multiply-accumulates of this block on an h x w (1/8) feature map."""
+        hq, wq = h // self.query_pool, w // self.query_pool
+        p = self.query_pool * self.key_pool
+        hk, wk = h // p, w // p
+        total = self.q.macs(hq, wq, counts)[0] + self.o.macs(hq, wq, counts)[0]
+        total += self.k.macs(hk, wk, counts)[0] + self.v.macs(hk, wk, counts)[0]
+        return total + 2 * (hq * wq) * (hk * wk) * counts[self.name] * self.head_dim
+
+
+class Student(nn.Module):
+    """Feed-forward style network: (N,3,H,W) RGB in [0,1] -> the stylized frame, same shape."""
+
+    def __init__(self, config: StudentConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or StudentConfig()
+        c1, c2, c3 = cfg.widths
+        self.enc1 = SlicedConv(3, c1, 3, stride=2, out_group="s1")
+        self.enc2 = SlicedConv(c1, c2, 3, stride=2, out_group="s2", in_group="s1")
+        self.enc3 = SlicedConv(c2, c3, 3, stride=2, out_group="stream", in_group="s2")
+        self.res = nn.ModuleList(ResBlock(f"res{i}", c3, cfg.res_hidden) for i in range(cfg.res_blocks))
+        self.attn = nn.ModuleList(AttentionBlock(f"attn{i}", c3, cfg) for i in range(cfg.attention_blocks))
+        # decoder: 1x1 conv at low resolution, then integer nearest upsampling (DLA-friendly, and
+        # cheaper than depth-to-space on CPU), additive skips, a 3x3 conv to mix neighbours
+        self.up3 = SlicedConv(c3, c2, 1, out_group="s2", in_group="stream")
+        self.dec2 = SlicedConv(c2, c2, 3, out_group="d2", in_group="s2")
+        self.up2 = SlicedConv(c2, c1, 1, out_group="s1", in_group="d2")
+        self.dec1 = SlicedConv(c1, c1, 3, out_group="d1", in_group="s1")
+        # the last step is depth-to-space: full-resolution detail without a full-resolution conv
+        self.out = SlicedConv(c1, 12, 3, in_group="d1")
+        # full-resolution path from the input, as a 2x2 stride-2 conv in the same depth-to-space
+        # layout: fine content detail survives, and the add and sigmoid run at 1/2 resolution
+        self.skip = SlicedConv(3, 12, 2, stride=2, padding=0)
+        with torch.no_grad():  # start as sigmoid(4x - 2): the untrained student shows its input
+            self.skip.weight.zero_()
+            for c, i in ((c, i) for c in range(3) for i in range(4)):
+                self.skip.weight[4 * c + i, c, i // 2, i % 2] = 4.0
+            self.skip.bias.fill_(-2.0)
+
+    # -- channel groups ----------------------------------------------------------------------
+    def channel_groups(self) -> dict[str, int]:
+        """Return {group name: number of members}: the keys reorder_channels and importance use."""
+        c1, c2, c3 = self.config.widths
+        groups = {"s1": c1, "s2": c2, "stream": c3, "d2": c2, "d1": c1}
+        groups.update({f"res{i}": self.config.res_hidden for i in range(len(self.res))})
+        groups.update({blk.name: blk.heads for blk in self.attn})
+        return groups
+
+    def channel_params(self) -> dict[str, list[tuple[torch.Tensor, int, int]]]:
+        """Return {group: [(parameter, dim, block)]}: where each group's members sit in the weights.
+
+        Member m of a group occupies indices m*block .. m*block+block-1 along `dim`. core/pruning.py
+        reduces per-weight scores over the other dims (and the block) to one score per member.
+        """
+        params: dict[str, list] = {g: [] for g in self.channel_groups()}
+        for conv in self.modules():
+            if not isinstance(conv, SlicedConv):
+                continue
+            if conv.out_group is not None:
+                params[conv.out_group] += [(conv.weight, 0, conv.out_block), (conv.bias, 0, conv.out_block)]
+            if conv.in_group is not None:
+                params[conv.in_group].append((conv.weight, 1, conv.in_block))
+        return params
+
+    def counts(self, retention: float) -> dict[str, int]:
+        """Return {group: members kept} at this retention (heads: at least min_heads)."""
+        r = check_retention(retention)
+        counts = {g: kept(n, r, self.config.channel_multiple) for g, n in self.channel_groups().items()}
+        for blk in self.attn:
+            counts[blk.name] = max(min(self.config.min_heads, blk.heads), kept(blk.heads, r))
+        return counts
+
+    @torch.no_grad()
+    def reorder_channels(self, importance: dict[str, torch.Tensor]) -> None:
+        """Permute each named group so its most important members come first (function unchanged)."""
+        groups, params = self.channel_groups(), self.channel_params()
+        for name, score in importance.items():
+            if name not in groups:
+                raise KeyError(f"unknown channel group {name!r}; groups are {sorted(groups)}")
+            score = torch.as_tensor(score).flatten()
+            if score.numel() != groups[name]:
+                raise ValueError(f"importance for {name!r} has {score.numel()} values, group has {groups[name]}")
+            order = torch.argsort(score.to(torch.float64), descending=True, stable=True)
+            for p, dim, block in params[name]:
+                idx = (order[:, None] * block + torch.arange(block)[None, :]).flatten().to(p.device)
+                p.copy_(p.index_select(dim, idx))
+            for blk in self.attn:
+                if blk.name == name:
+                    blk.head_entropy.copy_(blk.head_entropy[order.to(blk.head_entropy.device)])
+
+    def attention_blocks(self) -> list[AttentionBlock]:
+        """Return the prunable attention blocks, in network order."""
+        return list(self.attn)
+
+    def active_attention(self, retention: float) -> list[int]:
+        """Return the indices of the attention blocks that run at this retention."""
+        r = check_retention(retention)
+        return [i for i, blk in enumerate(self.attn) if r >= 1.0 or blk.keep]
+
+    # -- forward and cost --------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, retention: float = 1.0) -> torch.Tensor:
+        check_input(x)
+        c = self.counts(retention)
+        e1 = F.relu(self.enc1(x, c))  # 1/2
+        e2 = F.relu(self.enc2(e1, c))  # 1/4
+        h = F.relu(self.enc3(e2, c))  # 1/8
+        for blk in self.res:
+            h = F.relu(blk(h, c))
+        for i in self.active_attention(retention):
+            h = self.attn[i](h, c)
+        d = F.interpolate(self.up3(h, c), scale_factor=2.0, mode="nearest") + e2
+        d = F.relu(self.dec2(d, c))
+        d = F.interpolate(self.up2(d, c), scale_factor=2.0, mode="nearest") + e1
+        d = F.relu(self.dec1(d, c))
+        return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 2)
+
+    def flops(self, height: int, width: int, retention: float = 1.0) -> int:
+        """Return the multiply-accumulates of one forward pass at height x width and this retention."""
+        if height % 8 or width % 8 or height < 64 or width < 64:
+            raise ValueError(f"height, width must be multiples of 8 and >= 64, got {height}x{width}")
+        c = self.counts(retention)
+        total, h, w = 0, height, width
+        for conv in (self.enc1, self.enc2, self.enc3):
+            m, h, w = conv.macs(h, w, c)
+            total += m
+        for blk in self.res:
+            total += blk.conv_a.macs(h, w, c)[0] + blk.conv_b.macs(h, w, c)[0]
+        total += sum(self.attn[i].macs(h, w, c) for i in self.active_attention(retention))
+        total += self.up3.macs(h, w, c)[0] + self.dec2.macs(2 * h, 2 * w, c)[0]
+        total += self.up2.macs(2 * h, 2 * w, c)[0] + self.dec1.macs(4 * h, 4 * w, c)[0]
+        return total + self.out.macs(4 * h, 4 * w, c)[0] + self.skip.macs(height, width, c)[0]
+
+    def retention_per_stage(self, retention: float) -> list[float]:
+        """Return the kept fraction of [s1, s2, stream, d2, d1] channels at this retention."""
+        c, groups = self.counts(retention), self.channel_groups()
+        return [c[g] / groups[g] for g in ("s1", "s2", "stream", "d2", "d1")]
+
+
+class FixedRetention(nn.Module):
+    """Return student(x, retention) with retention baked in: the module ONNX export traces."""
+
+    def __init__(self, student: Student, retention: float):
+        super().__init__()
+        self.student, self.retention = student, check_retention(retention)
+
+    def forward(self, x):
+        return self.student(x, self.retention)

@@ -1,0 +1,187 @@
+"""The student network: shapes, physical pruning, channel reordering, attention gate, FLOP counts."""
+import pytest
+import torch
+
+from muon_ad_ros.core.student import SlicedConv, Student, StudentConfig, check_retention
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    net = Student().eval()
+    with torch.no_grad():  # break the identity start of the attention blocks so they matter
+        for blk in net.attention_blocks():
+            blk.o.weight.normal_(0, 0.05)
+    return net
+
+
+def frame(h=64, w=96, seed=1):
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("retention", [1.0, 0.7, 0.4])
+@pytest.mark.parametrize("shape", [(64, 96), (72, 88), (120, 160)])
+def test_output_is_full_resolution_rgb_in_unit_range(student, retention, shape):
+    with torch.no_grad():
+        y = student(frame(*shape), retention)
+    assert y.shape == (1, 3, *shape)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_batch_of_frames_keeps_batch_dimension(student):
+    with torch.no_grad():
+        y = student(torch.rand(2, 3, 64, 64), 0.7)
+    assert y.shape == (2, 3, 64, 64)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 60, 64), (1, 3, 64, 20), (1, 1, 64, 64), (3, 64, 64)])
+def test_bad_input_shape_is_rejected_naming_it(student, shape):
+    with pytest.raises(ValueError, match=str(shape[-1])):
+        student(torch.rand(*shape))
+
+
+@pytest.mark.parametrize("retention", [0.39, 1.01, -1.0, float("nan")])
+def test_retention_outside_range_is_rejected(student, retention):
+    with pytest.raises(ValueError, match="retention"):
+        student(frame(), retention)
+
+
+def test_untrained_student_starts_close_to_its_input():
+    net = Student().eval()
+    x = frame()
+    with torch.no_grad():
+        y = net(x)
+    # the colour skip starts as sigmoid(4x - 2) + a small random conv: correlated with the input
+    corr = torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1]
+    assert corr > 0.8
+
+
+def test_retention_one_runs_every_layer_whole(student):
+    c = student.counts(1.0)
+    assert c == student.channel_groups()
+    for conv in student.modules():
+        if isinstance(conv, SlicedConv):
+            assert conv.sizes(c) == (conv.out_channels, conv.in_channels)
+    assert student.active_attention(1.0) == [0, 1]
+
+
+@pytest.mark.parametrize("retention", [0.7, 0.4])
+def test_sliced_network_equals_full_network_with_pruned_channels_zeroed(student, retention):
+    """Weight slicing computes exactly what a zero mask computes, with smaller layers."""
+    masked = Student().eval()
+    masked.load_state_dict(student.state_dict())
+    c = student.counts(retention)
+    with torch.no_grad():
+        for name, entries in masked.channel_params().items():
+            for p, dim, block in entries:
+                if dim == 0:  # zero what a pruned member produces
+                    p.narrow(0, c[name] * block, p.shape[0] - c[name] * block).zero_()
+        x = frame(128, 192)
+        torch.testing.assert_close(student(x, retention), masked(x, 1.0), atol=1e-5, rtol=1e-4)
+
+
+def test_pruned_layers_are_physically_smaller(student):
+    c = student.counts(0.4)
+    groups = student.channel_groups()
+    assert c["stream"] < groups["stream"] and c["s2"] < groups["s2"]
+    assert student.enc3.sizes(c) == (c["stream"], c["s2"])
+    # the attention keeps 8 of 16 heads at the lowest retention (METHOD.md section 4)
+    assert all(c[b.name] == 8 for b in student.attention_blocks())
+
+
+def test_flops_fall_with_retention_and_match_layer_shapes(student):
+    full, mid, low = (student.flops(480, 640, r) for r in (1.0, 0.7, 0.4))
+    assert full > mid > low
+    assert low < 0.45 * full  # the METHOD.md target is a 60% FLOPs cut at retention 0.4
+    # enc1 alone: 240*320 outputs * 16 channels * 3*3*3 inputs
+    c = student.counts(1.0)
+    assert student.enc1.macs(480, 640, c)[0] == 240 * 320 * 16 * 27
+    assert student.flops(64, 64, 1.0) < student.flops(128, 128, 1.0)
+
+
+def test_flops_reject_sizes_the_network_does_not_take(student):
+    with pytest.raises(ValueError, match="100x64"):
+        student.flops(100, 64)
+
+
+def test_reorder_channels_keeps_the_function_at_full_retention(student):
+    net = Student().eval()
+    net.load_state_dict(student.state_dict())
+    x = frame()
+    with torch.no_grad():
+        before = net(x, 1.0)
+        gen = torch.Generator().manual_seed(3)
+        net.reorder_channels({g: torch.rand(n, generator=gen) for g, n in net.channel_groups().items()})
+        after = net(x, 1.0)
+    assert not torch.equal(net.enc1.weight, student.enc1.weight)  # it did permute
+    torch.testing.assert_close(after, before, atol=2e-5, rtol=1e-4)
+
+
+def test_reorder_channels_puts_important_channels_first():
+    net = Student().eval()
+    old = net.enc3.weight.detach().clone()
+    score = torch.zeros(64)
+    score[42] = 5.0
+    score[7] = 3.0
+    net.reorder_channels({"stream": score})
+    assert torch.equal(net.enc3.weight[0], old[42]) and torch.equal(net.enc3.weight[1], old[7])
+
+
+def test_reorder_channels_rejects_unknown_group_and_wrong_length():
+    net = Student()
+    with pytest.raises(KeyError, match="nope"):
+        net.reorder_channels({"nope": torch.zeros(3)})
+    with pytest.raises(ValueError, match="stream"):
+        net.reorder_channels({"stream": torch.zeros(5)})
+
+
+def test_channel_params_cover_every_group_member(student):
+    groups = student.channel_groups()
+    for name, entries in student.channel_params().items():
+        assert entries, name
+        for p, dim, block in entries:
+            assert p.shape[dim] == groups[name] * block
+
+
+def test_attention_records_entropy_and_gate_skips_blocks(student):
+    x = frame(128, 192)  # 1/8 map 16x24: keys pooled 8x -> 2x3 tokens
+    blocks = student.attention_blocks()
+    assert len(blocks) == 2
+    with torch.no_grad():
+        student(x, 1.0)
+    for blk in blocks:
+        assert 0 < float(blk.attention_entropy) <= torch.log(torch.tensor(float(2 * 3)))  # 2x3 keys
+        assert blk.head_entropy.shape == (16,)
+    try:
+        blocks[0].keep = False
+        assert student.active_attention(0.7) == [1]
+        assert student.active_attention(1.0) == [0, 1]  # r = 1 is the unpruned network
+        with torch.no_grad():
+            skipped = student(x, 0.7)
+        blocks[0].keep = True
+        with torch.no_grad():
+            kept = student(x, 0.7)
+        assert not torch.allclose(skipped, kept)
+        assert student.flops(128, 192, 0.7) < student.flops(128, 192, 1.0)
+    finally:
+        blocks[0].keep = True
+
+
+def test_gradients_reach_every_parameter_at_low_retention_for_kept_slices():
+    net = Student()
+    with torch.no_grad():
+        for blk in net.attention_blocks():
+            blk.o.weight.normal_(0, 0.05)
+    net(frame(), 0.4).mean().backward()
+    c = net.counts(0.4)
+    # kept slice gets a gradient, pruned channels get none (they were never computed)
+    g = net.enc3.weight.grad
+    assert g[: c["stream"]].abs().sum() > 0 and g[c["stream"]:].abs().sum() == 0
+
+
+def test_config_is_small_and_visible():
+    cfg = StudentConfig(widths=(8, 16, 32), res_hidden=32, heads=4, head_dim=4, min_heads=2)
+    net = Student(cfg).eval()
+    with torch.no_grad():
+        assert net(frame(), 0.4).shape == (1, 3, 64, 96)
+    assert check_retention(0.4) == 0.4
