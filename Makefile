@@ -1,0 +1,50 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each installs what it needs
+# (tools/env.sh: pinned venv, idempotent) and builds the messages with colcon first.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+RUN := VENV=$(VENV) tools/rosenv.sh
+CACHE ?= $(HOME)/.cache/muon_ad_ros
+DEMO_SECONDS ?= 40
+OUT ?= out
+
+.PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method soak clean
+
+env:
+	@VENV=$(VENV) tools/env.sh
+
+# colcon from the pip wheels; BUILD_TESTING=OFF keeps rosidl from calling lint tools we do not use.
+build: env
+	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) \
+	  $(VENV)/bin/colcon --log-base log build --paths . --event-handlers console_cohesion- summary- \
+	  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VENV)/bin/python \
+	  -DPython3_NumPy_INCLUDE_DIR=$(CACHE)/numpy-include > $(CURDIR)/log-build.txt 2>&1 \
+	  || { cat $(CURDIR)/log-build.txt; exit 1; }
+
+test: build
+	$(RUN) python -m pytest -q test
+
+test-core: env
+	$(RUN) python -m pytest -q test/core test/runtime test/detect
+
+demo: build
+	$(RUN) python -m muon_ad_ros.runner demo --seconds $(DEMO_SECONDS) --out $(OUT)/demo
+
+bench: bench-model bench-detect bench-graph
+
+bench-graph: build
+	$(RUN) python -m muon_ad_ros.cli bench graph --out $(OUT)/bench
+
+bench-model: build
+	$(RUN) python -m muon_ad_ros.cli bench model --out $(OUT)/bench
+
+bench-detect: build
+	$(RUN) python -m muon_ad_ros.cli bench detect --out $(OUT)/bench
+
+bench-method: build
+	$(RUN) python -m muon_ad_ros.cli bench method --out $(OUT)/bench
+
+soak: build
+	$(RUN) python -m muon_ad_ros.runner soak --seconds 600 --out $(OUT)/soak
+
+clean:
+	rm -rf build install log $(OUT)

@@ -1,0 +1,54 @@
+"""The `muon-ad` command: distill, stylize, eval, export, make-recording and benchmarks.
+
+Each subcommand lives in its own module with a main(argv); this file only dispatches, so
+`muon-ad --help` works without importing torch or ROS.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "distill": ("muon_ad_ros.core.distill", "distill a real-time student for one style image (Muon + AD loss)"),
+    "stylize": ("muon_ad_ros.core.stylize", "per-image Muon-AD optimization (offline, highest quality)"),
+    "eval": ("muon_ad_ros.core.evaluate", "contact sheet and metrics against the CPU peer"),
+    "export": ("muon_ad_ros.core.export", "ONNX (FP32/FP16) bundle and TensorRT engines"),
+    "make-recording": ("muon_ad_ros.camera.recording", "RealSense recording from bundled photographs"),
+}
+BENCHES = {
+    "model": ("muon_ad_ros.core.bench_model", "student latency per resolution/backend/retention vs the peer"),
+    "detect": ("muon_ad_ros.detect.bench", "detector latency per backend at 640x480"),
+    "method": ("muon_ad_ros.core.bench_method", "Muon vs AdamW distillation, ablation"),
+    "graph": ("muon_ad_ros.bench_graph", "the edge graph at fixed camera rates, max sustainable rate"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: muon-ad <command> [options]   (muon-ad <command> --help for its options)", ""]
+    lines += [f"  {name:<15} {doc}" for name, (_, doc) in COMMANDS.items()]
+    lines += [f"  bench {name:<9} {doc}" for name, (_, doc) in BENCHES.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "bench":
+        if not rest or rest[0] not in BENCHES:
+            print(_usage(), file=sys.stderr)
+            return 2
+        module = BENCHES[rest[0]][0]
+        rest = rest[1:]
+    elif cmd in COMMANDS:
+        module = COMMANDS[cmd][0]
+    else:
+        print(f"muon-ad: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(module).main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

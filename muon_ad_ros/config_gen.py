@@ -1,0 +1,52 @@
+"""Writes config/edge.yaml from the parameter declarations (python -m muon_ad_ros.config_gen), so the
+file documents every parameter with its default, range and meaning and never drifts from the nodes."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from muon_ad_ros.params import NODE_KINDS, node_params
+
+HEADER = """\
+# Parameters of every muon_ad_ros node with their defaults. Generated from muon_ad_ros/params/*.py by
+# `python -m muon_ad_ros.config_gen`; edit those files, not this one (a test checks they agree).
+# The launch file applies this file first and the launch arguments' settings after it.
+# Keys match the node in any namespace (/**/<node>).
+"""
+
+
+def render() -> str:
+    """Returns the text of config/edge.yaml."""
+    out = [HEADER]
+    for kind in NODE_KINDS:
+        params, _ = node_params(kind)
+        out.append(f"/**/{kind}:\n  ros__parameters:")
+        for p in params:
+            bounds = []
+            if p.min is not None or p.max is not None:
+                bounds.append(f"range [{p.min}, {p.max}]")
+            if p.choices:
+                bounds.append(f"one of {list(p.choices)}")
+            if p.read_only:
+                bounds.append("read-only")
+            doc = p.description + (f" ({'; '.join(bounds)})" if bounds else "")
+            for line in textwrap.wrap(doc, 96):
+                out.append(f"    # {line}")
+            value = yaml.safe_dump({p.name: p.default}, default_flow_style=True, width=1000).strip()[1:-1]
+            out.append(f"    {value}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    path = Path(__file__).resolve().parent.parent / "config" / "edge.yaml"
+    path.write_text(render())
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

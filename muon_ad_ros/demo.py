@@ -1,0 +1,287 @@
+"""`make demo`: the whole edge graph on a RealSense recording made from bundled photographs, for a
+bounded time; writes the stylized video, snapshots, detections, diagnostics and measured FPS/latency
+into one folder. Also the long soak run (`make soak`). The Collector is shared with the benchmarks."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CACHE = Path(os.environ.get("MUON_AD_ROS_CACHE", Path.home() / ".cache" / "muon_ad_ros"))
+
+
+def machine() -> dict:
+    """Returns what the figures were measured on."""
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "machine": platform.machine()}
+
+
+def percentiles(values, qs=(50, 90, 99)) -> dict:
+    """Returns {'p50': .., 'p90': .., 'p99': .., 'max': .., 'n': ..} of a list (NaN when empty)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return {**{f"p{q}": float("nan") for q in qs}, "max": float("nan"), "n": 0}
+    return {**{f"p{q}": round(float(np.percentile(arr, q)), 2) for q in qs}, "max": round(float(arr.max()), 2),
+            "n": int(arr.size)}
+
+
+class Collector:
+    """An in-process node that records what the graph publishes: stylized/annotated frames,
+    detections, pruning states and diagnostics, with receipt times for rates and latencies."""
+
+    def __init__(self, namespace: str = "", video_path: Path | None = None, snapshot_dir: Path | None = None,
+                 raw_topic: str = "/camera/color/image_raw"):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image
+
+        from muon_ad_ros.msg import DetectionArray, PruningState
+        from muon_ad_ros.nodes import common
+
+        self.common = common
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        if not rclpy.ok():
+            rclpy.init()
+        self.node = rclpy.create_node("demo_collector")
+        self.lock = threading.Lock()
+        self.arrivals = collections.defaultdict(list)     # topic -> [(receipt wall time, latency ms)]
+        self.detections: list[dict] = []
+        self.states: list[dict] = []
+        self.diagnostics: dict[str, dict] = {}
+        self.video_path, self.snapshot_dir = video_path, snapshot_dir
+        self.writer = None
+        self.last = {}
+        self.start_wall = time.time()
+        qos = common.image_qos()
+        self.node.create_subscription(Image, f"{ns}/stylized/image_raw", lambda m: self._on_image("stylized", m), qos)
+        self.node.create_subscription(Image, f"{ns}/detections/image_annotated",
+                                      lambda m: self._on_image("annotated", m), qos)
+        self.node.create_subscription(Image, f"{ns}{raw_topic}", lambda m: self._on_image("raw", m), qos)
+        self.node.create_subscription(DetectionArray, f"{ns}/detections", self._on_detections, common.reliable_qos())
+        self.node.create_subscription(PruningState, f"{ns}/stylized/pruning_state", self._on_state,
+                                      common.reliable_qos())
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.executor = rclpy.executors.SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _spin_loop(self):
+        while self._running:
+            self.executor.spin_once(timeout_sec=0.1)
+
+    def _latency(self, header) -> tuple[float, float]:
+        now = time.time()
+        return now, (now - self.common.stamp_seconds(header.stamp)) * 1e3
+
+    def _on_image(self, kind: str, msg):
+        now, lat = self._latency(msg.header)
+        with self.lock:
+            self.arrivals[kind].append((now, lat))
+        if kind == "raw" and self.snapshot_dir is None:
+            return
+        try:
+            frame = self.common.image_view(msg, ("rgb8",), 8192)
+        except self.common.ImageError:
+            return
+        self.last[kind] = (frame.copy(), msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if kind == "stylized" and self.video_path is not None:
+            if self.writer is None:
+                self.writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0,
+                                              (msg.width, msg.height))
+            self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def _on_detections(self, msg):
+        now, lat = self._latency(msg.header)
+        with self.lock:
+            self.arrivals["detections"].append((now, lat))
+            self.detections.append({"stamp": self.common.stamp_seconds(msg.header.stamp), "frame_id": msg.header.frame_id,
+                                    "backend": msg.backend, "latency_ms": round(lat, 2),
+                                    "boxes": [{"box": [round(d.x_min, 1), round(d.y_min, 1), round(d.x_max, 1),
+                                                       round(d.y_max, 1)], "class_id": d.class_id,
+                                               "class_name": d.class_name, "score": round(d.score, 3)}
+                                              for d in msg.detections]})
+
+    def _on_state(self, msg):
+        with self.lock:
+            self.states.append({"retention": round(msg.retention_requested, 3), "level": round(msg.retention_level, 3),
+                                "flops_fraction": round(msg.flops_fraction, 3), "inference_ms": round(msg.inference_ms, 2),
+                                "kept_attention_layers": list(msg.kept_attention_layers)})
+
+    def _on_diag(self, msg):
+        with self.lock:
+            for st in msg.status:
+                self.diagnostics[st.name] = {"level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes)
+                                             else int(st.level), "message": st.message,
+                                             "values": {v.key: v.value for v in st.values}}
+
+    def snapshot(self, path: Path) -> bool:
+        """Writes raw | stylized | annotated side by side; returns False when a part is missing."""
+        parts = [self.last.get(k) for k in ("raw", "stylized", "annotated")]
+        parts = [p[0] for p in parts if p is not None]
+        if len(parts) < 2:
+            return False
+        h = min(p.shape[0] for p in parts)
+        row = np.concatenate([cv2.resize(p, (int(p.shape[1] * h / p.shape[0]), h)) for p in parts], axis=1)
+        return cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+
+    def rate(self, kind: str, since: float) -> float:
+        """Returns messages per second of `kind` received after wall time `since`."""
+        with self.lock:
+            times = [t for t, _ in self.arrivals[kind] if t >= since]
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+    def latencies(self, kind: str, since: float) -> list[float]:
+        with self.lock:
+            return [lat for t, lat in self.arrivals[kind] if t >= since]
+
+    def close(self):
+        self._running = False
+        self._spin.join(timeout=2.0)
+        if self.writer is not None:
+            self.writer.release()
+        self.node.destroy_node()
+
+
+def ensure_recording(path: Path | None = None, seconds: float = 20.0, fps: float = 30.0) -> Path:
+    """Returns the demo recording, made once from bundled photographs through pyrealsense2's software device."""
+    from muon_ad_ros.camera.recording import make_recording
+    path = Path(path or CACHE / "demo_recording_640x480.db3")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".partial.db3")
+        if tmp.exists():
+            tmp.unlink()
+        print(f"demo: making the RealSense recording {path} (once)", flush=True)
+        make_recording(str(tmp), width=640, height=480, fps=fps, frames=int(seconds * fps))
+        tmp.rename(path)
+    return path
+
+
+def process_stats(pids: dict[str, int]) -> dict[str, dict]:
+    """Returns CPU seconds and resident memory of each node process."""
+    import psutil
+    out = {}
+    for name, pid in pids.items():
+        try:
+            p = psutil.Process(pid)
+            t = p.cpu_times()
+            out[name] = {"rss_mb": round(p.memory_info().rss / 2**20, 1), "cpu_s": round(t.user + t.system, 2)}
+        except psutil.Error:
+            out[name] = {"rss_mb": float("nan"), "cpu_s": float("nan")}
+    return out
+
+
+def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sample_every: float = 5.0):
+    """Runs the graph of runner arguments `a` for warmup + seconds; returns (collector, graph, summary)."""
+    from muon_ad_ros.runner import GraphProcesses, specs_from_args
+    specs = specs_from_args(a)
+    g = GraphProcesses(specs, out / "logs").start()
+    col = Collector(a.namespace, video_path=out / "stylized.mp4", snapshot_dir=out)
+    peak: dict[str, float] = collections.defaultdict(float)
+    rss_series: dict[str, list] = collections.defaultdict(list)
+    t_start = time.time()
+    t_measure = t_start + warmup
+    next_sample, snaps = t_start, 0
+    try:
+        while time.time() < t_measure + seconds:
+            time.sleep(0.25)
+            if time.time() >= next_sample:
+                next_sample += sample_every
+                for name, st in process_stats(g.pids()).items():
+                    peak[name] = max(peak[name], st["rss_mb"]) if st["rss_mb"] == st["rss_mb"] else peak[name]
+                    rss_series[name].append((round(time.time() - t_start, 1), st["rss_mb"]))
+                if time.time() > t_measure and snaps < 4 and col.snapshot(out / f"snapshot_{snaps}.png"):
+                    snaps += 1
+            if not all(g.alive().values()):
+                break
+        cpu = process_stats(g.pids())
+    finally:
+        alive = g.alive()
+        codes = g.stop()
+    span = max(1e-6, time.time() - t_measure)
+    summary = {
+        "machine": machine(), "measured_seconds": round(span, 1), "warmup_seconds": warmup,
+        "graph": [{"name": s.name, "kind": s.kind, "parameters": s.parameters, "remaps": list(s.remaps)} for s in specs],
+        "alive_at_end": alive, "exit_codes": codes,
+        "stylized_fps": round(col.rate("stylized", t_measure), 2),
+        "camera_fps": round(col.rate("raw", t_measure), 2),
+        "detection_fps": round(col.rate("detections", t_measure), 2),
+        "stylized_latency_ms": percentiles(col.latencies("stylized", t_measure)),
+        "detection_latency_ms": percentiles(col.latencies("detections", t_measure)),
+        "frames": {k: len(v) for k, v in col.arrivals.items()},
+        "detections_with_boxes": sum(1 for d in col.detections if d["boxes"]),
+        "peak_rss_mb": dict(peak), "rss_series_mb": dict(rss_series), "cpu": cpu,
+        "pruning": col.states[-1] if col.states else None,
+        "diagnostics": col.diagnostics,
+        "snapshots": snaps,
+    }
+    return col, g, summary
+
+
+def run_demo(a) -> int:
+    """Runs the demo and returns 0 when stylized frames came out."""
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not a.recording and "realsense" in a.cameras:
+        a.recording = str(ensure_recording())
+    if a.controller_mode == "manual":
+        a.controller_mode = "target_fps"
+    col, g, summary = run_graph_and_collect(a, out, a.seconds)
+    col.close()
+    with open(out / "detections.jsonl", "w") as f:
+        for d in col.detections:
+            f.write(json.dumps(d) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "diagnostics.json").write_text(json.dumps(summary["diagnostics"], indent=2))
+    lat = summary["stylized_latency_ms"]
+    lines = [f"demo output: {out.resolve()}",
+             f"  stylized video   {out / 'stylized.mp4'} ({summary['frames'].get('stylized', 0)} frames)",
+             f"  snapshots        {out}/snapshot_*.png (raw | stylized | annotated)",
+             f"  detections       {out / 'detections.jsonl'} ({len(col.detections)} messages, "
+             f"{summary['detections_with_boxes']} with boxes)",
+             f"  summary          {out / 'summary.json'}",
+             f"  camera {summary['camera_fps']} FPS, stylized {summary['stylized_fps']} FPS, detection "
+             f"{summary['detection_fps']} FPS; stylized latency p50 {lat['p50']} / p99 {lat['p99']} ms",
+             f"  peak RSS per node (MB): {summary['peak_rss_mb']}"]
+    print("\n".join(lines))
+    if not summary["frames"].get("stylized"):
+        print("demo FAILED: no stylized frames arrived; node logs are in", out / "logs")
+        return 1
+    return 0
+
+
+def run_soak(a) -> int:
+    """Runs the demo graph for a.seconds and reports crashes, memory growth and rate stability."""
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not a.recording and "realsense" in a.cameras:
+        a.recording = str(ensure_recording())
+    col, g, summary = run_graph_and_collect(a, out, a.seconds, warmup=20.0, sample_every=10.0)
+    with col.lock:
+        times = [t for t, _ in col.arrivals["stylized"]]
+    col.close()
+    per_minute = np.histogram(times, bins=max(1, int((times[-1] - times[0]) // 60)))[0].tolist() if len(times) > 1 else []
+    growth = {}
+    for name, series in summary["rss_series_mb"].items():
+        after = [mb for t, mb in series if t >= 20.0 + 60.0]    # from one minute after warm-up
+        growth[name] = round(after[-1] - after[0], 1) if len(after) > 1 else float("nan")
+    report = {"crashed": [n for n, ok in summary["alive_at_end"].items() if not ok],
+              "rss_growth_mb": growth, "stylized_frames_per_minute": per_minute, **summary}
+    (out / "soak.json").write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps({k: report[k] for k in ("crashed", "rss_growth_mb", "stylized_fps", "detection_fps",
+                                              "stylized_latency_ms", "stylized_frames_per_minute")}, indent=2))
+    return 1 if report["crashed"] or any(v > 20 for v in growth.values() if v == v) else 0

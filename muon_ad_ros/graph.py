@@ -1,0 +1,109 @@
+"""The one description of the edge graph: nodes, executables, parameters, remaps, QoS transport
+settings and priorities. launch/edge.launch.py, the launch-free runner (muon_ad_ros.runner) and the
+tests all read it, because launch/launch_ros cannot be installed on the development machines."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from muon_ad_ros.params import NODE_KINDS, node_params
+
+# Images travel as sensor-data QoS (best effort). Over Fast DDS's default UDP transport a lost
+# fragment drops the whole 640x480 frame: 92-100% were lost between processes in our measurement.
+# LARGE_DATA uses shared memory locally and TCP across hosts: 0% loss, p50 2.8 ms (ENVIRONMENT.md).
+TRANSPORT_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+
+CAMERA_TOPIC = "/camera/color/image_raw"
+DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
+CSI_TOPIC = "/csi/image_raw"
+STYLE_PRIORITY = 80       # SCHED_FIFO priority of the style inference thread
+DETECTION_NICE = 5        # detection ranks below style: normal scheduling, lower nice priority
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph as `ros2 run` / launch_ros / the runner start it."""
+
+    name: str
+    kind: str                                   # executable name == module muon_ad_ros.nodes.<kind>
+    namespace: str = ""
+    parameters: dict = field(default_factory=dict)
+    remaps: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def executable(self) -> str:
+        """Returns the executable installed in lib/muon_ad_ros."""
+        return self.kind
+
+    @property
+    def module(self) -> str:
+        """Returns the Python module that runs this node."""
+        return f"muon_ad_ros.nodes.{self.kind}"
+
+    @property
+    def fqn(self) -> str:
+        """Returns the fully qualified node name."""
+        ns = "/" + self.namespace.strip("/") if self.namespace.strip("/") else ""
+        return f"{ns}/{self.name}"
+
+    def full_parameters(self) -> dict:
+        """Returns every parameter of the node: defaults overlaid with this graph's settings."""
+        params, _ = node_params(self.kind)
+        return {p.name: p.default for p in params} | dict(self.parameters)
+
+
+def _ns(namespace: str, topic: str) -> str:
+    ns = namespace.strip("/")
+    return f"/{ns}{topic}" if ns and topic.startswith("/") else topic
+
+
+def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = "",
+               recording: str = "", realsense_serial: str = "", csi_source: str = "",
+               camera_fps: float = 30.0, width: int = 640, height: int = 480,
+               style_model: str = "", style_backend: str = "onnxruntime", style_priority: int = STYLE_PRIORITY,
+               detection: bool = True, detection_backend: str = "opencv_hog", detection_model: str = "",
+               controller_mode: str = "manual", target_fps: float = 24.0,
+               style_input: str = "") -> list[NodeSpec]:
+    """Returns the node specs of the edge graph for these launch arguments.
+
+    cameras: any of "realsense", "csi"; none = subscribe to existing topics (style_input, e.g.
+    realsense2_camera's /camera/camera/color/image_raw)."""
+    for cam in cameras:
+        if cam not in ("realsense", "csi"):
+            raise ValueError(f"unknown camera {cam!r}; use realsense, csi or none")
+    nodes: list[NodeSpec] = []
+    if "realsense" in cameras:
+        nodes.append(NodeSpec("realsense_camera", "realsense_camera", _join(namespace, "camera"), {
+            "recording": recording, "serial": realsense_serial, "width": width, "height": height,
+            "fps": float(camera_fps)}))
+    if "csi" in cameras:
+        nodes.append(NodeSpec("csi_camera", "csi_camera", _join(namespace, "csi"), {
+            "source": csi_source, "width": width, "height": height, "fps": float(camera_fps)}))
+    source = style_input or (CAMERA_TOPIC if "realsense" in cameras else CSI_TOPIC)
+    source = _ns(namespace, source)
+    nodes.append(NodeSpec("style_transfer", "style_transfer", namespace, {
+        "model_dir": style_model, "backend": style_backend, "sched_priority": int(style_priority)},
+        (("image", source),)))
+    if detection:
+        nodes.append(NodeSpec("detection", "detection", namespace, {
+            "backend": detection_backend, "model_path": detection_model}, (("image", source),)))
+    ctrl = {"mode": controller_mode, "target_fps": float(target_fps),
+            "detection_node": "detection" if detection else ""}
+    depth = _ns(namespace, DEPTH_TOPIC) if "realsense" in cameras else _ns(namespace, "/depth_unavailable")
+    nodes.append(NodeSpec("controller", "controller", namespace, ctrl, (("depth", depth),)))
+    for n in nodes:
+        assert n.kind in NODE_KINDS
+    return nodes
+
+
+def _join(namespace: str, sub: str) -> str:
+    ns = namespace.strip("/")
+    return f"{ns}/{sub}" if ns else sub
+
+
+def node_env(base: dict | None = None) -> dict:
+    """Returns the environment a node process needs (the transport settings added)."""
+    env = dict(os.environ if base is None else base)
+    for k, v in TRANSPORT_ENV.items():
+        env.setdefault(k, v)
+    return env

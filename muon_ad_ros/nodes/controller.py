@@ -1,0 +1,215 @@
+"""controller node: the graph's parameter server. Sets retention / resolution on the style node by
+hand, in closed loop on the stylized frame rate and latency, or from RealSense depth, and says on
+/diagnostics what it decided and why."""
+from __future__ import annotations
+
+import collections
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.srv import SetParameters
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from muon_ad_ros.msg import PruningState
+from muon_ad_ros.nodes import common
+from muon_ad_ros.nodes.common import OK, WARN
+from muon_ad_ros.params import controller as controller_params
+
+DETECTION_RATE_START = 10.0   # first rate_limit the loop gives detection when style is at its floor
+
+
+def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, r_max: float) -> tuple[float, float]:
+    """Returns (retention, nearest content distance in m): the 5th percentile of valid depth mapped
+    linearly from r_max at `near` to r_min at `far` (METHOD.md section 4, distance-aware pruning,
+    applied per frame because the exported student takes one retention per frame)."""
+    valid = depth_m[(depth_m > 0) & np.isfinite(depth_m)]
+    if valid.size == 0:
+        return r_max, float("nan")
+    nearest = float(np.percentile(valid, 5))
+    t = min(1.0, max(0.0, (nearest - near) / (far - near)))
+    return r_max - t * (r_max - r_min), nearest
+
+
+class ControllerNode(Node):
+    def __init__(self):
+        super().__init__("controller")
+        self.values = common.declare_params(self, controller_params.PARAMS, controller_params.check,
+                                            self._on_change)
+        self.diag = common.Diagnostics(self, "muon_ad_ros/controller")
+        ns = self.get_namespace().rstrip("/")
+        self.style_client = self.create_client(SetParameters, f"{ns}/{self.values['style_node']}/set_parameters")
+        det = self.values["detection_node"]
+        self.det_client = self.create_client(SetParameters, f"{ns}/{det}/set_parameters") if det else None
+        self.arrivals = collections.deque(maxlen=1000)     # (receipt monotonic, latency ms)
+        self.create_subscription(PruningState, "stylized/pruning_state", self._on_state, common.reliable_qos())
+        self.create_subscription(Image, "depth", self._on_depth, common.image_qos())
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
+        self.prev_counts = None
+        self.depth = None
+        self.retention = self.values["retention"] if self.values["mode"] == "manual" else self.values["retention_max"]
+        self.scale = self.values["resolution_scale"] if self.values["mode"] == "manual" else 1.0
+        self.detection_rate = None      # None: the loop has not limited detection
+        self.pushed: dict = {}
+        self.decision, self.level = "starting", OK
+        self.timer = self.create_timer(self.values["period"], self._control)
+        self.diag.add_provider(self._report)
+
+    def _on_change(self, name: str, value):
+        if name == "period":
+            self.timer.cancel()
+            self.timer = self.create_timer(value, self._control)
+        if name == "mode" and value != "manual":
+            self.retention, self.scale = self.values["retention_max"], 1.0
+        if self.values["mode"] == "manual" and name in ("mode", "retention", "resolution_scale"):
+            self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
+
+    def _on_state(self, msg: PruningState):
+        latency = (time.time() - common.stamp_seconds(msg.header.stamp)) * 1e3
+        self.arrivals.append((time.monotonic(), latency))
+
+    def _on_depth(self, msg: Image):
+        try:
+            self.depth = (common.image_view(msg, common.DEPTH_ENCODINGS, 8192), msg.encoding)
+        except common.ImageError as exc:
+            self.get_logger().warning(f"depth frame rejected: {exc}", throttle_duration_sec=5.0)
+
+    def _on_diagnostics(self, msg: DiagnosticArray):
+        want = f"{self.values['style_node']}: style"
+        for st in msg.status:
+            if st.name == want:
+                kv = {v.key: v.value for v in st.values}
+                try:
+                    self.style_counts = (int(kv["frames_received"]), int(kv["frames_dropped"]))
+                except (KeyError, ValueError):
+                    pass
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _window(self) -> tuple[float, float, int]:
+        """Returns (stylized fps, latency p50 ms, samples) over the last two control periods."""
+        horizon = max(2.0, 2 * self.values["period"])
+        now = time.monotonic()
+        recent = [(t, lat) for t, lat in self.arrivals if t > now - horizon]
+        if len(recent) < 2:
+            return 0.0, float("nan"), len(recent)
+        fps = (len(recent) - 1) / max(1e-6, recent[-1][0] - recent[0][0])
+        return fps, float(np.median([lat for _, lat in recent])), len(recent)
+
+    def _drop_ratio(self) -> float:
+        """Returns the fraction of camera frames the style node dropped since the last period."""
+        cur, prev = self.style_counts, self.prev_counts
+        self.prev_counts = cur
+        if cur is None or prev is None or cur[0] <= prev[0]:
+            return float("nan")
+        return (cur[1] - prev[1]) / (cur[0] - prev[0])
+
+    def _control(self):
+        mode = self.values["mode"]
+        fps, p50, n = self._window()
+        drops = self._drop_ratio()
+        if mode == "manual":
+            self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
+            self.decision, self.level = (f"manual: retention {self.retention:.2f}, resolution_scale "
+                                         f"{self.scale:.2f}"), OK
+        elif mode == "depth_lod":
+            self._depth_lod()
+        else:
+            self._target_fps(fps, p50, n, drops)
+        self._push()
+
+    def _target_fps(self, fps: float, p50: float, n: int, drops: float):
+        v, h = self.values, self.values["hysteresis"]
+        if n < 2:
+            self.decision, self.level = "target_fps: no stylized frames in the window; holding", WARN
+            return
+        why = f"fps {fps:.1f} (target {v['target_fps']:.1f} +/-{h:.0%}), p50 {p50:.0f} ms"
+        lat_high = v["target_latency_ms"] > 0 and p50 > v["target_latency_ms"] * (1 + h)
+        # Below target but not dropping frames means the camera is the limit, not the style node.
+        camera_limited = drops == drops and drops < 0.05
+        too_slow = (fps < v["target_fps"] * (1 - h) and not camera_limited) or lat_high
+        headroom = ((fps > v["target_fps"] * (1 + h) or camera_limited) and not lat_high
+                    and not (v["target_latency_ms"] > 0 and p50 > v["target_latency_ms"] * (1 - h)))
+        before = (self.retention, self.scale, self.detection_rate)
+        if too_slow:
+            # Degrade style first (retention, then resolution); detection only when style is at its floor.
+            if self.retention > v["retention_min"] + 1e-6:
+                self.retention = max(v["retention_min"], self.retention - v["step"])
+            elif self.scale > v["resolution_min"] + 1e-6:
+                self.scale = max(v["resolution_min"], round(self.scale - 0.125, 3))
+            elif self.det_client is not None:
+                self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or DETECTION_RATE_START * 2) / 2)
+        elif headroom:
+            # Restore in the reverse order: detection, then resolution, then retention.
+            if self.detection_rate is not None:
+                self.detection_rate = None if self.detection_rate * 2 > DETECTION_RATE_START else self.detection_rate * 2
+            elif self.scale < 1.0 - 1e-6:
+                self.scale = min(1.0, round(self.scale + 0.125, 3))
+            elif self.retention < v["retention_max"] - 1e-6:
+                self.retention = min(v["retention_max"], self.retention + v["step"])
+        after = (self.retention, self.scale, self.detection_rate)
+        drop_txt = f", style dropped {drops:.0%} of camera frames" if drops == drops else ""
+        if after != before:
+            self.decision = (f"target_fps: {why}{drop_txt} -> {'degrade' if too_slow else 'restore'}: retention "
+                             f"{before[0]:.2f}->{after[0]:.2f}, resolution_scale {before[1]:.3f}->{after[1]:.3f}, "
+                             f"detection rate_limit {_rate(before[2])}->{_rate(after[2])}")
+        else:
+            self.decision = f"target_fps: {why}{drop_txt} -> hold (within band or at bound)"
+        self.level = WARN if too_slow and after == before else OK
+
+    def _depth_lod(self):
+        v = self.values
+        if self.depth is None:
+            self.decision, self.level = "depth_lod: no depth frames yet; holding", WARN
+            return
+        view, encoding = self.depth
+        depth_m = view.astype(np.float32) * (1.0 if encoding == "32FC1" else 1e-3)
+        self.retention, nearest = depth_retention(depth_m, v["depth_near_m"], v["depth_far_m"],
+                                                  v["retention_min"], v["retention_max"])
+        self.decision = (f"depth_lod: nearest content {nearest:.2f} m (near {v['depth_near_m']} m, far "
+                         f"{v['depth_far_m']} m) -> retention {self.retention:.2f}")
+        self.level = OK
+
+    def _push(self):
+        style = {"retention": round(float(self.retention), 4), "resolution_scale": round(float(self.scale), 4)}
+        self._set(self.style_client, {k: x for k, x in style.items() if self.pushed.get(k) != x}, "style")
+        if self.det_client is not None:
+            rate = 0.0 if self.detection_rate is None else float(self.detection_rate)
+            if self.pushed.get("rate_limit") != rate:
+                self._set(self.det_client, {"rate_limit": rate}, "detection")
+
+    def _set(self, client, params: dict, who: str):
+        if not params or not client.service_is_ready():
+            return
+        req = SetParameters.Request(parameters=[Parameter(k, value=x).to_parameter_msg() for k, x in params.items()])
+        future = client.call_async(req)
+
+        def done(f, params=params):
+            results = f.result().results if f.result() else []
+            for (k, x), r in zip(params.items(), results):
+                if r.successful:
+                    self.pushed[k] = x
+                else:
+                    self.get_logger().warning(f"{who} rejected {k}={x}: {r.reason}", throttle_duration_sec=5.0)
+        future.add_done_callback(done)
+
+    def _report(self):
+        fps, p50, n = self._window()
+        self.diag.status("control", self.level, self.decision, common.kv(
+            mode=self.values["mode"], stylized_fps=f"{fps:.2f}", stylized_latency_p50_ms=f"{p50:.1f}",
+            retention=f"{self.retention:.3f}", resolution_scale=f"{self.scale:.3f}",
+            detection_rate_limit=_rate(self.detection_rate), style_node_ready=self.style_client.service_is_ready()))
+
+
+def _rate(rate) -> str:
+    return "unlimited" if rate is None else f"{rate:.1f} Hz"
+
+
+def main(args=None) -> int:
+    return common.run_node(ControllerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,251 @@
+"""style_transfer node: stylizes the latest camera frame with the Muon-AD student under SCHED_FIFO
+and publishes the stylized image (source header unchanged) and the pruning state."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from muon_ad_ros.msg import PruningState
+from muon_ad_ros.nodes import common
+from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.params import style_transfer as style_params
+from muon_ad_ros.runtime import realtime
+from muon_ad_ros.runtime.style import open_style_backend
+
+MODELS_ROOT = Path(__file__).resolve().parent.parent / "models"
+# cv2 conversion into an rgb8 buffer, per accepted input encoding (None: already rgb8)
+TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+          "mono8": cv2.COLOR_GRAY2RGB}
+
+
+def default_model_dir() -> str:
+    """Returns the shipped default style bundle (models/DEFAULT names it, else the first bundle)."""
+    named = MODELS_ROOT / "DEFAULT"
+    if named.is_file():
+        return str(MODELS_ROOT / named.read_text().strip())
+    bundles = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
+    return str(bundles[0]) if bundles else str(MODELS_ROOT / "default")
+
+
+class FrameBuffers:
+    """Pre-allocated rgb8 buffers for one input shape and processing scale (no per-frame allocation)."""
+
+    def __init__(self, height: int, width: int, scale: float):
+        self.key = (height, width, scale)
+        self.rgb = np.empty((height, width, 3), np.uint8)
+        sh, sw = max(8, int(round(height * scale / 8)) * 8), max(8, int(round(width * scale / 8)) * 8)
+        self.small = np.empty((sh, sw, 3), np.uint8) if (sh, sw) != (height, width) else None
+        self.out = np.empty((height, width, 3), np.uint8) if self.small is not None else None
+
+
+class StyleTransferNode(Node):
+    def __init__(self):
+        super().__init__("style_transfer")
+        self.stats = common.FrameStats()
+        self.diag = common.Diagnostics(self, "muon_ad_ros/style_transfer")
+        self.backend = None
+        self.backend_key = None
+        self.backend_note = ""
+        self._pending = None
+        self._started = False
+        self.values = common.declare_params(self, style_params.PARAMS, self._check, self._on_change)
+        self._started = True
+        self._open_initial_backend()
+
+        self.rt_status: realtime.RealtimeStatus | None = None
+        self._rt_dirty = True
+        self.buffers: FrameBuffers | None = None
+        self.last_state = None
+        self.qos = common.image_qos()
+        topics = self.values["input_topics"]
+        self.slots = [common.LatestFrame() for _ in topics]
+        self.wake = threading.Event()
+        self.image_pubs, self.subs = [], []
+        for k, topic in enumerate(topics):
+            out = "stylized/image_raw" if k == 0 else f"stylized/image_raw_{k}"
+            sub_cb, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
+            self.subs.append(self.create_subscription(Image, topic, lambda m, k=k: self._on_image(k, m), self.qos,
+                                                      event_callbacks=sub_cb))
+            self.image_pubs.append(self.create_publisher(Image, out, self.qos, event_callbacks=pub_cb))
+        self.state_pub = self.create_publisher(PruningState, "stylized/pruning_state", common.reliable_qos())
+        self.diag.add_provider(self._report)
+        self._running = True
+        self.worker = threading.Thread(target=self._work, name="style_inference", daemon=True)
+        self.worker.start()
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _model_key(self, values: dict) -> tuple:
+        return (values["model_dir"] or default_model_dir(), values["backend"], values["precision"],
+                values["threads"])
+
+    def _open(self, key: tuple):
+        model_dir, backend, precision, threads = key
+        return open_style_backend(backend, model_dir, threads=threads, precision=precision)
+
+    def _check(self, values: dict) -> str | None:
+        reason = style_params.check(values)
+        if reason or not self._started:
+            return reason
+        key = self._model_key(values)
+        if key != self.backend_key:
+            # Open the new model while validating, so a bad path or file is rejected with its
+            # reason and the running model stays.
+            try:
+                self._pending = (key, self._open(key))
+            except Exception as exc:
+                return f"cannot load {key[0]} with {key[1]}/{key[2]}: {exc}"
+        return None
+
+    def _on_change(self, name: str, value):
+        if name in ("sched_priority", "cpu_core"):
+            self._rt_dirty = True
+        if self._pending is not None:
+            (self.backend_key, self.backend), self._pending = self._pending, None
+            self.backend_note = ""
+            self.get_logger().info(f"switched to {self.backend_key[0]} ({self.backend.name}, "
+                                   f"{self.backend.precision})")
+
+    def _open_initial_backend(self):
+        key = self._model_key(self.values)
+        try:
+            self.backend, self.backend_key = self._open(key), key
+            return
+        except Exception as exc:
+            note = f"cannot load {key[0]} with {key[1]}/{key[2]}: {exc}"
+        if key[1] != "onnxruntime":
+            fallback = (key[0], "onnxruntime", "fp32", key[3])
+            try:
+                self.backend, self.backend_key = self._open(fallback), fallback
+                self.backend_note = f"{note}; fell back to onnxruntime/fp32 on CPU"
+                self.get_logger().warning(self.backend_note)
+                return
+            except Exception as exc2:
+                note = f"{note}; CPU fallback failed too: {exc2}"
+        self.backend_note = note
+        self.get_logger().error(f"{note}. Frames are dropped until a valid model_dir is set.")
+
+    # -- frames -------------------------------------------------------------------------------
+    def _on_image(self, k: int, msg: Image):
+        self.stats.on_input()
+        if self.slots[k].put(msg):
+            self.stats.on_dropped()
+        self.wake.set()
+
+    def _work(self):
+        k = 0
+        while self._running:
+            if self._rt_dirty:
+                self._rt_dirty = False
+                self._apply_realtime()
+            if not self.wake.wait(0.5):
+                continue
+            self.wake.clear()
+            for _ in range(len(self.slots)):
+                msg = self.slots[k].take(0)
+                if msg is not None:
+                    self._process(k, msg)
+                k = (k + 1) % len(self.slots)
+            if any(s.pending() for s in self.slots):
+                self.wake.set()
+
+    def _apply_realtime(self):
+        core = self.values["cpu_core"]
+        try:
+            self.rt_status = realtime.apply_realtime(self.values["sched_priority"], (core,) if core >= 0 else ())
+        except ValueError as exc:
+            self.rt_status = realtime.RealtimeStatus("SCHED_OTHER", 0, False, str(exc), threading.get_native_id())
+        log = self.get_logger().info if self.rt_status.ok else self.get_logger().warning
+        log(f"inference thread {self.rt_status.thread_id}: {self.rt_status.reason}")
+
+    def _process(self, k: int, msg: Image):
+        backend = self.backend
+        try:
+            view = common.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
+        except common.ImageError as exc:
+            self.stats.on_bad(exc.reason)
+            return
+        if backend is None:
+            self.stats.on_bad("no_model")
+            return
+        h, w = view.shape[:2]
+        scale = self.values["resolution_scale"]
+        if self.buffers is None or self.buffers.key != (h, w, scale):
+            self.buffers = FrameBuffers(h, w, scale)
+        buf = self.buffers
+        code = TO_RGB[msg.encoding]
+        rgb = view if code is None else cv2.cvtColor(view, code, dst=buf.rgb)
+        retention = self.values["retention"]
+        t0 = time.perf_counter()
+        try:
+            if buf.small is not None:
+                cv2.resize(rgb, buf.small.shape[1::-1], dst=buf.small, interpolation=cv2.INTER_AREA)
+                out = cv2.resize(backend.infer(buf.small, retention), (w, h), dst=buf.out,
+                                 interpolation=cv2.INTER_LINEAR)
+            else:
+                out = backend.infer(rgb, retention)
+        except Exception as exc:
+            self.stats.on_bad("inference")
+            self.get_logger().error(f"inference failed on a {w}x{h} frame: {exc}", throttle_duration_sec=5.0)
+            return
+        infer_ms = (time.perf_counter() - t0) * 1e3
+        self.image_pubs[k].publish(common.fill_image(Image(), out, "rgb8", msg.header))
+        self.last_state = self._pruning_state(backend, retention, msg.header, infer_ms)
+        self.state_pub.publish(self.last_state)
+        self.stats.on_output(common.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
+
+    def _pruning_state(self, backend, retention: float, header, infer_ms: float) -> PruningState:
+        info = backend.pruning_state(retention)
+        return PruningState(header=header, retention_requested=float(retention), retention_level=float(info.level),
+                            retention_per_stage=[float(r) for r in info.retention_per_stage],
+                            kept_attention_layers=[int(i) for i in info.kept_attention_layers],
+                            attention_entropy=[float(e) for e in info.attention_entropy],
+                            flops_fraction=float(info.flops_fraction), inference_ms=float(infer_ms))
+
+    # -- diagnostics --------------------------------------------------------------------------
+    def _report(self):
+        values = self.stats.key_values()
+        rt = self.rt_status
+        if rt is not None:
+            values += common.kv(sched_policy=rt.policy_name, sched_priority=rt.priority,
+                                sched_requested=self.values["sched_priority"], inference_thread_id=rt.thread_id,
+                                cpu_affinity=list(rt.cpu_affinity), sched_note=rt.reason)
+        b = self.backend
+        values += common.kv(backend=b.name if b else "none", precision=b.precision if b else "none",
+                            device=b.device if b else "none", model_dir=self.backend_key[0] if self.backend_key else "",
+                            retention=self.values["retention"], resolution_scale=self.values["resolution_scale"])
+        st = self.last_state
+        if st is not None:
+            values += common.kv(retention_level=round(st.retention_level, 3),
+                                kept_attention_layers=list(st.kept_attention_layers),
+                                flops_fraction=round(st.flops_fraction, 3), inference_ms=round(st.inference_ms, 1))
+        idle = self.stats.seconds_since_input()
+        if b is None:
+            level, message = ERROR, f"no model loaded: {self.backend_note}"
+        elif idle > self.values["stale_timeout"]:
+            level, message = STALE, (f"no camera frames for {idle:.1f} s" if idle != float("inf")
+                                     else "no camera frames yet")
+        elif (rt is not None and not rt.ok) or self.backend_note:
+            level, message = WARN, "; ".join(x for x in (self.backend_note, rt.reason if rt and not rt.ok else "")
+                                             if x)
+        else:
+            level, message = OK, f"stylizing at {self.stats.rate():.1f} Hz"
+        self.diag.status("style", level, message, values)
+
+    def close(self):
+        self._running = False
+        self.wake.set()
+        self.worker.join(timeout=2.0)
+
+
+def main(args=None) -> int:
+    return common.run_node(StyleTransferNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs a command with the venv's ROS 2 (pip wheels) and this package's colcon install on the paths.
+# Usage: tools/rosenv.sh <command> [args...]
+here=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$here/.venv}
+export VIRTUAL_ENV=$VENV
+export PATH="$VENV/bin:$here/install/muon_ad_ros/lib/muon_ad_ros:$PATH"
+export AMENT_PREFIX_PATH="$here/install/muon_ad_ros:$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export CMAKE_PREFIX_PATH="$VENV"
+export PYTHONPATH="$here:$here/install/muon_ad_ros/lib/python3.11/site-packages${PYTHONPATH:+:$PYTHONPATH}"
+export LD_LIBRARY_PATH="$here/install/muon_ad_ros/lib:$VENV/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Large images over sensor-data (best-effort) QoS between processes: without this Fast DDS
+# fragments them over UDP and loses 92-100% of 640x480 frames (ENVIRONMENT.md, measured).
+export FASTDDS_BUILTIN_TRANSPORTS=${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}
+export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
+exec "$@"
