@@ -1,15 +1,19 @@
 """The real-time student: a feed-forward style network with run-time channel and attention pruning.
 
-Built for CPU and the Jetson DLA (METHOD.md section 6): 3x3/1x1 convolutions, ReLU, depth-to-space
-(pixel shuffle) instead of transposed convolutions, average pooling and integer nearest resize, no
-InstanceNorm, zero padding only. Three stride-2 convolutions take the frame to 1/8, residual blocks
-and a few multi-head attention blocks work there, and pixel-shuffle steps with additive skips bring
-it back to full resolution. Input constraint: H and W multiples of 8 and at least 64 (the keys of the attention pool the 1/8 map 8x).
+Built for CPU and the Jetson DLA (METHOD.md section 6): convolutions, ReLU, average pooling, integer
+nearest upsampling and depth-to-space, no InstanceNorm, zero padding only. A 4x4 stride-4 stem and
+a stride-2 conv take the frame to 1/8 where residual blocks and a few multi-head attention blocks
+work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, and a 3x3 conv
+emits 4x4 sub-pixels (depth-to-space) added to a linear full-resolution colour path of the input.
+No layer runs at full resolution: profiling showed that full- and half-resolution layers are
+memory-bound and would not shrink with retention.
+Input constraint: H and W multiples of 8 and at least 64 (attention keys pool the 1/8 map 8x).
 
 Dynamic pruning (METHOD.md section 4): every channel group is kept in importance order, so a
 retention r runs convolutions on the first ceil(r * C) channels only (weight slicing, physically
-smaller layers); attention blocks whose entropy gate `.keep` is off are skipped at r < 1, and kept
-blocks run the first max(min_heads, ceil(r * heads)) heads, ordered by entropy.
+smaller layers; rounded up to `channel_multiple` so CPU kernels stay in their 8-wide blocks);
+attention blocks whose entropy gate `.keep` is off are skipped at r < 1, and kept blocks run the
+first max(min_heads, ceil(r * heads)) heads, ordered by entropy.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ MIN_RETENTION = 0.4
 
 @dataclass
 class StudentConfig:
-    widths: tuple[int, int, int] = (16, 32, 64)  # channels at 1/2, 1/4 and 1/8 resolution
+    widths: tuple[int, int] = (32, 64)  # channels at 1/4 and 1/8 resolution
     res_blocks: int = 2  # residual blocks at 1/8
     res_hidden: int = 64  # hidden channels inside a residual block
     attention_blocks: int = 2  # prunable attention blocks at 1/8
@@ -34,7 +38,7 @@ class StudentConfig:
     min_heads: int = 8  # METHOD.md section 4: keep 8 of 16 heads when pruned
     query_pool: int = 2  # queries on a grid pooled 2x from 1/8 (1/16 of the frame)
     key_pool: int = 4  # keys/values pooled 4x from 1/8 (1/32 of the frame)
-    channel_multiple: int = 8  # kept channels round up to this: CPU/GPU kernels work in blocks of 8
+    channel_multiple: int = 8  # kept channels round up to a multiple of this
 
 
 def kept(channels: int, retention: float, multiple: int = 1) -> int:
@@ -160,34 +164,29 @@ class Student(nn.Module):
     def __init__(self, config: StudentConfig | None = None):
         super().__init__()
         self.config = cfg = config or StudentConfig()
-        c1, c2, c3 = cfg.widths
-        self.enc1 = SlicedConv(3, c1, 3, stride=2, out_group="s1")
-        self.enc2 = SlicedConv(c1, c2, 3, stride=2, out_group="s2", in_group="s1")
-        self.enc3 = SlicedConv(c2, c3, 3, stride=2, out_group="stream", in_group="s2")
-        self.res = nn.ModuleList(ResBlock(f"res{i}", c3, cfg.res_hidden) for i in range(cfg.res_blocks))
-        self.attn = nn.ModuleList(AttentionBlock(f"attn{i}", c3, cfg) for i in range(cfg.attention_blocks))
-        # decoder: 1x1 conv at low resolution, then integer nearest upsampling (DLA-friendly, and
-        # cheaper than depth-to-space on CPU), additive skips, a 3x3 conv to mix neighbours
-        self.up3 = SlicedConv(c3, c2, 1, out_group="s2", in_group="stream")
-        self.dec2 = SlicedConv(c2, c2, 3, out_group="d2", in_group="s2")
-        self.up2 = SlicedConv(c2, c1, 1, out_group="s1", in_group="d2")
-        self.dec1 = SlicedConv(c1, c1, 3, out_group="d1", in_group="s1")
-        # the last step is depth-to-space: full-resolution detail without a full-resolution conv
-        self.out = SlicedConv(c1, 12, 3, in_group="d1")
-        # full-resolution path from the input, as a 2x2 stride-2 conv in the same depth-to-space
-        # layout: fine content detail survives, and the add and sigmoid run at 1/2 resolution
-        self.skip = SlicedConv(3, 12, 2, stride=2, padding=0)
+        c4, c8 = cfg.widths
+        self.stem = SlicedConv(3, c4, 4, stride=4, padding=0, out_group="skip4")
+        self.down = SlicedConv(c4, c8, 3, stride=2, out_group="stream", in_group="skip4")
+        self.res = nn.ModuleList(ResBlock(f"res{i}", c8, cfg.res_hidden) for i in range(cfg.res_blocks))
+        self.attn = nn.ModuleList(AttentionBlock(f"attn{i}", c8, cfg) for i in range(cfg.attention_blocks))
+        # 1x1 conv at 1/8 then nearest upsampling: the same function as upsample-then-1x1, 4x cheaper
+        self.up = SlicedConv(c8, c4, 1, out_group="skip4", in_group="stream")
+        self.dec = SlicedConv(c4, c4, 3, out_group="dec4", in_group="skip4")
+        self.out = SlicedConv(c4, 48, 3, in_group="dec4")  # 3 colours x 4x4 sub-pixels
+        # full-resolution colour path of the input in the same sub-pixel layout (a 4x4 stride-4
+        # conv): fine content detail survives, and the add and sigmoid run at 1/4 resolution
+        self.skip = SlicedConv(3, 48, 4, stride=4, padding=0)
         with torch.no_grad():  # start as sigmoid(4x - 2): the untrained student shows its input
             self.skip.weight.zero_()
-            for c, i in ((c, i) for c in range(3) for i in range(4)):
-                self.skip.weight[4 * c + i, c, i // 2, i % 2] = 4.0
+            for c, i in ((c, i) for c in range(3) for i in range(16)):
+                self.skip.weight[16 * c + i, c, i // 4, i % 4] = 4.0
             self.skip.bias.fill_(-2.0)
 
     # -- channel groups ----------------------------------------------------------------------
     def channel_groups(self) -> dict[str, int]:
         """Return {group name: number of members}: the keys reorder_channels and importance use."""
-        c1, c2, c3 = self.config.widths
-        groups = {"s1": c1, "s2": c2, "stream": c3, "d2": c2, "d1": c1}
+        c4, c8 = self.config.widths
+        groups = {"skip4": c4, "stream": c8, "dec4": c4}
         groups.update({f"res{i}": self.config.res_hidden for i in range(len(self.res))})
         groups.update({blk.name: blk.heads for blk in self.attn})
         return groups
@@ -247,39 +246,32 @@ class Student(nn.Module):
     def forward(self, x: torch.Tensor, retention: float = 1.0) -> torch.Tensor:
         check_input(x)
         c = self.counts(retention)
-        e1 = F.relu(self.enc1(x, c))  # 1/2
-        e2 = F.relu(self.enc2(e1, c))  # 1/4
-        h = F.relu(self.enc3(e2, c))  # 1/8
+        e = F.relu(self.stem(x, c))  # 1/4
+        h = F.relu(self.down(e, c))  # 1/8
         for blk in self.res:
             h = F.relu(blk(h, c))
         for i in self.active_attention(retention):
             h = self.attn[i](h, c)
-        d = F.interpolate(self.up3(h, c), scale_factor=2.0, mode="nearest") + e2
-        d = F.relu(self.dec2(d, c))
-        d = F.interpolate(self.up2(d, c), scale_factor=2.0, mode="nearest") + e1
-        d = F.relu(self.dec1(d, c))
-        return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 2)
+        d = F.relu(self.dec(F.interpolate(self.up(h, c), scale_factor=2.0, mode="nearest") + e, c))
+        return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 4)
 
     def flops(self, height: int, width: int, retention: float = 1.0) -> int:
         """Return the multiply-accumulates of one forward pass at height x width and this retention."""
         if height % 8 or width % 8 or height < 64 or width < 64:
             raise ValueError(f"height, width must be multiples of 8 and >= 64, got {height}x{width}")
         c = self.counts(retention)
-        total, h, w = 0, height, width
-        for conv in (self.enc1, self.enc2, self.enc3):
-            m, h, w = conv.macs(h, w, c)
-            total += m
-        for blk in self.res:
-            total += blk.conv_a.macs(h, w, c)[0] + blk.conv_b.macs(h, w, c)[0]
-        total += sum(self.attn[i].macs(h, w, c) for i in self.active_attention(retention))
-        total += self.up3.macs(h, w, c)[0] + self.dec2.macs(2 * h, 2 * w, c)[0]
-        total += self.up2.macs(2 * h, 2 * w, c)[0] + self.dec1.macs(4 * h, 4 * w, c)[0]
-        return total + self.out.macs(4 * h, 4 * w, c)[0] + self.skip.macs(height, width, c)[0]
+        stem, h, w = self.stem.macs(height, width, c)
+        total, h8, w8 = self.down.macs(h, w, c)
+        total += stem + sum(b.conv_a.macs(h8, w8, c)[0] + b.conv_b.macs(h8, w8, c)[0] for b in self.res)
+        total += sum(self.attn[i].macs(h8, w8, c) for i in self.active_attention(retention))
+        total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0] + self.out.macs(h, w, c)[0]
+        return total + self.skip.macs(height, width, c)[0]
 
     def retention_per_stage(self, retention: float) -> list[float]:
-        """Return the kept fraction of [s1, s2, stream, d2, d1] channels at this retention."""
+        """Return the kept fraction of each stage's channels [skip4, stream, res..., dec4] at this retention."""
         c, groups = self.counts(retention), self.channel_groups()
-        return [c[g] / groups[g] for g in ("s1", "s2", "stream", "d2", "d1")]
+        names = ["skip4", "stream"] + [f"res{i}" for i in range(len(self.res))] + ["dec4"]
+        return [c[g] / groups[g] for g in names]
 
 
 class FixedRetention(nn.Module):

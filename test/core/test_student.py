@@ -83,8 +83,8 @@ def test_sliced_network_equals_full_network_with_pruned_channels_zeroed(student,
 def test_pruned_layers_are_physically_smaller(student):
     c = student.counts(0.4)
     groups = student.channel_groups()
-    assert c["stream"] < groups["stream"] and c["s2"] < groups["s2"]
-    assert student.enc3.sizes(c) == (c["stream"], c["s2"])
+    assert c["stream"] < groups["stream"] and c["skip4"] < groups["skip4"]
+    assert student.down.sizes(c) == (c["stream"], c["skip4"])
     # the attention keeps 8 of 16 heads at the lowest retention (METHOD.md section 4)
     assert all(c[b.name] == 8 for b in student.attention_blocks())
 
@@ -93,9 +93,9 @@ def test_flops_fall_with_retention_and_match_layer_shapes(student):
     full, mid, low = (student.flops(480, 640, r) for r in (1.0, 0.7, 0.4))
     assert full > mid > low
     assert low < 0.45 * full  # the METHOD.md target is a 60% FLOPs cut at retention 0.4
-    # enc1 alone: 240*320 outputs * 16 channels * 3*3*3 inputs
+    # the stem alone: 120*160 outputs * 32 channels * 3*4*4 inputs
     c = student.counts(1.0)
-    assert student.enc1.macs(480, 640, c)[0] == 240 * 320 * 16 * 27
+    assert student.stem.macs(480, 640, c)[0] == 120 * 160 * 32 * 48
     assert student.flops(64, 64, 1.0) < student.flops(128, 128, 1.0)
 
 
@@ -113,18 +113,18 @@ def test_reorder_channels_keeps_the_function_at_full_retention(student):
         gen = torch.Generator().manual_seed(3)
         net.reorder_channels({g: torch.rand(n, generator=gen) for g, n in net.channel_groups().items()})
         after = net(x, 1.0)
-    assert not torch.equal(net.enc1.weight, student.enc1.weight)  # it did permute
+    assert not torch.equal(net.stem.weight, student.stem.weight)  # it did permute
     torch.testing.assert_close(after, before, atol=2e-5, rtol=1e-4)
 
 
 def test_reorder_channels_puts_important_channels_first():
     net = Student().eval()
-    old = net.enc3.weight.detach().clone()
+    old = net.down.weight.detach().clone()
     score = torch.zeros(64)
     score[42] = 5.0
     score[7] = 3.0
     net.reorder_channels({"stream": score})
-    assert torch.equal(net.enc3.weight[0], old[42]) and torch.equal(net.enc3.weight[1], old[7])
+    assert torch.equal(net.down.weight[0], old[42]) and torch.equal(net.down.weight[1], old[7])
 
 
 def test_reorder_channels_rejects_unknown_group_and_wrong_length():
@@ -175,12 +175,12 @@ def test_gradients_reach_every_parameter_at_low_retention_for_kept_slices():
     net(frame(), 0.4).mean().backward()
     c = net.counts(0.4)
     # kept slice gets a gradient, pruned channels get none (they were never computed)
-    g = net.enc3.weight.grad
+    g = net.down.weight.grad
     assert g[: c["stream"]].abs().sum() > 0 and g[c["stream"]:].abs().sum() == 0
 
 
 def test_config_is_small_and_visible():
-    cfg = StudentConfig(widths=(8, 16, 32), res_hidden=32, heads=4, head_dim=4, min_heads=2)
+    cfg = StudentConfig(widths=(16, 32), res_hidden=32, heads=4, head_dim=4, min_heads=2)
     net = Student(cfg).eval()
     with torch.no_grad():
         assert net(frame(), 0.4).shape == (1, 3, 64, 96)
