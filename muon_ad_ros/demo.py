@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-CACHE = Path(os.environ.get("MUON_AD_ROS_CACHE", Path.home() / ".cache" / "muon_ad_ros"))
 
 
 def machine() -> dict:
@@ -156,19 +155,12 @@ class Collector:
         self.node.destroy_node()
 
 
-def ensure_recording(path: Path | None = None, seconds: float = 20.0, fps: float = 30.0) -> Path:
-    """Returns the demo recording, made once from bundled photographs through pyrealsense2's software device."""
-    from muon_ad_ros.camera.recording import make_recording
-    path = Path(path or CACHE / "demo_recording_640x480.db3")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".partial.db3")
-        if tmp.exists():
-            tmp.unlink()
-        print(f"demo: making the RealSense recording {path} (once)", flush=True)
-        make_recording(str(tmp), width=640, height=480, fps=fps, frames=int(seconds * fps))
-        tmp.rename(path)
-    return path
+def ensure_recording() -> Path:
+    """Returns the demo recording (made once from bundled photographs through pyrealsense2's
+    software device, then reused while its inputs are unchanged)."""
+    from muon_ad_ros.camera.recording import cached_recording
+    print("demo: preparing the RealSense recording of the bundled photographs (made once)", flush=True)
+    return cached_recording(640, 480, 30)
 
 
 def process_stats(pids: dict[str, int]) -> dict[str, dict]:

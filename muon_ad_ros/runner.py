@@ -45,13 +45,14 @@ class GraphProcesses:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = graph.node_env(env)
+        self.prefix: list[str] = []     # e.g. setpriv ... to run the nodes without CAP_SYS_NICE
 
     def start(self) -> "GraphProcesses":
         for spec in self.specs:
             pfile = self.log_dir / f"{spec.name}.params.yaml"
             pfile.write_text(params_yaml(spec))
             log = open(self.log_dir / f"{spec.name}.log", "w")
-            self.procs[spec.name] = subprocess.Popen(node_command(spec, str(pfile)), stdout=log,
+            self.procs[spec.name] = subprocess.Popen(self.prefix + node_command(spec, str(pfile)), stdout=log,
                                                      stderr=subprocess.STDOUT, env=self.env,
                                                      start_new_session=True)
         return self

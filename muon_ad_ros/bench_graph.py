@@ -1,0 +1,189 @@
+"""`muon-ad bench graph`: the edge graph measured the way ros2_benchmark measures graphs, plus the
+latency percentiles it lacks.
+
+A player process publishes recorded frames at fixed rates into the real graph (style_transfer,
+detection, controller as separate processes); a collector process-side node counts what comes out.
+For each rate: delivered FPS, missed frames, camera-to-output latency p50/p90/p99/max, jitter, CPU
+use and peak resident memory per node. Then a bisection for the maximum sustainable rate
+(output >= input - 5 Hz and <= 5 % missed). Also the raw transport between two processes.
+Writes bench_graph.json and bench_graph.md into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from muon_ad_ros import graph
+from muon_ad_ros.demo import Collector, machine, percentiles, process_stats
+
+TOPIC = "/camera/color/image_raw"
+
+
+def load_frames(n: int = 90, width: int = 640, height: int = 480) -> np.ndarray:
+    """Returns n rgb8 frames read from the demo recording through pyrealsense2 playback."""
+    from muon_ad_ros.camera.realsense import RealSenseSource
+    from muon_ad_ros.camera.recording import cached_recording
+    src = RealSenseSource(recording=cached_recording(width, height, 30), width=width, height=height, fps=30,
+                          realtime=False, loop=True, depth=False)
+    frames = []
+    try:
+        while len(frames) < n:
+            f = src.read(timeout=2.0)
+            if f is not None:
+                frames.append(f.color.copy())
+    finally:
+        src.close()
+    return np.stack(frames)
+
+
+def play(frames_path: str, rate: float, seconds: float, topic: str = TOPIC) -> int:
+    """Publishes the saved frames at a fixed rate (absolute schedule, no drift); prints how many."""
+    import rclpy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from muon_ad_ros.nodes.common import fill_image, image_qos
+    frames = np.load(frames_path)
+    rclpy.init()
+    node = rclpy.create_node("bench_player")
+    pub = node.create_publisher(Image, topic, image_qos())
+    deadline = time.monotonic() + 15.0
+    while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    msgs = [fill_image(Image(), f, "rgb8", Header(frame_id="camera_color_optical_frame")) for f in frames]
+    t0 = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) < t0 + seconds:
+        target = t0 + n / rate
+        if target > now:
+            time.sleep(target - now)
+        msg = msgs[n % len(msgs)]
+        msg.header.stamp = node.get_clock().now().to_msg()
+        pub.publish(msg)
+        n += 1
+    print(json.dumps({"sent": n, "seconds": time.monotonic() - t0}), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pids: dict, warmup: float = 2.0) -> dict:
+    """Returns the figures of one fixed-rate probe."""
+    player = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench_graph", "play", frames_path, str(rate),
+                               str(warmup + seconds)], stdout=subprocess.PIPE, env=graph.node_env())
+    time.sleep(warmup)
+    cpu0 = process_stats(pids)
+    t0 = time.time()
+    time.sleep(seconds)
+    t1 = time.time()
+    cpu1 = process_stats(pids)
+    out, _ = player.communicate(timeout=30)
+    sent = json.loads(out.decode().strip().splitlines()[-1])
+    with col.lock:
+        styl = [(t, lat) for t, lat in col.arrivals["stylized"] if t0 <= t < t1]
+        raw = [(t, lat) for t, lat in col.arrivals["raw"] if t0 <= t < t1]
+        det = [(t, lat) for t, lat in col.arrivals["detections"] if t0 <= t < t1]
+    expected = rate * (t1 - t0)
+    times = np.array([t for t, _ in styl])
+    gaps = np.diff(times) * 1e3 if times.size > 2 else np.array([])
+    return {
+        "input_hz": rate, "window_s": round(t1 - t0, 2), "sent_total": sent["sent"],
+        "stylized_fps": round(len(styl) / (t1 - t0), 2),
+        "missed_frames": max(0, int(round(expected - len(styl)))),
+        "missed_pct": round(100 * max(0.0, 1 - len(styl) / expected), 1),
+        "latency_ms": percentiles([lat for _, lat in styl], (50, 90, 99)),
+        "jitter_ms": round(float(np.std(gaps)), 2) if gaps.size else float("nan"),
+        "detection_fps": round(len(det) / (t1 - t0), 2),
+        "detection_latency_ms": percentiles([lat for _, lat in det], (50, 99)),
+        "transport": {"received_pct": round(100 * len(raw) / expected, 1),
+                      "latency_ms": percentiles([lat for _, lat in raw], (50, 99))},
+        "cpu_pct": {k: round(100 * (cpu1[k]["cpu_s"] - cpu0[k]["cpu_s"]) / (t1 - t0), 1) for k in pids},
+        "rss_mb": {k: v["rss_mb"] for k, v in cpu1.items()},
+    }
+
+
+def sustainable(r: dict) -> bool:
+    """ros2_benchmark's criterion: output >= input - 5 Hz and <= 5 % missed."""
+    return r["stylized_fps"] >= r["input_hz"] - 5 and r["missed_pct"] <= 5.0
+
+
+def to_markdown(report: dict) -> str:
+    """Returns the report as Markdown tables."""
+    m = report["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; command: `{report['command']}`", "",
+             "| input Hz | stylized FPS | missed | latency p50 / p90 / p99 / max ms | jitter ms | detection FPS "
+             "| transport received, p50 / p99 ms | CPU % per node | RSS MB per node |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["fixed_rates"] + report["search"]:
+        lat, tr = r["latency_ms"], r["transport"]
+        lines.append(f"| {r['input_hz']:g} | {r['stylized_fps']} | {r['missed_frames']} ({r['missed_pct']} %) | "
+                     f"{lat['p50']} / {lat['p90']} / {lat['p99']} / {lat['max']} | {r['jitter_ms']} | "
+                     f"{r['detection_fps']} | {tr['received_pct']} %, {tr['latency_ms']['p50']} / "
+                     f"{tr['latency_ms']['p99']} | {r['cpu_pct']} | {r['rss_mb']} |")
+    lines += ["", f"Maximum sustainable input rate: **{report['max_sustainable_hz']} Hz** "
+                  f"(output >= input - 5 Hz, <= 5 % missed; probes of {report['probe_seconds']} s)",
+              f"Peak resident memory, whole graph: {report['peak_graph_rss_mb']} MB"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="muon-ad bench graph", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="out/bench")
+    ap.add_argument("--rates", default="10,30,60")
+    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per probe")
+    ap.add_argument("--search-steps", type=int, default=4)
+    ap.add_argument("--no-detection", action="store_true")
+    ap.add_argument("--controller-mode", default="manual")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames_path = out / "bench_frames.npy"
+    np.save(frames_path, load_frames())
+    specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode)
+    from muon_ad_ros.runner import GraphProcesses
+    g = GraphProcesses(specs, out / "logs").start()
+    col = Collector("", raw_topic=TOPIC)
+    report = {"machine": machine(), "command": "muon-ad bench graph " + " ".join(argv or sys.argv[1:]),
+              "probe_seconds": a.seconds, "graph": [s.name for s in specs], "fixed_rates": [], "search": []}
+    try:
+        time.sleep(6.0)                 # model loading and discovery
+        pids = g.pids()
+        for rate in [float(r) for r in a.rates.split(",")]:
+            r = probe_rate(col, str(frames_path), rate, a.seconds, pids)
+            report["fixed_rates"].append(r)
+            print(json.dumps({k: r[k] for k in ("input_hz", "stylized_fps", "missed_pct", "latency_ms")}), flush=True)
+        ok = [r["input_hz"] for r in report["fixed_rates"] if sustainable(r)]
+        bad = [r["input_hz"] for r in report["fixed_rates"] if not sustainable(r)]
+        lo, hi = (max(ok) if ok else 1.0), (min(x for x in bad if x > max(ok, default=0)) if bad else 120.0)
+        for _ in range(a.search_steps):
+            mid = round((lo + hi) / 2, 1)
+            r = probe_rate(col, str(frames_path), mid, a.seconds, pids)
+            report["search"].append(r)
+            lo, hi = (mid, hi) if sustainable(r) else (lo, mid)
+        report["max_sustainable_hz"] = max((r["input_hz"] for r in report["fixed_rates"] + report["search"]
+                                            if sustainable(r)), default=0.0)
+        report["alive"] = g.alive()
+    finally:
+        g.stop()
+        col.close()
+    allr = report["fixed_rates"] + report["search"]
+    report["peak_graph_rss_mb"] = round(max(sum(r["rss_mb"].values()) for r in allr), 1) if allr else float("nan")
+    (out / "bench_graph.json").write_text(json.dumps(report, indent=2))
+    md = to_markdown(report)
+    (out / "bench_graph.md").write_text(md + "\n")
+    print(md)
+    print(f"\nwrote {out / 'bench_graph.json'} and {out / 'bench_graph.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "play":
+        raise SystemExit(play(sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The graph description, the parameter declarations, config/edge.yaml and the launch file agree."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from muon_ad_ros import config_gen, graph
+from muon_ad_ros.params import NODE_KINDS, Param, node_params, validate_all
+from muon_ad_ros.runner import node_command, params_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_PARAMS = [(kind, p) for kind in NODE_KINDS for p in node_params(kind)[0]]
+
+
+def test_default_graph_has_every_node_once_with_valid_settings():
+    specs = graph.edge_graph(("realsense", "csi"))
+    assert sorted(s.kind for s in specs) == sorted(NODE_KINDS)
+    for s in specs:
+        assert validate_all(s.kind, s.parameters) is None, s
+
+
+def test_style_and_detection_read_the_camera_and_namespace_applies():
+    specs = {s.name: s for s in graph.edge_graph(("realsense",), namespace="robot1")}
+    assert dict(specs["style_transfer"].remaps)["image"] == "/robot1/camera/color/image_raw"
+    assert dict(specs["detection"].remaps)["image"] == "/robot1/camera/color/image_raw"
+    assert specs["realsense_camera"].fqn == "/robot1/camera/realsense_camera"
+
+
+def test_existing_camera_topic_is_accepted_by_remapping():
+    specs = {s.name: s for s in graph.edge_graph((), style_input="/camera/camera/color/image_raw")}
+    assert "realsense_camera" not in specs
+    assert dict(specs["style_transfer"].remaps)["image"] == "/camera/camera/color/image_raw"
+
+
+def test_unknown_camera_is_refused():
+    with pytest.raises(ValueError, match="unknown camera"):
+        graph.edge_graph(("kinect",))
+
+
+def test_config_yaml_is_generated_from_the_declarations():
+    text = (ROOT / "config" / "edge.yaml").read_text()
+    assert text == config_gen.render(), "run `python -m muon_ad_ros.config_gen`"
+    data = yaml.safe_load(text)
+    for kind in NODE_KINDS:
+        params, _ = node_params(kind)
+        assert data[f"/**/{kind}"]["ros__parameters"] == {p.name: p.default for p in params}
+
+
+def test_every_parameter_has_a_description_and_a_valid_default():
+    for kind, p in ALL_PARAMS:
+        assert p.description.strip(), (kind, p.name)
+        assert p.validate(p.default) is None, (kind, p.name)
+
+
+def _bad_values(p: Param):
+    bad = []
+    bad.append(5 if p.type in (list, str) else ["a", "list"])   # wrong type
+    if p.min is not None:
+        bad.append(p.type(p.min) - (1 if p.type is int else 0.5))
+    if p.max is not None:
+        bad.append(p.type(p.max) + (1 if p.type is int else 0.5))
+    if p.choices and p.type is str:
+        bad.append("not-a-choice")
+    assert bad, p
+    return bad
+
+
+@pytest.mark.parametrize("kind,param", ALL_PARAMS, ids=[f"{k}.{p.name}" for k, p in ALL_PARAMS])
+def test_each_parameter_rejects_wrong_type_and_out_of_range(kind, param):
+    for value in _bad_values(param):
+        reason = param.validate(value)
+        assert reason and param.name in reason, (value, reason)
+
+
+def test_inconsistent_combinations_are_rejected_with_a_reason():
+    assert "retention_min" in validate_all("controller", {"retention_min": 0.9, "retention_max": 0.5})
+    assert "depth_near_m" in validate_all("controller", {"depth_near_m": 5.0, "depth_far_m": 4.0})
+    assert "tensorrt" in validate_all("style_transfer", {"precision": "int8"})
+
+
+def test_runner_command_matches_ros2_run_conventions(tmp_path):
+    spec = graph.edge_graph(("realsense",), namespace="r1")[1]
+    cmd = node_command(spec, "p.yaml")
+    assert cmd[1:3] == ["-m", "muon_ad_ros.nodes.style_transfer"]
+    assert "__ns:=/r1" in cmd and "image:=/r1/camera/color/image_raw" in cmd
+    params = yaml.safe_load(params_yaml(spec))["/r1/style_transfer"]["ros__parameters"]
+    assert params["retention"] == 1.0 and params["sched_priority"] == graph.STYLE_PRIORITY
+
+
+def test_launch_file_declares_the_runner_arguments_and_is_valid_python():
+    src = (ROOT / "launch" / "edge.launch.py").read_text()
+    tree = ast.parse(src)
+    args = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGS")
+    keys = {k.value for k in args.value.keys}
+    assert {"cameras", "recording", "style_model", "style_backend", "style_priority", "detection_backend",
+            "controller_mode", "namespace", "params_file"} <= keys
+
+
+def test_cmake_installs_every_node_executable():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for kind in NODE_KINDS:
+        assert f"scripts/{kind}" in cmake
+        assert (ROOT / "scripts" / kind).is_file()

@@ -1,0 +1,108 @@
+"""controller + style_transfer as separate processes: manual settings reach the style node, the
+closed loop lowers retention under load and restores it when the load goes, depth drives LOD."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from conftest import diag_values, wait_for
+from muon_ad_ros import graph
+from muon_ad_ros.nodes.common import fill_image, image_qos
+from muon_ad_ros.nodes.controller import depth_retention
+
+TOPIC = "/test_cam/image_raw"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from bundle_helpers import tiny_bundle
+    return tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def specs(model_dir: str, **ctrl) -> list[graph.NodeSpec]:
+    return [graph.NodeSpec("style_transfer", "style_transfer", "", {"model_dir": model_dir, "threads": 1},
+                           (("image", TOPIC),)),
+            graph.NodeSpec("controller", "controller", "", {"detection_node": "", **ctrl},
+                           (("depth", "/test_cam/depth"),))]
+
+
+class Camera:
+    """Publishes frames at a settable rate from a thread, stamped at publication."""
+
+    def __init__(self, probe, h=480, w=640):
+        self.pub = probe.node.create_publisher(Image, TOPIC, image_qos())
+        self.clock = probe.node.get_clock()
+        self.img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        self.rate = 30.0
+        self.run = True
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        msg = Image()
+        while self.run:
+            hdr = Header(frame_id="cam")
+            hdr.stamp = self.clock.now().to_msg()
+            self.pub.publish(fill_image(msg, self.img, "rgb8", hdr))
+            time.sleep(1.0 / self.rate)
+
+    def stop(self):
+        self.run = False
+        self.thread.join()
+
+
+def test_depth_retention_maps_near_content_to_more_channels():
+    near = np.full((10, 10), 0.6, np.float32)
+    far = np.full((10, 10), 5.0, np.float32)
+    assert depth_retention(near, 0.5, 4.0, 0.4, 1.0)[0] > 0.95
+    assert depth_retention(far, 0.5, 4.0, 0.4, 1.0)[0] == pytest.approx(0.4)
+    mixed = far.copy()
+    mixed[:2] = 1.0                      # a near object in 20% of the frame dominates
+    assert depth_retention(mixed, 0.5, 4.0, 0.4, 1.0)[0] > 0.85
+    assert depth_retention(np.zeros((4, 4), np.float32), 0.5, 4.0, 0.4, 1.0)[0] == 1.0   # no valid depth
+
+
+def test_manual_mode_sets_the_style_node(probe, start_nodes, bundle):
+    g = start_nodes(specs(bundle, mode="manual", period=0.2))
+    assert probe.set_params("/controller", retention=0.55, resolution_scale=0.5)[0].successful
+    assert wait_for(lambda: probe.get_params("/style_transfer", "retention", "resolution_scale") == [0.55, 0.5],
+                    15), g.log("controller")
+
+
+def test_target_fps_degrades_under_load_and_restores_after(probe, start_nodes, bundle):
+    g = start_nodes(specs(bundle, mode="target_fps", target_fps=60.0, period=0.5, step=0.2, resolution_min=1.0))
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    cam = Camera(probe)
+    try:
+        cam.rate = 200.0      # more than one core's worth of frames: the style node must drop
+        assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] <= 0.41, 30), (
+            g.log("controller"), diag_values(diags, "controller: control"))
+        d = diag_values(diags, "controller: control")
+        assert d and "target_fps" in d["message"]
+        cam.rate = 5.0        # the camera is now the limit: quality comes back
+        assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] >= 0.99, 30), (
+            g.log("controller"), diag_values(diags, "controller: control"))
+    finally:
+        cam.stop()
+
+
+def test_depth_lod_uses_depth_frames(probe, start_nodes, bundle):
+    start_nodes(specs(bundle, mode="depth_lod", period=0.2))
+    pub = probe.node.create_publisher(Image, "/test_cam/depth", image_qos())
+    assert wait_for(lambda: probe.node.count_subscribers("/test_cam/depth") > 0, 20)
+    far = np.full((48, 64), 6000, np.uint16)          # 6 m: everything far away
+    for _ in range(10):
+        pub.publish(fill_image(Image(), far, "16UC1", Header(frame_id="depth")))
+        time.sleep(0.1)
+    assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] == pytest.approx(0.4), 10)
+    near = np.full((48, 64), 600, np.uint16)
+    for _ in range(10):
+        pub.publish(fill_image(Image(), near, "16UC1", Header(frame_id="depth")))
+        time.sleep(0.1)
+    assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] > 0.95, 10)

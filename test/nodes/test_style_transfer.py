@@ -1,0 +1,173 @@
+"""style_transfer as its own process over real DDS: frames in, stylized frames and pruning state out
+with the source header, run-time retention, SCHED_FIFO on the inference thread, bad input."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from conftest import diag_values, wait_for
+from muon_ad_ros import graph
+from muon_ad_ros.nodes.common import fill_image, image_qos
+
+TOPIC = "/test_cam/image_raw"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """An exported student bundle (untrained weights: the plumbing, not the look, is under test)."""
+    from bundle_helpers import tiny_bundle
+    return tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def style_spec(model_dir: str, **params) -> graph.NodeSpec:
+    return graph.NodeSpec("style_transfer", "style_transfer", "",
+                          {"model_dir": model_dir, "threads": 1, **params}, (("image", TOPIC),))
+
+
+def frame(i: int, h: int = 128, w: int = 160) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([(xx * 2 + i) % 256, (yy * 2) % 256, ((xx + yy + 3 * i) % 256)], -1).astype(np.uint8)
+
+
+def publish_frames(probe, pub, n: int, encoding="rgb8", period=0.05, **kw):
+    stamps = []
+    for i in range(n):
+        hdr = Header(frame_id="test_optical_frame")
+        hdr.stamp = probe.node.get_clock().now().to_msg()
+        arr = frame(i, **kw)
+        if encoding == "bgr8":
+            arr = arr[..., ::-1]
+        pub.publish(fill_image(Image(), np.ascontiguousarray(arr), encoding, hdr))
+        stamps.append((hdr.stamp.sec, hdr.stamp.nanosec))
+        time.sleep(period)
+    return stamps
+
+
+def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, start_nodes, bundle):
+    from muon_ad_ros.msg import PruningState
+    g = start_nodes([style_spec(bundle)])
+    out = probe.collect(Image, "/stylized/image_raw")
+    states = probe.collect(PruningState, "/stylized/pruning_state")
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    pub = probe.node.create_publisher(Image, TOPIC, image_qos())
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 20), g.log("style_transfer")
+    sent = publish_frames(probe, pub, 20)
+    assert wait_for(lambda: len(out) >= 5, 20), g.log("style_transfer")
+    first = out[0]
+    assert (first.header.stamp.sec, first.header.stamp.nanosec) in sent
+    assert first.header.frame_id == "test_optical_frame"
+    assert (first.height, first.width, first.encoding) == (128, 160, "rgb8")
+    assert len(first.data) == 128 * 160 * 3
+    assert wait_for(lambda: states, 5)
+    full = states[-1]
+    assert full.retention_level == pytest.approx(1.0) and full.flops_fraction == pytest.approx(1.0)
+
+    res = probe.set_params("/style_transfer", retention=0.4)
+    assert res[0].successful, res[0].reason
+    states.clear()
+    publish_frames(probe, pub, 10)
+    assert wait_for(lambda: states, 10)
+    pruned = states[-1]
+    assert pruned.retention_requested == pytest.approx(0.4)
+    assert pruned.retention_level == pytest.approx(0.4)
+    assert pruned.flops_fraction < 0.6 * full.flops_fraction
+    assert max(pruned.retention_per_stage) < 1.0
+
+    # SCHED_FIFO on the inference thread: read its id from diagnostics and ask the kernel.
+    assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("inference_thread_id"), 5)
+    d = diag_values(diags, "style_transfer: style")
+    tid = int(d["inference_thread_id"])
+    assert os.sched_getscheduler(tid) == os.SCHED_FIFO
+    assert os.sched_getparam(tid).sched_priority == graph.STYLE_PRIORITY
+    assert d["sched_policy"] == "SCHED_FIFO" and d["backend"] == "onnxruntime"
+
+
+def test_bad_parameter_values_are_rejected_and_the_old_value_kept(probe, start_nodes, bundle, tmp_path):
+    start_nodes([style_spec(bundle)])
+    res = probe.set_params("/style_transfer", retention=0.2)
+    assert not res[0].successful
+    res = probe.set_params("/style_transfer", backend="cuda")
+    assert not res[0].successful and "backend" in res[0].reason
+    missing = str(tmp_path / "no_such_model")
+    res = probe.set_params("/style_transfer", model_dir=missing)
+    assert not res[0].successful and "no_such_model" in res[0].reason
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.json").write_text("{ not json")
+    res = probe.set_params("/style_transfer", model_dir=str(corrupt))
+    assert not res[0].successful and "corrupt" in res[0].reason
+    assert probe.get_params("/style_transfer", "retention", "backend", "model_dir") == [1.0, "onnxruntime", bundle]
+
+
+def test_malformed_frames_are_counted_and_the_next_good_frame_comes_out(probe, start_nodes, bundle):
+    g = start_nodes([style_spec(bundle)])
+    out = probe.collect(Image, "/stylized/image_raw")
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    pub = probe.node.create_publisher(Image, TOPIC, image_qos(10))
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 20)
+    good = fill_image(Image(), frame(0), "rgb8", Header(frame_id="f"))
+    bad = []
+    for mutate in (lambda m: setattr(m, "encoding", "yuv422_weird"), lambda m: setattr(m, "step", 3),
+                   lambda m: setattr(m, "height", 0), lambda m: setattr(m, "data", bytes(m.data[:100])),
+                   lambda m: setattr(m, "width", 100000)):
+        m = fill_image(Image(), frame(0), "rgb8", Header(frame_id="bad"))
+        mutate(m)
+        bad.append(m)
+    for m in bad:
+        pub.publish(m)
+        time.sleep(0.1)
+    good.header.stamp = probe.node.get_clock().now().to_msg()
+    for _ in range(5):
+        pub.publish(good)
+        time.sleep(0.1)
+    assert wait_for(lambda: out, 10), g.log("style_transfer")
+    assert all(o.header.frame_id == "f" for o in out)
+    assert wait_for(lambda: int((diag_values(diags, "style_transfer: style") or {}).get("frames_bad", 0)) >= 5, 5)
+    d = diag_values(diags, "style_transfer: style")
+    assert {k for k in d if k.startswith("bad_")} >= {"bad_encoding", "bad_step", "bad_size", "bad_data_length"}
+    assert g.alive()["style_transfer"]
+
+
+def test_refused_sched_fifo_falls_back_with_a_warning(probe, start_nodes, bundle):
+    """Without CAP_SYS_NICE and with RLIMIT_RTPRIO 0 (an unprivileged robot user) the node runs normally."""
+    import resource
+    import shutil
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_SYS_NICE")
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    out = probe.collect(Image, "/stylized/image_raw")
+    g = start_nodes([style_spec(bundle)], prefix=["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice",
+                                                  "prlimit", "--rtprio=0", "--"])
+    pub = probe.node.create_publisher(Image, TOPIC, image_qos())
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 20), g.log("style_transfer")
+    publish_frames(probe, pub, 10)
+    assert wait_for(lambda: out, 10), g.log("style_transfer")
+    assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("sched_policy"), 5)
+    d = diag_values(diags, "style_transfer: style")
+    assert d["sched_policy"] == "SCHED_OTHER" and "refused" in d["sched_note"]
+    assert d["level"] == 1    # WARN
+    assert os.sched_getscheduler(int(d["inference_thread_id"])) == os.SCHED_OTHER
+    assert resource.getrlimit(resource.RLIMIT_RTPRIO) is not None
+
+
+def test_stale_camera_reports_stale_then_recovers(probe, start_nodes, bundle):
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    out = probe.collect(Image, "/stylized/image_raw")
+    start_nodes([style_spec(bundle, stale_timeout=1.0)])
+    pub = probe.node.create_publisher(Image, TOPIC, image_qos())
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 20)
+    publish_frames(probe, pub, 5)
+    assert wait_for(lambda: out, 10)
+    stopped = time.monotonic()
+    assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("level") == 3, 4)
+    assert time.monotonic() - stopped <= 2.5
+    out.clear()
+    resumed = time.monotonic()
+    publish_frames(probe, pub, 10, period=0.05)
+    assert wait_for(lambda: out, 5) and time.monotonic() - resumed <= 1.5
