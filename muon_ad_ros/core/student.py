@@ -121,10 +121,19 @@ class AttentionBlock(nn.Module):
         self.o = SlicedConv(inner, width, 1, out_group="stream", in_group=name, in_block=cfg.head_dim)
         nn.init.zeros_(self.o.weight)  # starts as identity, so an untrained block changes nothing
         nn.init.zeros_(self.o.bias)
-        self.keep = True  # entropy gate, set by core/pruning.py (METHOD.md section 4)
+        self.register_buffer("keep_gate", torch.ones((), dtype=torch.bool))  # saved with the weights
         self.record_entropy = True
         self.register_buffer("attention_entropy", torch.zeros(()), persistent=False)
         self.register_buffer("head_entropy", torch.zeros(cfg.heads), persistent=False)
+
+    @property
+    def keep(self) -> bool:
+        """Return the entropy gate KeepLayer_i, set by core/pruning.py (METHOD.md section 4)."""
+        return bool(self.keep_gate)
+
+    @keep.setter
+    def keep(self, value: bool) -> None:
+        self.keep_gate.fill_(bool(value))
 
     def forward(self, x, counts):
         n, _, h, w = x.shape

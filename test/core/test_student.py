@@ -185,3 +185,14 @@ def test_config_is_small_and_visible():
     with torch.no_grad():
         assert net(frame(), 0.4).shape == (1, 3, 64, 96)
     assert check_retention(0.4) == 0.4
+
+
+def test_attention_gate_is_saved_with_the_weights(student):
+    student.attention_blocks()[1].keep = False
+    try:
+        state = {k: v.clone() for k, v in student.state_dict().items()}
+    finally:
+        student.attention_blocks()[1].keep = True
+    fresh = Student()
+    fresh.load_state_dict(state)
+    assert [b.keep for b in fresh.attention_blocks()] == [True, False]
