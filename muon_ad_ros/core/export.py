@@ -1,0 +1,401 @@
+"""Model bundles (ONNX per retention level, FP16 variants, model.json, student.pt) and TensorRT engines.
+
+METHOD.md section 6 (deployment). A bundle holds one ONNX per retention level so the runtime loads
+them all at start and switches level without a reload pause. TensorRT is imported lazily: engines
+are built on the robot (FP16/INT8, optional DLA core with GPU fallback) and cached under a key of
+model hash, TensorRT version, device, DLA core, precision, input shape and retention level.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .student import FixedRetention, Student, StudentConfig, check_retention
+
+FORMAT_VERSION = 1
+LEVELS = (1.0, 0.7, 0.4)
+OPSET = 17
+MAX_ONNX_BYTES = 5 * 1024 * 1024
+INPUT_NAME, OUTPUT_NAME = "image", "stylized"
+DEFAULT_CACHE = Path.home() / ".cache" / "muon_ad_ros" / "trt"
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised when TensorRT or a CUDA device is not present; the message says which."""
+
+
+def level_tag(retention: float) -> str:
+    """Return the file tag of a retention level: 1.0 -> 'r100', 0.4 -> 'r040'."""
+    return f"r{round(check_retention(retention) * 100):03d}"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """Return the current git commit of the source tree, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+# -- ONNX ------------------------------------------------------------------------------------------
+def export_onnx(student: Student, path: str | Path, retention: float = 1.0, sample_hw=(256, 256)) -> Path:
+    """Write the student at one retention level as ONNX (opset 17, dynamic H and W); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    student.eval()
+    x = torch.rand(1, 3, *sample_hw)
+    with torch.no_grad(), warnings.catch_warnings():
+        # shape checks and the attention gate are Python values on purpose: baked into each level
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # the TorchScript exporter: the dynamo one needs onnxscript, which is not installed here
+        torch.onnx.export(FixedRetention(student, retention), (x,), str(path), dynamo=False,
+                          opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {2: "height", 3: "width"},
+                                        OUTPUT_NAME: {2: "height", 3: "width"}})
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size} bytes, over the {MAX_ONNX_BYTES}-byte bundle limit")
+    return path
+
+
+def convert_fp16(src: str | Path, dst: str | Path) -> Path:
+    """Write an FP16 copy of an ONNX model with float32 I/O kept (ONNX Runtime runs it); return dst."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return Path(dst)
+
+
+def calibration_batch(images=None, max_side: int = 256) -> list[torch.Tensor]:
+    """Return calibration frames as a list of (1,3,H,W) float tensors in [0,1] (sides multiples of 8).
+
+    `images`: None (the bundled scikit-image evaluation photographs), a list of (H,W,3) uint8
+    arrays or image paths, or a float tensor (N,3,H,W) in [0,1].
+    """
+    if isinstance(images, torch.Tensor):
+        return [images[i:i + 1] for i in range(images.shape[0])]
+    from . import data
+
+    if images is None:
+        images = data.content_images(split="eval")
+    out = []
+    for img in images:
+        rgb = data.load_image(img) if isinstance(img, (str, Path)) else data.to_rgb(img)
+        out.append(data.to_tensor(data.resize_max(rgb, max_side, 8)))
+    if not out:
+        raise ValueError("calibration_images is empty")
+    return out
+
+
+@torch.no_grad()
+def measure_level(student: Student, batch, retention: float) -> dict:
+    """Return the pruning state of one level, with attention entropies averaged over the batch."""
+    student.eval()
+    blocks = student.attention_blocks()
+    active = student.active_attention(retention)
+    sums = [0.0] * len(blocks)
+    for x in batch:
+        student(x, retention)
+        for i in active:
+            sums[i] += float(blocks[i].attention_entropy)
+    counts = student.counts(retention)
+    return {
+        "retention": check_retention(retention),
+        "retention_per_stage": student.retention_per_stage(retention),
+        "kept_attention_layers": active,
+        "attention_heads": [counts[b.name] if i in active else 0 for i, b in enumerate(blocks)],
+        "attention_entropy": [sums[i] / len(batch) if i in active else None for i in range(len(blocks))],
+        "flops_640x480": student.flops(480, 640, retention),
+        "flops_fraction": student.flops(480, 640, retention) / student.flops(480, 640, 1.0),
+    }
+
+
+def onnx_max_error(path: Path, student: Student, x: torch.Tensor, retention: float) -> float:
+    """Return max |ONNX Runtime output - torch output| on one frame."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {INPUT_NAME: x.numpy()})[0]
+    with torch.no_grad():
+        want = student(x, retention).numpy()
+    return float(np.abs(got - want).max())
+
+
+def export_bundle(student: Student, out_dir: str | Path, levels=LEVELS, calibration_images=None,
+                  style_meta: dict | None = None, training_record: dict | None = None,
+                  fp16: bool = False) -> Path:
+    """Write a model bundle directory (ONNX per level, model.json, student.pt, style.png); return model.json.
+
+    style_meta: {"name", "image" (bundled style name, path or (H,W,3) uint8 array), "licence", "source"}.
+    training_record: {"command", "seed", "git_commit", "loss_summary", ...} as written by distill.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    levels = sorted({check_retention(r) for r in levels}, reverse=True)
+    style_meta = dict(style_meta or {})
+    student = student.cpu().eval()
+    batch = calibration_batch(calibration_images)
+    level_info = []
+    for r in levels:
+        info = measure_level(student, batch, r)
+        onnx_path = export_onnx(student, out / f"student_{level_tag(r)}.onnx", r)
+        info.update(onnx=onnx_path.name, onnx_bytes=onnx_path.stat().st_size, sha256=file_sha256(onnx_path),
+                    max_abs_error_vs_torch=onnx_max_error(onnx_path, student, batch[0], r))
+        if fp16:
+            p16 = convert_fp16(onnx_path, out / f"student_{level_tag(r)}_fp16.onnx")
+            info.update(onnx_fp16=p16.name, sha256_fp16=file_sha256(p16))
+        level_info.append(info)
+    torch.save(student.state_dict(), out / "student.pt")
+    style = {"name": style_meta.get("name", out.name), "licence": style_meta.get("licence"),
+             "source": style_meta.get("source")}
+    image = style_meta.get("image")
+    if image is not None:
+        from . import data
+        if isinstance(image, (str, Path)):  # a bundled style name or an image file
+            image, source, licence = data.style_image(image)
+            style["source"], style["licence"] = style["source"] or source, style["licence"] or licence
+        data.save_image(out / "style.png", image)
+        style["image"] = "style.png"
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "style": style,
+        "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0],
+                  "channels": "RGB", "height_multiple": 8, "width_multiple": 8, "min_side": 64},
+        "output": {"name": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0]},
+        "student_config": dataclasses.asdict(student.config),
+        "weights": "student.pt",
+        "levels": level_info,
+        "calibration": {"images": len(batch), "shapes": [list(x.shape[2:]) for x in batch]},
+        "training": training_record or {},
+        "export": {"opset": OPSET, "torch": torch.__version__, "git_commit": git_commit(),
+                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+    path = out / "model.json"
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
+    """Return (student, training record, style meta) from student.pt or a distill checkpoint.
+
+    A distill checkpoint is {'student': state_dict, 'config': StudentConfig as dict, 'record': {...},
+    'style': {...}}; a bare state_dict (student.pt) uses the default StudentConfig.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    record, style, config = {}, {}, {}
+    if isinstance(state, dict) and "student" in state:
+        record, style, config = state.get("record", {}), state.get("style", {}), state.get("config", {})
+        state = state["student"]
+    student = Student(StudentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}))
+    student.load_state_dict(state)
+    return student.eval(), dict(record), {k: v for k, v in dict(style).items() if isinstance(v, str)}
+
+
+# -- TensorRT ---------------------------------------------------------------------------------------
+def engine_cache_key(model_sha256: str, trt_version: str, device: str, dla_core: int | None,
+                     precision: str, input_shape: tuple[int, ...], retention: float) -> str:
+    """Return the engine cache key: a hash of everything that makes a built engine differ."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    parts = {"model": model_sha256, "tensorrt": trt_version, "device": device,
+             "dla_core": -1 if dla_core is None else int(dla_core), "precision": precision,
+             "shape": [int(s) for s in input_shape], "retention": round(float(retention), 4)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class EngineBuild:
+    """A built (or cached) TensorRT engine and where its layers run."""
+
+    path: Path
+    key: str
+    rebuilt: bool
+    build_seconds: float
+    layers_dla: list[str] = field(default_factory=list)
+    layers_gpu: list[str] = field(default_factory=list)
+
+
+def import_tensorrt():
+    """Return the tensorrt module, or raise BackendUnavailable naming what is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendUnavailable(f"TensorRT is not installed ({exc})") from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA device: this torch build or machine has no NVIDIA GPU")
+    return trt
+
+
+def device_name() -> str:
+    """Return the CUDA device's name and compute capability (part of the engine cache key)."""
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"{torch.cuda.get_device_name(0)} sm{major}{minor}"
+
+
+def _calibrator(trt, calib_dir, shape):
+    """Return an INT8 entropy calibrator over the images in calib_dir (bundled photographs if None)."""
+    from . import data
+    images = data.content_images(calib_dir) if calib_dir else data.content_images(split="train")
+    h, w = shape[2], shape[3]
+    import cv2
+    frames = [data.to_tensor(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)) for img in images]
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self.index, self.buffer = 0, torch.empty(shape, device="cuda")
+
+        def get_batch_size(self):
+            return 1
+
+        def get_batch(self, names):
+            if self.index >= len(frames):
+                return None
+            self.buffer.copy_(frames[self.index])
+            self.index += 1
+            return [int(self.buffer.data_ptr())]
+
+        def read_calibration_cache(self):
+            return None
+
+        def write_calibration_cache(self, cache):
+            return None
+
+    return Calibrator()
+
+
+def build_trt_engine(onnx_path: str | Path, precision: str = "fp16", calib_dir: str | Path | None = None,
+                     dla_core: int | None = None, gpu_fallback: bool = True,
+                     cache_dir: str | Path = DEFAULT_CACHE, input_hw: tuple[int, int] = (480, 640),
+                     retention: float = 1.0, workspace_bytes: int = 1 << 30) -> EngineBuild:
+    """Return the engine for this model/precision/device/shape, building it only when not cached."""
+    trt = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    shape = (1, 3, int(input_hw[0]), int(input_hw[1]))
+    key = engine_cache_key(file_sha256(onnx_path), trt.__version__, device_name(), dla_core, precision,
+                           shape, retention)
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    engine_path, report_path = cache / f"{key}.engine", cache / f"{key}.json"
+    if engine_path.is_file() and report_path.is_file():
+        rep = json.loads(report_path.read_text())
+        return EngineBuild(engine_path, key, False, 0.0, rep["layers_dla"], rep["layers_gpu"])
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, shape, shape, shape)  # the DLA takes static shapes only
+    config.add_optimization_profile(profile)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _calibrator(trt, calib_dir, shape)
+        config.set_calibration_profile(profile)
+    if dla_core is not None:
+        if precision == "fp32":
+            raise ValueError("the DLA runs fp16 or int8 only; got precision fp32 with a DLA core")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(dla_core)
+        if gpu_fallback:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    layers_dla, layers_gpu = [], []
+    for i in range(network.num_layers):  # where each layer will run (DLA vs GPU fallback)
+        layer = network.get_layer(i)
+        on_dla = dla_core is not None and config.can_run_on_DLA(layer)
+        (layers_dla if on_dla else layers_gpu).append(layer.name)
+    if dla_core is not None and layers_gpu and not gpu_fallback:
+        raise ValueError(f"layers cannot run on the DLA and GPU fallback is off: {layers_gpu}")
+    t = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+    seconds = time.perf_counter() - t
+    engine_path.write_bytes(bytes(serialized))
+    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+    inspector = engine.create_engine_inspector()
+    report = {"onnx": str(onnx_path), "precision": precision, "dla_core": dla_core, "shape": shape,
+              "retention": retention, "tensorrt": trt.__version__, "device": device_name(),
+              "build_seconds": seconds, "layers_dla": layers_dla, "layers_gpu": layers_gpu,
+              "engine_layers": json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))}
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    return EngineBuild(engine_path, key, True, seconds, layers_dla, layers_gpu)
+
+
+# -- command -----------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """`muon-ad export`: write a model bundle from a checkpoint (and TensorRT engines); return the status."""
+    p = argparse.ArgumentParser(prog="muon-ad export", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="student.pt or a distill checkpoint")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="retention levels")
+    p.add_argument("--fp16", action="store_true", help="also write FP16 ONNX variants")
+    p.add_argument("--style-image", help="style image to copy into the bundle as style.png")
+    p.add_argument("--style-name", help="style name (default: the output directory's name)")
+    p.add_argument("--licence", help="licence of the style image")
+    p.add_argument("--calibration", help="folder of calibration images (default: bundled photographs)")
+    p.add_argument("--trt", choices=("fp16", "int8"), help="also build TensorRT engines at this precision")
+    p.add_argument("--dla-core", type=int, help="build for this DLA core (with GPU fallback)")
+    p.add_argument("--trt-shape", default="480x640", help="engine input HxW")
+    a = p.parse_args(argv)
+    student, record, style = load_checkpoint(a.checkpoint)
+    for key, value in (("image", a.style_image), ("name", a.style_name), ("licence", a.licence)):
+        if value:
+            style[key] = value
+    calib = None
+    if a.calibration:
+        from . import data
+        calib = data.content_images(a.calibration)
+    meta_path = export_bundle(student, a.out, a.levels, calib, style, record, fp16=a.fp16)
+    meta = json.loads(meta_path.read_text())
+    for lv in meta["levels"]:
+        print(f"r={lv['retention']:.2f} {lv['onnx']} {lv['onnx_bytes'] / 1e6:.2f} MB "
+              f"flops x{lv['flops_fraction']:.2f} attention {lv['kept_attention_layers']}")
+    if a.trt:
+        h, w = (int(v) for v in a.trt_shape.lower().split("x"))
+        for lv in meta["levels"]:
+            try:
+                built = build_trt_engine(Path(a.out) / lv["onnx"], a.trt, a.calibration, a.dla_core,
+                                         True, input_hw=(h, w), retention=lv["retention"])
+            except BackendUnavailable as exc:
+                print(f"TensorRT engines skipped: {exc}")
+                break
+            print(f"engine {built.path} ({'built' if built.rebuilt else 'cached'}): "
+                  f"{len(built.layers_dla)} layers on DLA, GPU fallback: {built.layers_gpu}")
+    print(f"wrote {meta_path}")
+    return 0

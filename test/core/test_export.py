@@ -1,0 +1,175 @@
+"""Model bundle export (real ONNX + ONNX Runtime) and the TensorRT engine cache key."""
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from muon_ad_ros.core import export
+from muon_ad_ros.core.student import Student
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    net = Student().eval()
+    with torch.no_grad():
+        for blk in net.attention_blocks():
+            blk.o.weight.normal_(0, 0.05)
+    net.attention_blocks()[1].keep = False
+    return net
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return torch.rand(2, 3, 128, 160, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, student, calib):
+    out = tmp_path_factory.mktemp("bundle")
+    style = {"name": "noise", "image": np.full((64, 64, 3), 200, np.uint8), "licence": "CC0", "source": "test"}
+    record = {"command": "muon-ad distill --style noise", "seed": 3, "git_commit": None, "loss_summary": {}}
+    export.export_bundle(student, out, (1.0, 0.7, 0.4), calib, style, record, fp16=True)
+    return out
+
+
+def test_bundle_holds_every_file_the_runtime_reads(bundle):
+    meta = json.loads((bundle / "model.json").read_text())
+    assert meta["format_version"] == export.FORMAT_VERSION
+    assert [lv["onnx"] for lv in meta["levels"]] == ["student_r100.onnx", "student_r070.onnx", "student_r040.onnx"]
+    for lv in meta["levels"]:
+        assert (bundle / lv["onnx"]).stat().st_size <= export.MAX_ONNX_BYTES
+        assert (bundle / lv["onnx_fp16"]).is_file()
+        assert lv["sha256"] == export.file_sha256(bundle / lv["onnx"])
+    assert (bundle / "style.png").is_file() and meta["style"]["licence"] == "CC0"
+    assert meta["training"]["seed"] == 3
+
+
+def test_model_json_records_pruning_state_per_level(bundle, student):
+    levels = json.loads((bundle / "model.json").read_text())["levels"]
+    full, _, low = levels
+    assert full["kept_attention_layers"] == [0, 1] and low["kept_attention_layers"] == [0]
+    assert low["attention_entropy"][1] is None and low["attention_entropy"][0] > 0
+    assert full["flops_fraction"] == 1.0 and low["flops_fraction"] < 0.45
+    assert low["flops_640x480"] == student.flops(480, 640, 0.4)
+    assert low["attention_heads"] == [8, 0]
+
+
+def test_onnx_is_opset_17_with_named_dynamic_io(bundle):
+    model = onnx.load(str(bundle / "student_r100.onnx"))
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "image" and out.name == "stylized"
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims[:2] == [1, 3] and all(isinstance(d, str) for d in dims[2:])
+
+
+@pytest.mark.parametrize("level", [1.0, 0.4])
+def test_onnx_runtime_matches_torch_at_a_size_other_than_traced(bundle, student, level):
+    x = torch.rand(1, 3, 72, 200, generator=torch.Generator().manual_seed(5))
+    sess = ort.InferenceSession(str(bundle / f"student_{export.level_tag(level)}.onnx"),
+                                providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        want = student(x, level).numpy()
+    assert got.shape == (1, 3, 72, 200)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_pruned_onnx_files_are_physically_smaller(bundle):
+    sizes = [(bundle / f"student_{t}.onnx").stat().st_size for t in ("r100", "r070", "r040")]
+    assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_fp16_variant_runs_in_onnx_runtime_close_to_fp32(bundle):
+    x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    s32 = ort.InferenceSession(str(bundle / "student_r100.onnx"), providers=["CPUExecutionProvider"])
+    s16 = ort.InferenceSession(str(bundle / "student_r100_fp16.onnx"), providers=["CPUExecutionProvider"])
+    model16 = onnx.load(str(bundle / "student_r100_fp16.onnx"))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model16.graph.initializer)
+    a, b = s32.run(None, {"image": x})[0], s16.run(None, {"image": x})[0]
+    assert b.dtype == np.float32
+    assert np.abs(a - b).max() < 0.02
+
+
+def test_student_pt_loads_with_weights_only_and_reproduces_the_gate(bundle, student):
+    net, record, style = export.load_checkpoint(bundle / "student.pt")
+    assert [b.keep for b in net.attention_blocks()] == [True, False]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, 0.7), student(x, 0.7))
+    assert record == {} and style == {}
+
+
+def test_distill_checkpoint_with_config_and_record_loads(tmp_path):
+    cfg = {"widths": [16, 32], "res_hidden": 32}
+    from muon_ad_ros.core.student import StudentConfig
+    net = Student(StudentConfig(widths=(16, 32), res_hidden=32))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"student": net.state_dict(), "config": cfg, "record": {"seed": 1}, "style": {"name": "x"}}, path)
+    loaded, record, style = export.load_checkpoint(path)
+    assert loaded.config.widths == (16, 32) and record == {"seed": 1} and style == {"name": "x"}
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        export.load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_export_command_writes_a_bundle(tmp_path, student, capsys):
+    ckpt = tmp_path / "student.pt"
+    torch.save(student.state_dict(), ckpt)
+    rc = export.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--levels", "1.0", "0.4",
+                      "--style-image", "mosaic"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert [lv["retention"] for lv in meta["levels"]] == [1.0, 0.4]
+    assert "generated" in meta["style"]["source"] and (tmp_path / "b" / "style.png").is_file()
+    assert "student_r040.onnx" in capsys.readouterr().out
+
+
+def test_level_tag_and_bad_level():
+    assert export.level_tag(1.0) == "r100" and export.level_tag(0.4) == "r040"
+    with pytest.raises(ValueError, match="0.2"):
+        export.level_tag(0.2)
+
+
+def test_engine_cache_key_changes_with_every_input():
+    base = dict(model_sha256="ab" * 32, trt_version="10.7.0", device="Orin sm87", dla_core=0,
+                precision="fp16", input_shape=(1, 3, 480, 640), retention=1.0)
+    key = export.engine_cache_key(**base)
+    assert key == export.engine_cache_key(**base)  # stable: no rebuild when nothing changed
+    changes = dict(model_sha256="cd" * 32, trt_version="10.3.0", device="Xavier sm72", dla_core=None,
+                   precision="int8", input_shape=(1, 3, 720, 1280), retention=0.4)
+    for name, value in changes.items():
+        assert export.engine_cache_key(**{**base, name: value}) != key, name
+    with pytest.raises(ValueError, match="bf8"):
+        export.engine_cache_key(**{**base, "precision": "bf8"})
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the message when TensorRT is absent")
+def test_engine_build_without_tensorrt_says_why(bundle):
+    with pytest.raises(export.BackendUnavailable, match="TensorRT|CUDA"):
+        export.build_trt_engine(bundle / "student_r100.onnx")
+
+
+@pytest.mark.skipif(not HAS_TRT, reason="no NVIDIA GPU / TensorRT on this machine")
+def test_engine_is_built_once_and_cached(bundle, tmp_path):
+    first = export.build_trt_engine(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
+    again = export.build_trt_engine(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
+    assert first.rebuilt and not again.rebuilt and first.path == again.path
+    assert first.layers_gpu  # no DLA core requested: every layer on the GPU
+
+
+@pytest.mark.skipif(not HAS_TRT, reason="no NVIDIA GPU / TensorRT on this machine")
+def test_int8_engine_with_calibration_and_dla_report(bundle, tmp_path):
+    built = export.build_trt_engine(bundle / "student_r040.onnx", "int8", dla_core=0, cache_dir=tmp_path,
+                                    retention=0.4)
+    assert built.layers_dla or built.layers_gpu
