@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..runtime.style import BackendUnavailable
 from .student import FixedRetention, Student, StudentConfig, check_retention
 
 FORMAT_VERSION = 1
@@ -29,10 +30,6 @@ OPSET = 17
 MAX_ONNX_BYTES = 5 * 1024 * 1024
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 DEFAULT_CACHE = Path.home() / ".cache" / "muon_ad_ros" / "trt"
-
-
-class BackendUnavailable(RuntimeError):
-    """Raised when TensorRT or a CUDA device is not present; the message says which."""
 
 
 def level_tag(retention: float) -> str:

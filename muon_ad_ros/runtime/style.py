@@ -1,0 +1,312 @@
+"""Style-transfer inference backends behind one interface: ONNX Runtime (default), torch, TensorRT.
+
+A backend opens a model bundle (model.json + one model per retention level, see core/export.py),
+loads every level at open time so that switching retention never pauses for a reload, and keeps
+its input/output buffers per frame shape so the hot path allocates nothing (METHOD.md section 6).
+No rclpy, and no torch import unless the torch or TensorRT backend is asked for.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+KINDS = ("onnxruntime", "torch", "tensorrt")
+MULTIPLE, MIN_SIDE = 8, 64  # the student's input constraint (core/student.py)
+
+
+class ModelError(ValueError):
+    """A model bundle file is missing, corrupt or of the wrong shape; the message names the file."""
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run on this machine (no GPU, no TensorRT); the message says why."""
+
+
+@dataclass
+class PruningInfo:
+    """The pruning state a retention level runs with (from model.json)."""
+
+    level: float
+    retention_per_stage: list[float]
+    kept_attention_layers: list[int]
+    attention_entropy: list[float]
+    flops_fraction: float
+
+
+def read_bundle(model_dir: str | Path) -> tuple[Path, dict]:
+    """Return (directory, parsed model.json) after checking that every level's model file exists."""
+    root = Path(model_dir)
+    path = root / "model.json"
+    if not root.is_dir():
+        raise ModelError(f"model directory not found: {root}")
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (a model bundle needs model.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    levels = meta.get("levels") if isinstance(meta, dict) else None
+    if not levels or not all(isinstance(lv, dict) and "retention" in lv and "onnx" in lv for lv in levels):
+        raise ModelError(f"{path}: needs a non-empty 'levels' list of {{'retention', 'onnx', ...}}")
+    for lv in levels:
+        if not (root / lv["onnx"]).is_file():
+            raise ModelError(f"{root / lv['onnx']}: missing (listed in {path} for retention {lv['retention']})")
+    return root, meta
+
+
+class StyleBackend:
+    """Common part of the backends: level choice, pruning state, frame buffers and conversions."""
+
+    name = "base"
+
+    def __init__(self, model_dir: str | Path, precision: str):
+        self.root, self.meta = read_bundle(model_dir)
+        self.precision = precision
+        self.device = "cpu"
+        self._info = {float(lv["retention"]): lv for lv in self.meta["levels"]}
+        self.levels = tuple(sorted(self._info))
+        self._frames: dict[tuple[int, int], dict] = {}
+
+    def level_for(self, retention: float) -> float:
+        """Return the level a retention runs at: the nearest level <= retention (the lowest if below)."""
+        r = float(retention)
+        if math.isnan(r) or not 0.0 < r <= 1.0:
+            raise ValueError(f"retention must be in (0, 1], got {retention!r}")
+        below = [lv for lv in self.levels if lv <= r + 1e-9]
+        return below[-1] if below else self.levels[0]
+
+    def pruning_state(self, retention: float) -> PruningInfo:
+        """Return the PruningInfo of the level this retention runs at."""
+        level = self.level_for(retention)
+        lv = self._info[level]
+        return PruningInfo(level, list(lv.get("retention_per_stage", [])), list(lv.get("kept_attention_layers", [])),
+                           list(lv.get("attention_entropy", [])), float(lv.get("flops_fraction", level)))
+
+    def _frame(self, rgb: np.ndarray) -> dict:
+        """Return the buffers for this frame shape (created once per shape) with the frame loaded."""
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {desc}")
+        h, w = rgb.shape[:2]
+        buf = self._frames.get((h, w))
+        if buf is None:
+            # pad to the network's multiple of 8 (edge replicated) and crop the result
+            ph = max(MIN_SIDE, -(-h // MULTIPLE) * MULTIPLE)
+            pw = max(MIN_SIDE, -(-w // MULTIPLE) * MULTIPLE)
+            buf = {"input": np.zeros((1, 3, ph, pw), np.float32), "output": np.zeros((1, 3, ph, pw), np.float32),
+                   "planes": [np.empty((h, w), np.uint8) for _ in range(3)], "rgb": np.empty((h, w, 3), np.uint8)}
+            buf.update(self._bind(buf))
+            self._frames[(h, w)] = buf
+        # OpenCV's split/convert/merge: one SIMD pass each, 4-6x faster than strided numpy here
+        cv2.split(rgb, buf["planes"])
+        x = buf["input"][0]
+        for c in range(3):
+            np.multiply(buf["planes"][c], np.float32(1 / 255), out=x[c, :h, :w])
+        if x.shape[1] > h:
+            x[:, h:, :w] = x[:, h - 1:h, :w]
+        if x.shape[2] > w:
+            x[:, :, w:] = x[:, :, w - 1:w]
+        return buf
+
+    def _to_rgb(self, buf: dict) -> np.ndarray:
+        """Return the frame's reused uint8 output buffer filled from the float output."""
+        h, w = buf["rgb"].shape[:2]
+        for c in range(3):
+            plane = buf["output"][0, c, :h, :w]
+            if not plane.flags.c_contiguous:  # padded frame
+                plane = np.ascontiguousarray(plane)
+            cv2.convertScaleAbs(plane, buf["planes"][c], 255.0)  # rounds and saturates to uint8
+        cv2.merge(buf["planes"], buf["rgb"])
+        return buf["rgb"]
+
+    def _bind(self, buf: dict) -> dict:
+        """Return backend-specific per-shape objects (e.g. IO bindings) for new buffers."""
+        return {}
+
+    def infer(self, rgb: np.ndarray, retention: float = 1.0) -> np.ndarray:
+        """Return the stylized (H, W, 3) uint8 frame (a reused buffer, valid until the next call)."""
+        level = self.level_for(retention)
+        buf = self._frame(rgb)
+        self._run(buf, level)
+        return self._to_rgb(buf)
+
+    def _run(self, buf: dict, level: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the sessions and buffers."""
+        self._frames.clear()
+
+
+class OnnxRuntimeBackend(StyleBackend):
+    """ONNX Runtime on the CPU: one session per level, IO binding onto the pre-allocated buffers."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", spin: bool = False):
+        super().__init__(model_dir, precision)
+        import onnxruntime as ort
+
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"onnxruntime precision must be fp32 or fp16, got {precision!r}")
+        key = "onnx" if precision == "fp32" else "onnx_fp16"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        # busy-waiting worker threads would take CPU from the detector running beside style transfer
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.sessions = {}
+        for level in self.levels:
+            file = self._info[level].get(key)
+            if file is None:
+                raise ModelError(f"{self.root / 'model.json'}: no {precision} model for retention {level} "
+                                 f"(export with --fp16)")
+            self.sessions[level] = self._open(ort, self.root / file, opts)
+
+    @staticmethod
+    def _open(ort, path: Path, opts):
+        """Return an InferenceSession after checking the model's I/O shapes."""
+        if not path.is_file():
+            raise ModelError(f"{path}: missing")
+        try:
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+            raise ModelError(f"{path}: cannot be loaded by ONNX Runtime ({type(exc).__name__}: {exc})") from None
+        ins, outs = sess.get_inputs(), sess.get_outputs()
+        for role, io in (("input", ins), ("output", outs)):
+            shape = io[0].shape if len(io) == 1 else None
+            if shape is None or len(shape) != 4 or shape[1] != 3 or io[0].type != "tensor(float)":
+                got = [(i.name, i.shape, i.type) for i in io]
+                raise ModelError(f"{path}: expected one float {role} of shape (1, 3, H, W), got {got}")
+        return sess
+
+    def _bind(self, buf):
+        bindings = {}
+        for level, sess in self.sessions.items():
+            b = sess.io_binding()
+            inp, out = buf["input"], buf["output"]
+            b.bind_input(sess.get_inputs()[0].name, "cpu", 0, np.float32, list(inp.shape), inp.ctypes.data)
+            b.bind_output(sess.get_outputs()[0].name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+            bindings[level] = b
+        return {"bindings": bindings}
+
+    def _run(self, buf, level):
+        self.sessions[level].run_with_iobinding(buf["bindings"][level])
+
+    def close(self):
+        super().close()
+        self.sessions.clear()
+
+
+class TorchBackend(StyleBackend):
+    """The student in PyTorch (student.pt, weights_only=True): every level is one network."""
+
+    name = "torch"
+
+    def __init__(self, model_dir, threads: int = 0, precision: str = "fp32"):
+        super().__init__(model_dir, precision)
+        import torch
+
+        from ..core.student import Student, StudentConfig
+
+        if precision != "fp32":
+            raise ValueError(f"torch backend precision must be fp32 on CPU, got {precision!r}")
+        if threads:
+            torch.set_num_threads(int(threads))
+        path = self.root / self.meta.get("weights", "student.pt")
+        if not path.is_file():
+            raise ModelError(f"{path}: missing (the torch backend needs the bundle's state_dict)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: pickle/zip errors of many types
+            raise ModelError(f"{path}: not a loadable state_dict ({type(exc).__name__}: {exc})") from None
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta.get("student_config", {}).items()}
+        self.student = Student(StudentConfig(**cfg)).eval()
+        try:
+            self.student.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{path}: weights do not fit the student in model.json ({exc})") from None
+        for blk in self.student.attention_blocks():
+            blk.record_entropy = False
+        self.torch = torch
+
+    def _bind(self, buf):
+        return {"tensor": self.torch.from_numpy(buf["input"])}  # shares memory with the input buffer
+
+    def _run(self, buf, level):
+        with self.torch.inference_mode():
+            y = self.student(buf["tensor"], level)
+        np.copyto(buf["output"], y.numpy())
+
+
+class TensorRTBackend(StyleBackend):
+    """TensorRT engines (one per level, built once and cached; optional DLA core) on CUDA buffers."""
+
+    name = "tensorrt"
+
+    def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", input_hw=(480, 640),
+                 dla_core: int | None = None, cache_dir=None):
+        super().__init__(model_dir, precision)
+        from ..core import export
+
+        trt = export.import_tensorrt()  # raises BackendUnavailable without TensorRT or a GPU
+        import torch
+
+        self.torch, self.input_hw = torch, tuple(input_hw)
+        self.device = f"dla{dla_core}" if dla_core is not None else "cuda:0"
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        if dla_core is not None:
+            runtime.DLA_core = int(dla_core)
+        self.contexts, self.reports = {}, {}
+        for level in self.levels:
+            kw = {"cache_dir": cache_dir} if cache_dir else {}
+            built = export.build_trt_engine(self.root / self._info[level]["onnx"], precision, None, dla_core, True,
+                                            input_hw=self.input_hw, retention=level, **kw)
+            engine = runtime.deserialize_cuda_engine(built.path.read_bytes())
+            if engine is None:
+                raise ModelError(f"{built.path}: TensorRT cannot deserialize this engine")
+            self.contexts[level] = (engine, engine.create_execution_context())
+            self.reports[level] = built
+        self.stream = torch.cuda.Stream()
+
+    def _bind(self, buf):
+        h, w = buf["input"].shape[2:]
+        if (h, w) != self.input_hw:
+            raise ValueError(f"TensorRT engines were built for {self.input_hw[0]}x{self.input_hw[1]}, got {h}x{w}")
+        t = self.torch
+        dev_in = t.empty((1, 3, h, w), device="cuda")
+        dev_out = t.empty((1, 3, h, w), device="cuda")
+        for engine, ctx in self.contexts.values():
+            ctx.set_input_shape("image", (1, 3, h, w))
+            ctx.set_tensor_address("image", dev_in.data_ptr())
+            ctx.set_tensor_address("stylized", dev_out.data_ptr())
+        return {"dev_in": dev_in, "dev_out": dev_out, "host_in": t.from_numpy(buf["input"]),
+                "host_out": t.from_numpy(buf["output"])}
+
+    def _run(self, buf, level):
+        with self.torch.cuda.stream(self.stream):
+            buf["dev_in"].copy_(buf["host_in"])
+            self.contexts[level][1].execute_async_v3(self.stream.cuda_stream)
+            buf["host_out"].copy_(buf["dev_out"])
+        self.stream.synchronize()
+
+
+def open_style_backend(kind: str, model_dir: str | Path, *, threads: int = 0, precision: str = "fp32",
+                       **options) -> StyleBackend:
+    """Return an opened backend of `kind` (onnxruntime, torch, tensorrt) for the bundle in model_dir."""
+    if kind == "onnxruntime":
+        return OnnxRuntimeBackend(model_dir, threads, precision, **options)
+    if kind == "torch":
+        return TorchBackend(model_dir, threads, precision, **options)
+    if kind == "tensorrt":
+        return TensorRTBackend(model_dir, threads, precision, **options)
+    raise ValueError(f"unknown style backend {kind!r}; choose one of {', '.join(KINDS)}")

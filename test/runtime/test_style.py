@@ -1,0 +1,198 @@
+"""Style backends on a tiny bundle exported from an untrained student (real ONNX Runtime and torch)."""
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from muon_ad_ros.core import export
+from muon_ad_ros.core.student import Student
+from muon_ad_ros.runtime.style import BackendUnavailable, ModelError, PruningInfo, open_style_backend
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    net = Student().eval()
+    with torch.no_grad():
+        for blk in net.attention_blocks():
+            blk.o.weight.normal_(0, 0.05)
+    net.attention_blocks()[0].keep = False
+    return net
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, student):
+    out = tmp_path_factory.mktemp("bundle")
+    calib = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    export.export_bundle(student, out, (1.0, 0.7, 0.4), calib, {"name": "test"}, {"seed": 0}, fp16=True)
+    return out
+
+
+@pytest.fixture()
+def frame():
+    return np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+
+
+def torch_reference(student, rgb, level):
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = student(x, level)
+    return (y[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["onnxruntime", "torch"])
+def test_backend_output_matches_the_student(bundle, student, frame, kind):
+    be = open_style_backend(kind, bundle, threads=1)
+    assert be.levels == (0.4, 0.7, 1.0) and be.name == kind and be.device == "cpu"
+    for level in be.levels:
+        out = be.infer(frame, level)
+        assert out.shape == frame.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - torch_reference(student, frame, level)).max() <= 1
+
+
+def test_retention_picks_the_nearest_level_below(bundle, student, frame):
+    be = open_style_backend("onnxruntime", bundle)
+    assert [be.level_for(r) for r in (1.0, 0.99, 0.7, 0.55, 0.4, 0.2)] == [1.0, 0.7, 0.7, 0.4, 0.4, 0.4]
+    out = be.infer(frame, 0.55).copy()
+    assert np.abs(out.astype(int) - torch_reference(student, frame, 0.4)).max() <= 1
+    with pytest.raises(ValueError, match="1.5"):
+        be.infer(frame, 1.5)
+
+
+def test_output_buffer_is_reused_per_shape(bundle, frame):
+    be = open_style_backend("onnxruntime", bundle)
+    a = be.infer(frame, 1.0)
+    b = be.infer(frame[::-1].copy(), 0.4)
+    assert a is b  # the same pre-allocated buffer
+    c = be.infer(np.zeros((64, 64, 3), np.uint8), 1.0)
+    assert c is not a and c.shape == (64, 64, 3)
+
+
+def test_frames_that_are_not_multiples_of_8_are_padded_and_cropped(bundle, student):
+    be = open_style_backend("onnxruntime", bundle)
+    rgb = np.random.default_rng(1).integers(0, 256, (70, 101, 3), dtype=np.uint8)
+    out = be.infer(rgb, 1.0)
+    assert out.shape == (70, 101, 3)
+    # the same as the student on the edge-replicated 72x104 frame, cropped back
+    padded = np.pad(rgb, ((0, 2), (0, 3), (0, 0)), mode="edge")
+    want = torch_reference(student, padded, 1.0)[:70, :101]
+    assert np.abs(out.astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("bad", [np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.float32),
+                                 np.zeros((64, 64, 4), np.uint8)])
+def test_bad_frames_are_rejected_naming_them(bundle, bad):
+    be = open_style_backend("onnxruntime", bundle)
+    with pytest.raises(ValueError, match=str(bad.shape).replace("(", r"\(").replace(")", r"\)")):
+        be.infer(bad, 1.0)
+
+
+def test_fp16_precision_runs_the_fp16_models(bundle, frame):
+    be32 = open_style_backend("onnxruntime", bundle)
+    be16 = open_style_backend("onnxruntime", bundle, precision="fp16")
+    assert be16.precision == "fp16"
+    a, b = be32.infer(frame, 1.0).astype(int), be16.infer(frame, 1.0).astype(int)
+    assert np.abs(a - b).max() <= 6
+
+
+def test_pruning_state_comes_from_model_json(bundle):
+    be = open_style_backend("onnxruntime", bundle)
+    low = be.pruning_state(0.5)
+    assert isinstance(low, PruningInfo) and low.level == 0.4
+    assert low.kept_attention_layers == [1] and low.attention_entropy[0] is None
+    assert 0 < low.flops_fraction < 0.45 and all(0 < r < 1 for r in low.retention_per_stage)
+    assert be.pruning_state(1.0).kept_attention_layers == [0, 1]
+
+
+def test_missing_model_directory_and_model_json(tmp_path):
+    with pytest.raises(ModelError, match="nowhere"):
+        open_style_backend("onnxruntime", tmp_path / "nowhere")
+    with pytest.raises(ModelError, match="model.json"):
+        open_style_backend("onnxruntime", tmp_path)
+
+
+def copy_bundle(bundle, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_corrupt_model_json_is_named(bundle, tmp_path):
+    b = copy_bundle(bundle, tmp_path)
+    (b / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="model.json.*JSON"):
+        open_style_backend("onnxruntime", b)
+
+
+def test_missing_onnx_file_is_named(bundle, tmp_path):
+    b = copy_bundle(bundle, tmp_path)
+    (b / "student_r070.onnx").unlink()
+    with pytest.raises(ModelError, match="student_r070.onnx"):
+        open_style_backend("onnxruntime", b)
+
+
+def test_corrupt_onnx_file_is_named(bundle, tmp_path):
+    b = copy_bundle(bundle, tmp_path)
+    (b / "student_r040.onnx").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ModelError, match="student_r040.onnx.*cannot be loaded"):
+        open_style_backend("onnxruntime", b)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_wrong_shaped_onnx_is_named(bundle, tmp_path):
+    b = copy_bundle(bundle, tmp_path)
+
+    class Grey(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(1, keepdim=True)
+
+    torch.onnx.export(Grey(), (torch.rand(1, 3, 64, 64),), str(b / "student_r100.onnx"), dynamo=False,
+                      input_names=["image"], output_names=["stylized"])
+    with pytest.raises(ModelError, match="student_r100.onnx.*output of shape"):
+        open_style_backend("onnxruntime", b)
+
+
+def test_missing_fp16_models_are_named(bundle, tmp_path):
+    b = copy_bundle(bundle, tmp_path)
+    meta = json.loads((b / "model.json").read_text())
+    for lv in meta["levels"]:
+        lv.pop("onnx_fp16")
+    (b / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="no fp16 model"):
+        open_style_backend("onnxruntime", b, precision="fp16")
+
+
+def test_corrupt_and_mismatched_torch_weights_are_named(bundle, tmp_path):
+    b = copy_bundle(bundle, tmp_path)
+    (b / "student.pt").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="student.pt.*not a loadable"):
+        open_style_backend("torch", b)
+    torch.save({"stem.weight": torch.zeros(1)}, b / "student.pt")
+    with pytest.raises(ModelError, match="student.pt.*do not fit"):
+        open_style_backend("torch", b)
+
+
+def test_unknown_kind_and_precision(bundle):
+    with pytest.raises(ValueError, match="cuda"):
+        open_style_backend("cuda", bundle)
+    with pytest.raises(ValueError, match="int4"):
+        open_style_backend("onnxruntime", bundle, precision="int4")
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the message when TensorRT is absent")
+def test_tensorrt_unavailable_says_why(bundle):
+    with pytest.raises(BackendUnavailable, match="TensorRT|CUDA"):
+        open_style_backend("tensorrt", bundle)
+
+
+@pytest.mark.skipif(not HAS_TRT, reason="no NVIDIA GPU / TensorRT on this machine")
+def test_tensorrt_backend_matches_onnxruntime(bundle, tmp_path):
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    ref = open_style_backend("onnxruntime", bundle).infer(frame, 1.0).astype(int)
+    be = open_style_backend("tensorrt", bundle, precision="fp16", cache_dir=tmp_path)
+    assert np.abs(be.infer(frame, 1.0).astype(int) - ref).max() <= 4
