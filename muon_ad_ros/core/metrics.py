@@ -1,0 +1,87 @@
+"""Quality metrics: SSIM to content and style distance under a pretrained feature network.
+
+SSIM is scikit-image's; the style distances are the two classic statistics of a style (Gatys' Gram
+matrices, and the channel mean/std of AdaIN) computed on a frozen feature network from
+core/features.py (or any callable returning {layer: (N,C,h,w)}), so a distance can be measured on
+a network the student was not trained with.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+FeatureFn = Callable[[torch.Tensor], dict]
+KINDS = ("gram", "meanstd")
+
+
+def _rgb(img: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        desc = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 RGB image, got {desc}")
+    return img
+
+
+def ssim(image: np.ndarray, reference: np.ndarray) -> float:
+    """Return the SSIM of two (H, W, 3) uint8 RGB images (reference resized to image's size if needed)."""
+    from skimage.metrics import structural_similarity
+
+    image, reference = _rgb(image, "image"), _rgb(reference, "reference")
+    if reference.shape != image.shape:
+        import cv2
+        reference = cv2.resize(reference, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+    return float(structural_similarity(image, reference, channel_axis=2, data_range=255))
+
+
+def _tensor(img: np.ndarray, max_side: int) -> torch.Tensor:
+    """Return a (1,3,H,W) float tensor in [0,1], scaled down so the longer side is <= max_side."""
+    h, w = img.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        import cv2
+        img = cv2.resize(img, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """Return the (N, C, C) Gram matrices of (N, C, h, w) features, normalized by h*w."""
+    n, c, h, w = f.shape
+    x = f.reshape(n, c, h * w)
+    return x @ x.transpose(1, 2) / (h * w)
+
+
+def _features(network) -> FeatureFn:
+    if callable(network) and not isinstance(network, str):
+        return network
+    from .features import feature_network
+    return feature_network(network)
+
+
+@torch.no_grad()
+def style_distance(image: np.ndarray, style: np.ndarray, network: str | FeatureFn = "multistyle26",
+                   kind: str = "gram", max_side: int = 384) -> float:
+    """Return the style distance of image to style: mean over layers of the squared Gram (or mean/std) gap.
+
+    `network`: a core/features.py network name or a callable x -> {layer: features}.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    feats = _features(network)
+    fx = feats(_tensor(_rgb(image, "image"), max_side))
+    fs = feats(_tensor(_rgb(style, "style"), max_side))
+    total = 0.0
+    for layer, a in fx.items():
+        b = fs[layer]
+        if kind == "gram":
+            total += float((gram(a) - gram(b)).pow(2).mean())
+        else:
+            gap = (a.mean((2, 3)) - b.mean((2, 3))).pow(2) + (a.std((2, 3)) - b.std((2, 3))).pow(2)
+            total += float(gap.mean())
+    return total / max(1, len(fx))
+
+
+def style_distances(image: np.ndarray, style: np.ndarray, networks=("mobilenet_v2", "multistyle26"),
+                    kinds=KINDS, max_side: int = 384) -> dict[str, float]:
+    """Return {'<network>/<kind>': distance} for every network and statistic."""
+    return {f"{n}/{k}": style_distance(image, style, n, k, max_side) for n in networks for k in kinds}

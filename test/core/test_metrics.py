@@ -1,0 +1,62 @@
+"""SSIM and style distances on real images and the real pretrained feature networks."""
+import numpy as np
+import pytest
+import torch
+
+from muon_ad_ros.core import data, metrics
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return data.resize_max(data.skimage_image("chelsea"), 192, 8)
+
+
+@pytest.fixture(scope="module")
+def mosaic():
+    return data.make_mosaic(192)
+
+
+def test_ssim_is_one_for_the_same_image_and_lower_for_noise(photo):
+    assert metrics.ssim(photo, photo) == pytest.approx(1.0)
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 40, photo.shape), 0, 255).astype(np.uint8)
+    assert metrics.ssim(noisy, photo) < 0.6
+
+
+def test_ssim_resizes_a_reference_of_another_size(photo):
+    big = np.repeat(np.repeat(photo, 2, 0), 2, 1)
+    assert metrics.ssim(photo, big) > 0.9
+
+
+def test_ssim_rejects_non_rgb_uint8(photo):
+    with pytest.raises(ValueError, match="float64"):
+        metrics.ssim(photo / 255.0, photo)
+
+
+def test_gram_of_known_features():
+    f = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]]])  # N=1, C=2, h=1, w=2
+    np.testing.assert_allclose(metrics.gram(f)[0].numpy(), [[2.5, 1.0], [1.0, 0.5]])
+
+
+@pytest.mark.parametrize("kind", metrics.KINDS)
+def test_style_distance_with_a_callable_feature_network(photo, mosaic, kind):
+    def pixels(x):  # the simplest feature extractor: the image itself, at two scales
+        return {"rgb": x, "half": torch.nn.functional.avg_pool2d(x, 2)}
+
+    assert metrics.style_distance(mosaic, mosaic, pixels, kind) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.style_distance(photo, mosaic, pixels, kind) > 0
+
+
+@pytest.mark.parametrize("network", ["mobilenet_v2", "multistyle26"])
+def test_pretrained_networks_place_a_restyled_image_nearer_the_style(photo, mosaic, network):
+    """Blending the mosaic's pixels into the photo moves it towards the mosaic's style."""
+    blend = (0.5 * photo + 0.5 * mosaic[: photo.shape[0], : photo.shape[1]]).astype(np.uint8)
+    far = metrics.style_distance(photo, mosaic, network, max_side=192)
+    near = metrics.style_distance(blend, mosaic, network, max_side=192)
+    assert near < far
+
+
+def test_style_distances_names_every_network_and_statistic(photo, mosaic):
+    d = metrics.style_distances(photo, mosaic, networks=("multistyle26",), max_side=128)
+    assert set(d) == {"multistyle26/gram", "multistyle26/meanstd"} and all(v > 0 for v in d.values())
+    with pytest.raises(ValueError, match="fft"):
+        metrics.style_distance(photo, mosaic, "multistyle26", kind="fft")
