@@ -1,0 +1,77 @@
+"""Parameters of the detection node (same names and defaults in config/edge.yaml). Every one but
+`nice` takes effect on the next frame; a model reload runs in the background while the previous
+detector keeps serving."""
+from muon_ad_ros.params import Param
+
+PARAMS = (
+    Param("backend", "opencv_hog", "Detector backend: opencv_hog (bundled people detector, no model file), "
+          "onnxruntime (YOLO ONNX, CPU/CUDA) or tensorrt (YOLO ONNX built to a cached engine, GPU/DLA; "
+          "falls back to onnxruntime with WARN when TensorRT or the GPU is absent).",
+          choices=("opencv_hog", "onnxruntime", "tensorrt")),
+    Param("model_path", "", "YOLO model: .onnx (onnxruntime, tensorrt) or a prebuilt .engine/.plan (tensorrt). "
+          "A missing file is rejected at set time; a corrupt one is reported in diagnostics and the "
+          "previous detector kept."),
+    Param("labels_path", "", "Class names, one per line; empty = the model's metadata (Ultralytics `names`) "
+          "or COCO for 80-class models."),
+    Param("output_layout", "auto", "YOLO output layout: yolov5 (1,N,5+C), yolov8 (1,4+C,N), end2end (1,N,6) "
+          "[x1,y1,x2,y2,score,class]; auto reads it from the output shape.",
+          choices=("auto", "yolov5", "yolov8", "end2end")),
+    Param("score_threshold", 0.5, "Minimum detection score (HOG: logistic of the SVM margin, 0.5 = margin 0).",
+          min=0.0, max=1.0),
+    Param("nms_threshold", 0.45, "IoU above which the lower-scored box of a class is suppressed.",
+          min=0.0, max=1.0),
+    Param("class_filter", [""], "Classes to publish, by name or id (e.g. ['person', '2']); [''] or [] = all."),
+    Param("input_size", 0, "Network input (square, multiple of 32) for dynamic-shape YOLO models; HOG: the "
+          "image's longer side is resized to this before the scan (larger finds smaller people). "
+          "0 = the model's own size (HOG: the image's).", min=0, max=4096),
+    Param("max_detections", 100, "Most detections published per frame (highest scores first).",
+          min=1, max=1000),
+    Param("precision", "auto", "auto = fp16 on TensorRT, the model's own on onnxruntime, fp32 on HOG; fp16 "
+          "converts an fp32 ONNX model; int8 needs tensorrt and calibration_dir. Never silently ignored: "
+          "an impossible combination is rejected.", choices=("auto", "fp32", "fp16", "int8")),
+    Param("device", "auto", "onnxruntime: auto = CUDA when this onnxruntime has it, else CPU; gpu asks for "
+          "CUDA (reports WARN when absent); cpu forces the CPU.", choices=("auto", "cpu", "gpu")),
+    Param("dla_core", -1, "tensorrt: run on this DLA core with GPU fallback (fp16/int8); -1 = GPU only.",
+          min=-1, max=7),
+    Param("calibration_dir", "", "tensorrt int8: folder of calibration images (jpg/png), preprocessed like "
+          "camera frames."),
+    Param("engine_cache_dir", "", "tensorrt: engine cache folder; empty = ~/.cache/muon_ad_ros/engines."),
+    Param("threads", 0, "Intra-op threads of onnxruntime / OpenCV; 0 = the library default.", min=0, max=64),
+    Param("rate_limit", 0.0, "Most frames processed per second; 0 = every frame the worker can take "
+          "(latest frame only). Frames arriving sooner are skipped and counted.", min=0.0, max=1000.0),
+    Param("max_image_dim", 4096, "Largest accepted image width or height; larger frames are rejected.",
+          min=16, max=16384),
+    Param("stale_timeout", 2.0, "Seconds without input after which diagnostics report STALE.",
+          min=0.1, max=60.0),
+    Param("publish_annotated", True, "Publish detections/image_annotated (costs a copy and a draw per frame)."),
+    Param("marker_depth", 2.0, "Distance (m) in front of the camera at which RViz markers are drawn.",
+          min=0.1, max=100.0),
+    Param("nice", 5, "Nice value of the process (normal scheduling, below the style node's SCHED_FIFO); "
+          "applied at start.", min=0, max=19, read_only=True),
+)
+
+
+def check(values: dict) -> str | None:
+    """Returns why the combination is inconsistent, or None."""
+    backend, precision, model = values["backend"], values["precision"], values["model_path"]
+    if backend == "opencv_hog" and precision not in ("auto", "fp32"):
+        return f"opencv_hog computes in fp32 only; precision {precision} cannot apply (set auto or fp32)"
+    if backend != "opencv_hog" and not model:
+        return f"backend {backend} needs model_path (a YOLO .onnx file)"
+    if backend == "onnxruntime" and model and not model.lower().endswith(".onnx"):
+        return f"backend onnxruntime needs an .onnx model_path, got {model!r}"
+    if backend == "tensorrt" and model and not model.lower().endswith((".onnx", ".engine", ".plan")):
+        return f"backend tensorrt needs an .onnx, .engine or .plan model_path, got {model!r}"
+    if precision == "int8" and backend != "tensorrt":
+        return "precision int8 needs backend tensorrt (onnxruntime runs fp32/fp16 or a pre-quantized model)"
+    if precision == "int8" and not values["calibration_dir"] and model.lower().endswith(".onnx"):
+        return "precision int8 needs calibration_dir (calibration images) to build the engine"
+    if values["dla_core"] >= 0 and backend != "tensorrt":
+        return "dla_core needs backend tensorrt"
+    if values["dla_core"] >= 0 and precision == "fp32":
+        return "the DLA runs fp16 or int8 only; precision fp32 cannot use dla_core"
+    if backend != "opencv_hog" and values["input_size"] % 32:
+        return f"input_size {values['input_size']} is not a multiple of 32 (the YOLO stride)"
+    if backend == "opencv_hog" and 0 < values["input_size"] < 128:
+        return f"input_size {values['input_size']} is below 128, the HOG window height"
+    return None

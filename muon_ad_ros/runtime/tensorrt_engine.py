@@ -1,0 +1,308 @@
+"""TensorRT engines from ONNX, cached on disk, shared by every TensorRT backend of the package
+(detection; the style runtime may call it too). Written against the TensorRT Python API 8.5-10.x
+(the name-based tensor API) with a path for 11.x (strongly typed FP16, no DLA, no INT8 calibrator);
+tensorrt and torch (CUDA buffers) are imported only when an engine is built or run.
+
+Cache: one `<model stem>-<key>.engine` (+ `.json` report) per key = sha256 of the ONNX bytes, the
+TensorRT and CUDA versions, the GPU name and compute capability, the DLA core, the precision, the
+input shapes and the calibration set. Same key -> the plan is deserialized, no rebuild; anything
+changed -> a new key and a new build. PEERS.md: "engine rebuilt at every start", "unclear what fell
+back to the GPU", "precision flags silently ignored" are what this answers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+DEFAULT_CACHE = os.path.join("~", ".cache", "muon_ad_ros", "engines")
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a CUDA GPU is absent (or lacks a requested feature such as DLA)."""
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What to build: the ONNX model, precision, device and input shapes."""
+
+    onnx_path: str
+    precision: str = "fp16"                              # fp32 | fp16 | int8
+    dla_core: int = -1                                   # -1 = GPU only; >= 0 DLA with GPU fallback
+    input_shapes: dict = field(default_factory=dict)     # name -> shape, for inputs with dynamic dims
+    cache_dir: str = ""                                  # "" = ~/.cache/muon_ad_ros/engines
+    workspace_mb: int = 1024
+    calibration: Callable[[], Iterable[np.ndarray]] | None = None  # INT8: yields NCHW float32 batches
+    calibration_id: str = ""                             # identifies the calibration set in the key
+
+
+@dataclass
+class EngineReport:
+    """What was built or loaded and where its layers run."""
+
+    key: str
+    path: str
+    built: bool                       # False = loaded from the cache
+    build_seconds: float
+    tensorrt_version: str
+    device: str                       # e.g. "GPU NVIDIA Orin (8.7)" or "DLA0 + GPU fallback"
+    precision: str
+    input_shapes: dict
+    dla_layers: list = field(default_factory=list)            # network layers placed on the DLA
+    gpu_fallback_layers: list = field(default_factory=list)   # layers that could not run on the DLA
+    engine_layers: list = field(default_factory=list)         # the built engine's layers (inspector)
+
+
+def file_sha256(path: str) -> str:
+    """Returns the hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_key(model_sha256: str, tensorrt_version: str, cuda_version: str, gpu: str, dla_core: int,
+              precision: str, input_shapes: dict, calibration_id: str = "") -> str:
+    """Returns the engine cache key: a short hash of everything that makes a plan invalid."""
+    fields = {"model": model_sha256, "tensorrt": tensorrt_version, "cuda": cuda_version, "gpu": gpu,
+              "dla_core": int(dla_core), "precision": precision,
+              "inputs": {k: [int(d) for d in v] for k, v in sorted(input_shapes.items())},
+              "calibration": calibration_id if precision == "int8" else ""}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def engine_path(cache_dir: str, onnx_path: str, key: str) -> str:
+    """Returns where the plan for `key` is cached."""
+    stem = os.path.splitext(os.path.basename(onnx_path))[0]
+    return os.path.join(os.path.expanduser(cache_dir or DEFAULT_CACHE), f"{stem}-{key}.engine")
+
+
+def _import():
+    """Returns (tensorrt, torch) with a CUDA device; raises TensorRTUnavailable otherwise."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise TensorRTUnavailable(f"TensorRT is not installed ({exc})") from exc
+    try:
+        import torch
+    except ImportError as exc:
+        raise TensorRTUnavailable(f"torch (used for CUDA buffers) is not installed ({exc})") from exc
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailable("no CUDA GPU is visible to torch")
+    return trt, torch
+
+
+def _gpu_name(torch) -> str:
+    major, minor = torch.cuda.get_device_capability()
+    return f"{torch.cuda.get_device_name()} ({major}.{minor})"
+
+
+def build_or_load(req: EngineRequest, log: Callable[[str], None] = print):
+    """Returns (ICudaEngine, EngineReport): the cached plan when its key matches, else a new build
+    (written to the cache atomically, with a JSON report beside it)."""
+    trt, torch = _import()
+    if req.precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"precision {req.precision!r} is not fp32, fp16 or int8")
+    if req.dla_core >= 0 and req.precision == "fp32":
+        raise ValueError("the DLA runs FP16 or INT8 only; precision fp32 cannot use dla_core")
+    key = cache_key(file_sha256(req.onnx_path), trt.__version__, str(torch.version.cuda), _gpu_name(torch),
+                    req.dla_core, req.precision, req.input_shapes, req.calibration_id)
+    path = engine_path(req.cache_dir, req.onnx_path, key)
+    logger = trt.Logger(trt.Logger.WARNING)
+    if os.path.isfile(path):
+        engine = deserialize(trt, logger, open(path, "rb").read(), req.dla_core, path)
+        with open(path[:-len(".engine")] + ".json") as f:
+            report = EngineReport(**json.load(f))
+        report.built, report.build_seconds = False, 0.0
+        log(f"TensorRT engine {path} loaded from the cache (key {key}); no rebuild")
+        return engine, report
+    log(f"building TensorRT engine for {req.onnx_path} ({req.precision}, "
+        f"{'DLA' + str(req.dla_core) if req.dla_core >= 0 else 'GPU'}); this takes minutes")
+    t0 = time.monotonic()
+    plan, report = _build(trt, torch, logger, req, key, path)
+    engine = deserialize(trt, logger, plan, req.dla_core, path)
+    report.build_seconds = round(time.monotonic() - t0, 1)
+    report.engine_layers = inspect_layers(trt, engine)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for target, data in ((path, plan), (path[:-len(".engine")] + ".json",
+                                        json.dumps(asdict(report), indent=1).encode())):
+        with open(target + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(target + ".tmp", target)   # a crash mid-write never leaves a truncated plan
+    log(f"TensorRT engine built in {report.build_seconds} s -> {path}; {len(report.dla_layers)} layers on "
+        f"the DLA, {len(report.gpu_fallback_layers)} fell back to the GPU: {report.gpu_fallback_layers[:20]}")
+    return engine, report
+
+
+def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
+    """Returns (serialized plan bytes, EngineReport) for a fresh build."""
+    strongly_typed = not hasattr(trt.BuilderFlag, "FP16")    # TensorRT 11 dropped precision flags
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):   # needed on 8.x, ignored on 10
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    model_bytes = open(req.onnx_path, "rb").read()
+    if strongly_typed and req.precision == "fp16":
+        # Strongly typed networks take their precision from the tensor types: convert the model.
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        model_bytes = convert_float_to_float16(onnx.load_from_string(model_bytes),
+                                               keep_io_types=True).SerializeToString()
+    if not parser.parse(model_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"TensorRT cannot parse {req.onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, req.workspace_mb << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED   # layer names for the inspector
+    shapes = {}
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape):
+            if tensor.name not in req.input_shapes:
+                raise ValueError(f"{req.onnx_path} input {tensor.name} has dynamic shape {shape}; "
+                                 "give its shape in input_shapes")
+            shape = tuple(req.input_shapes[tensor.name])
+            profile.set_shape(tensor.name, shape, shape, shape)   # the DLA needs static shapes
+        shapes[tensor.name] = list(shape)
+    if any(d < 0 for i in range(network.num_inputs) for d in network.get_input(i).shape):
+        config.add_optimization_profile(profile)
+    if req.precision == "fp16" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if req.precision == "int8":
+        if strongly_typed or not hasattr(trt, "IInt8EntropyCalibrator2"):
+            raise TensorRTUnavailable(f"TensorRT {trt.__version__} has no INT8 calibrator; give a "
+                                      "Q/DQ-quantized ONNX model instead")
+        if req.calibration is None:
+            raise ValueError("precision int8 needs calibration images (calibration_dir)")
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)   # layers without INT8 kernels run FP16, not FP32
+        config.int8_calibrator = make_calibrator(trt, torch, req.calibration, path[:-len(".engine")] + ".calib")
+    dla_layers, fallback = [], []
+    device = f"GPU {_gpu_name(torch)}"
+    if req.dla_core >= 0:
+        if builder.num_DLA_cores <= req.dla_core:
+            raise TensorRTUnavailable(f"dla_core {req.dla_core} requested but this device has "
+                                      f"{builder.num_DLA_cores} DLA cores (TensorRT {trt.__version__})")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = req.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            (dla_layers if config.can_run_on_DLA(layer) else fallback).append(f"{layer.name} ({layer.type.name})")
+        device = f"DLA{req.dla_core} + GPU fallback"
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ValueError(f"TensorRT failed to build an engine from {req.onnx_path} (see the log above)")
+    report = EngineReport(key=key, path=path, built=True, build_seconds=0.0, tensorrt_version=trt.__version__,
+                          device=device, precision=req.precision, input_shapes=shapes,
+                          dla_layers=dla_layers, gpu_fallback_layers=fallback)
+    return bytes(plan), report
+
+
+def deserialize(trt, logger, plan: bytes, dla_core: int = -1, path: str = "plan"):
+    """Returns the ICudaEngine of a serialized plan (DLA plans need the runtime's DLA core set first)."""
+    runtime = trt.Runtime(logger)
+    if dla_core >= 0:
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ValueError(f"TensorRT plan {path} cannot be deserialized (built by another TensorRT "
+                         "version or for another GPU?)")
+    return engine
+
+
+def load_plan(path: str, dla_core: int = -1):
+    """Returns the ICudaEngine of a prebuilt plan file (.engine/.plan)."""
+    trt, _ = _import()
+    with open(path, "rb") as f:
+        return deserialize(trt, trt.Logger(trt.Logger.WARNING), f.read(), dla_core, path)
+
+
+def inspect_layers(trt, engine) -> list:
+    """Returns the built engine's layers as the inspector names them (DLA subgraphs show up as
+    `{ForeignNode[first...last]}`)."""
+    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    return [layer if isinstance(layer, str) else layer.get("Name", "?") for layer in info.get("Layers", [])]
+
+
+def make_calibrator(trt, torch, batches: Callable[[], Iterable[np.ndarray]], cache_file: str):
+    """Returns an IInt8EntropyCalibrator2 feeding `batches()` to the builder (cached in `cache_file`)."""
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self.iterator = iter(batches())
+            self.device = None
+
+        def get_batch_size(self):
+            return 1
+
+        def get_batch(self, names):
+            batch = next(self.iterator, None)
+            if batch is None:
+                return None
+            self.device = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).cuda()
+            return [int(self.device.data_ptr())]
+
+        def read_calibration_cache(self):
+            return open(cache_file, "rb").read() if os.path.isfile(cache_file) else None
+
+        def write_calibration_cache(self, cache):
+            with open(cache_file, "wb") as f:
+                f.write(bytes(cache))
+
+    return Calibrator()
+
+
+class EngineRunner:
+    """Runs an engine with pre-allocated CUDA buffers (torch tensors) for every input and output."""
+
+    def __init__(self, engine, input_shapes: dict | None = None):
+        trt, torch = _import()
+        self.torch = torch
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self.buffers, self.inputs, self.outputs = {}, [], []
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(engine.get_tensor_shape(name))
+            if is_input and any(d < 0 for d in shape):
+                shape = tuple((input_shapes or {})[name])
+                self.context.set_input_shape(name, shape)
+            (self.inputs if is_input else self.outputs).append(name)
+        for name in self.inputs + self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            dtype = torch.from_numpy(np.empty(0, trt.nptype(engine.get_tensor_dtype(name)))).dtype
+            self.buffers[name] = torch.empty(shape, dtype=dtype, device="cuda")
+            self.context.set_tensor_address(name, int(self.buffers[name].data_ptr()))
+
+    def shape(self, name: str) -> tuple:
+        """Returns the shape of an input or output tensor."""
+        return tuple(self.buffers[name].shape)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Returns the outputs (host arrays) for host input arrays."""
+        torch = self.torch
+        with torch.cuda.stream(self.stream):
+            for name, array in feeds.items():
+                buf = self.buffers[name]
+                buf.copy_(torch.from_numpy(np.ascontiguousarray(array)).to(buf.dtype), non_blocking=True)
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            out = {name: self.buffers[name].cpu() for name in self.outputs}
+        self.stream.synchronize()
+        return {name: t.numpy() for name, t in out.items()}

@@ -1,0 +1,104 @@
+"""TensorRT backend: the engine cache key and CPU fallback run everywhere; building and running an
+engine needs an NVIDIA GPU with TensorRT and is skipped elsewhere."""
+from __future__ import annotations
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from muon_ad_ros.detect import DetectorConfig, ModelError, make_detector
+from muon_ad_ros.detect.synthetic import conv_yolo_model, fixed_output_model
+from muon_ad_ros.detect.yolo_trt import calibration_batches, calibration_images
+from muon_ad_ros.runtime import tensorrt_engine as te
+
+
+def _gpu_and_tensorrt() -> bool:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    import torch
+    return torch.cuda.is_available()
+
+
+needs_gpu = pytest.mark.skipif(not _gpu_and_tensorrt(), reason="no NVIDIA GPU / TensorRT on this machine")
+
+
+@pytest.fixture
+def model(tmp_path):
+    out = np.zeros((1, 6, 8), np.float32)
+    out[0, :, 0] = [20, 32, 10, 16, 0.9, 0.1]
+    return fixed_output_model(str(tmp_path / "tiny.onnx"), out)
+
+
+def test_cache_key_changes_with_everything_that_invalidates_a_plan():
+    base = dict(model_sha256="ab" * 32, tensorrt_version="10.3.0", cuda_version="12.6", gpu="Orin (8.7)",
+                dla_core=-1, precision="fp16", input_shapes={"images": (1, 3, 640, 640)})
+    key = te.cache_key(**base)
+    assert key == te.cache_key(**base)
+    changes = dict(model_sha256="cd" * 32, tensorrt_version="10.7.0", cuda_version="12.8", gpu="Orin NX (8.7)",
+                   dla_core=0, precision="int8", input_shapes={"images": (1, 3, 480, 640)})
+    keys = {te.cache_key(**(base | {k: v})) for k, v in changes.items()}
+    assert len(keys) == len(changes) and key not in keys
+    int8 = base | {"precision": "int8"}
+    assert te.cache_key(**int8, calibration_id="a") != te.cache_key(**int8, calibration_id="b")
+    assert te.cache_key(**base, calibration_id="a") == key   # calibration only matters for int8
+    assert te.engine_path("/c", "/m/yolo.onnx", key) == f"/c/yolo-{key}.engine"
+
+
+@pytest.mark.skipif(_gpu_and_tensorrt(), reason="this machine has TensorRT and a GPU: no fallback happens")
+def test_tensorrt_without_gpu_falls_back_to_onnxruntime_with_the_reason(model):
+    logged = []
+    det = make_detector(DetectorConfig(backend="tensorrt", model_path=model, dla_core=0, precision="fp16"),
+                        log=logged.append)
+    assert det.name == "onnxruntime" and det.device == "CPU"
+    assert det.fallback.startswith("tensorrt unavailable") and logged and "WARN" in logged[0]
+    assert [round(b.score, 2) for b in det.detect(np.zeros((64, 64, 3), np.uint8))] == [0.9]
+
+
+@pytest.mark.skipif(_gpu_and_tensorrt(), reason="this machine has TensorRT and a GPU")
+def test_prebuilt_plan_without_tensorrt_is_a_clear_error(tmp_path):
+    plan = tmp_path / "yolo.engine"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(ModelError, match=r"yolo\.engine is a TensorRT plan and TensorRT cannot run here"):
+        make_detector(DetectorConfig(backend="tensorrt", model_path=str(plan)))
+
+
+def test_calibration_images_are_letterboxed_like_camera_frames(tmp_path):
+    with pytest.raises(ModelError, match="holds no"):
+        calibration_images(str(tmp_path))
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((48, 64, 3), 200, np.uint8))
+    [batch] = list(calibration_batches(calibration_images(str(tmp_path)), (64, 64)))
+    assert batch.shape == (1, 3, 64, 64) and batch.dtype == np.float32
+    assert batch[0, :, 0, 0] == pytest.approx(114 / 255) and batch[0, :, 32, 32] == pytest.approx(200 / 255)
+
+
+@needs_gpu
+def test_engine_is_built_once_then_loaded_from_the_cache_and_matches_onnxruntime(tmp_path):
+    onnx_path = str(tmp_path / "yolo.onnx")
+    conv_yolo_model(onnx_path, size=320, classes=4, widths=(8, 16, 32, 64, 64), repeats=1)
+    cfg = DetectorConfig(backend="tensorrt", model_path=onnx_path, precision="fp32",
+                         engine_cache_dir=str(tmp_path / "cache"))
+    first = make_detector(cfg)
+    assert first.name == "tensorrt" and first.report.built
+    second = make_detector(cfg)
+    assert not second.report.built and second.report.key == first.report.key
+    fp16 = make_detector(cfg.__class__(**{**cfg.__dict__, "precision": "fp16"}))
+    assert fp16.report.built and fp16.report.key != first.report.key and fp16.precision == "fp16"
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    ort = make_detector(cfg.__class__(**{**cfg.__dict__, "backend": "onnxruntime"}))
+    assert [b.class_id for b in first.detect(image)] == [b.class_id for b in ort.detect(image)]
+
+
+@needs_gpu
+def test_dla_build_reports_layers_that_fell_back(tmp_path):
+    import tensorrt as trt
+    if trt.Builder(trt.Logger()).num_DLA_cores == 0:
+        pytest.skip("this GPU has no DLA core")
+    onnx_path = str(tmp_path / "yolo.onnx")
+    conv_yolo_model(onnx_path, size=320, classes=4, widths=(8, 16, 32, 64, 64), repeats=1)
+    det = make_detector(DetectorConfig(backend="tensorrt", model_path=onnx_path, precision="fp16", dla_core=0,
+                                       engine_cache_dir=str(tmp_path / "cache")))
+    assert det.device == "DLA0" and det.report.dla_layers
+    # Reshape/Concat of the head are not DLA layers: they must be reported, not hidden.
+    assert det.fallback_layers and det.fallback
