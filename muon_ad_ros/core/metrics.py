@@ -41,7 +41,7 @@ def _tensor(img: np.ndarray, max_side: int) -> torch.Tensor:
     if s < 1.0:
         import cv2
         img = cv2.resize(img, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float() / 255
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:

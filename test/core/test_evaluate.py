@@ -1,0 +1,63 @@
+"""`muon-ad eval` and `muon-ad bench model` run end to end on a tiny untrained bundle (no timing asserted)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from muon_ad_ros.core import bench_model, data, evaluate, export
+from muon_ad_ros.core.student import Student
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("bundle")
+    export.export_bundle(Student(), out, (1.0, 0.7, 0.4), torch.rand(1, 3, 64, 64),
+                         {"name": "mosaic", "image": "mosaic"}, fp16=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def content(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("content")
+    data.save_image(folder / "coffee.png", data.resize_max(data.skimage_image("coffee"), 128, 8))
+    return folder
+
+
+def test_eval_writes_contact_sheet_and_metrics(bundle, content, tmp_path):
+    rc = evaluate.main(["--model", str(bundle), "--content", str(content), "--out", str(tmp_path),
+                        "--retentions", "1.0", "0.6", "--max-side", "128", "--stylize-iters", "1",
+                        "--latency-runs", "1", "--threads", "1"])
+    assert rc == 0
+    sheet = data.load_image(tmp_path / "contact_sheet.png")
+    assert sheet.shape[1] > 6 * 100  # content, style, 2 student tiles, Muon-AD, peer
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    s = report["summary"]
+    assert set(s["student"]) == {"1.00", "0.60"}
+    assert s["student"]["0.60"]["flops_fraction"] < 1.0
+    for m in (s["student"]["1.00"]["metrics"], s["muon_ad"]["metrics"], s["peer"]["metrics"]):
+        assert 0 < m["ssim_content"] <= 1
+        assert {"mobilenet_v2/gram", "multistyle26/gram", "mobilenet_v2/meanstd", "multistyle26/meanstd"} <= set(m)
+    assert "ssim_within_0.05" in s["criterion_vs_peer"]
+    # the untrained student barely changes its input; the peer restyles it: lower SSIM to content
+    assert s["student"]["1.00"]["metrics"]["ssim_content"] > s["peer"]["metrics"]["ssim_content"]
+
+
+def test_bench_model_writes_json_and_markdown(bundle, tmp_path, capsys):
+    rc = bench_model.main(["--model", str(bundle), "--out", str(tmp_path), "--sizes", "128x96",
+                           "--backends", "onnxruntime-fp32", "torch", "--runs", "2", "--warmup", "0",
+                           "--threads", "1", "--curve", "1.0", "0.4"])
+    assert rc == 0
+    report = json.loads((tmp_path / "bench_model.json").read_text())
+    lat = report["sizes"]["128x96"]["latency_ms"]
+    assert {"student onnxruntime-fp32 r=0.4", "student torch r=1.0", "peer multistyle26 (session)",
+            "peer arbitrary (transform 384 + resize)"} <= set(lat)
+    assert all(v["runs"] == 2 and v["p50"] > 0 for v in lat.values())
+    curve = report["pruning_curve"]
+    assert [row["retention"] for row in curve] == [1.0, 0.4]
+    assert curve[0]["ssim_to_unpruned"] == pytest.approx(1.0) and curve[1]["flops_fraction"] < 0.45
+    assert report["machine"]["cores"] >= 1
+    md = (tmp_path / "bench_model.md").read_text()
+    assert "| student torch r=1.0 |" in md and "Pruning curve" in md
+    assert "load average" in capsys.readouterr().out
