@@ -34,7 +34,7 @@ class PruningInfo:
     level: float
     retention_per_stage: list[float]
     kept_attention_layers: list[int]
-    attention_entropy: list[float]
+    attention_entropy: list[float]  # per attention block; NaN where the block is skipped
     flops_fraction: float
 
 
@@ -84,8 +84,10 @@ class StyleBackend:
         """Return the PruningInfo of the level this retention runs at."""
         level = self.level_for(retention)
         lv = self._info[level]
+        # a block the gate skips at this level has no entropy: null in model.json, NaN here
+        entropy = [math.nan if e is None else float(e) for e in lv.get("attention_entropy", [])]
         return PruningInfo(level, list(lv.get("retention_per_stage", [])), list(lv.get("kept_attention_layers", [])),
-                           list(lv.get("attention_entropy", [])), float(lv.get("flops_fraction", level)))
+                           entropy, float(lv.get("flops_fraction", level)))
 
     def _frame(self, rgb: np.ndarray) -> dict:
         """Return the buffers for this frame shape (created once per shape) with the frame loaded."""
