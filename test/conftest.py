@@ -83,6 +83,39 @@ class Probe:
         self.node.destroy_node()
 
 
+class Camera:
+    """Publishes one rgb8 frame repeatedly at a settable rate from a thread, stamped at publication."""
+
+    def __init__(self, probe, topic: str, h: int = 480, w: int = 640, rate: float = 30.0):
+        import numpy as np
+        from sensor_msgs.msg import Image
+
+        from muon_ad_ros.nodes.common import image_qos
+        self.pub = probe.node.create_publisher(Image, topic, image_qos())
+        self.clock = probe.node.get_clock()
+        self.img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        self.rate = rate
+        self.run = True
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+
+        from muon_ad_ros.nodes.common import fill_image
+        msg = Image()
+        while self.run:
+            hdr = Header(frame_id="cam")
+            hdr.stamp = self.clock.now().to_msg()
+            self.pub.publish(fill_image(msg, self.img, "rgb8", hdr))
+            time.sleep(1.0 / self.rate)
+
+    def stop(self):
+        self.run = False
+        self.thread.join()
+
+
 @pytest.fixture
 def probe(request):
     p = Probe("test_probe_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_")[:40])

@@ -212,8 +212,9 @@ class FrameStats:
     def key_values(self) -> list[KeyValue]:
         """Returns the counters as diagnostic key/values."""
         p50, p99 = self.percentiles()
+        rate = self.rate()
         with self.lock:
-            kv = {"rate_hz": f"{self.rate():.2f}", "latency_p50_ms": f"{p50:.1f}", "latency_p99_ms": f"{p99:.1f}",
+            kv = {"rate_hz": f"{rate:.2f}", "latency_p50_ms": f"{p50:.1f}", "latency_p99_ms": f"{p99:.1f}",
                   "frames_received": self.received, "frames_processed": self.processed,
                   "frames_dropped": self.dropped, "frames_stale": self.stale, "frames_late": self.late,
                   "frames_bad": sum(self.bad.values())}

@@ -48,7 +48,7 @@ class ControllerNode(Node):
         self.create_subscription(Image, "depth", self._on_depth, common.image_qos())
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
-        self.prev_counts = None
+        self.drop_ratio = (float("nan"), 0.0)   # (dropped / received between two reports, when)
         self.depth = None
         self.retention = self.values["retention"] if self.values["mode"] == "manual" else self.values["retention_max"]
         self.scale = self.values["resolution_scale"] if self.values["mode"] == "manual" else 1.0
@@ -80,12 +80,21 @@ class ControllerNode(Node):
     def _on_diagnostics(self, msg: DiagnosticArray):
         want = f"{self.values['style_node']}: style"
         for st in msg.status:
-            if st.name == want:
-                kv = {v.key: v.value for v in st.values}
-                try:
-                    self.style_counts = (int(kv["frames_received"]), int(kv["frames_dropped"]))
-                except (KeyError, ValueError):
-                    pass
+            if st.name != want:
+                continue
+            kv = {v.key: v.value for v in st.values}
+            try:
+                counts = (int(kv["frames_received"]), int(kv["frames_dropped"]))
+            except (KeyError, ValueError):
+                return
+            prev, self.style_counts = self.style_counts, counts
+            if prev is not None and counts[0] > prev[0]:
+                self.drop_ratio = ((counts[1] - prev[1]) / (counts[0] - prev[0]), time.monotonic())
+
+    def _drops(self) -> float:
+        """Returns the fraction of camera frames the style node dropped recently (NaN when unknown)."""
+        ratio, when = self.drop_ratio
+        return ratio if time.monotonic() - when < 3.0 else float("nan")
 
     # -- the loop -----------------------------------------------------------------------------
     def _window(self) -> tuple[float, float, int]:
@@ -98,18 +107,10 @@ class ControllerNode(Node):
         fps = (len(recent) - 1) / max(1e-6, recent[-1][0] - recent[0][0])
         return fps, float(np.median([lat for _, lat in recent])), len(recent)
 
-    def _drop_ratio(self) -> float:
-        """Returns the fraction of camera frames the style node dropped since the last period."""
-        cur, prev = self.style_counts, self.prev_counts
-        self.prev_counts = cur
-        if cur is None or prev is None or cur[0] <= prev[0]:
-            return float("nan")
-        return (cur[1] - prev[1]) / (cur[0] - prev[0])
-
     def _control(self):
         mode = self.values["mode"]
         fps, p50, n = self._window()
-        drops = self._drop_ratio()
+        drops = self._drops()
         if mode == "manual":
             self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
             self.decision, self.level = (f"manual: retention {self.retention:.2f}, resolution_scale "

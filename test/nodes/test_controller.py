@@ -2,7 +2,6 @@
 closed loop lowers retention under load and restores it when the load goes, depth drives LOD."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -11,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from conftest import diag_values, wait_for
+from conftest import Camera, diag_values, wait_for
 from muon_ad_ros import graph
 from muon_ad_ros.nodes.common import fill_image, image_qos
 from muon_ad_ros.nodes.controller import depth_retention
@@ -30,31 +29,6 @@ def specs(model_dir: str, **ctrl) -> list[graph.NodeSpec]:
                            (("image", TOPIC),)),
             graph.NodeSpec("controller", "controller", "", {"detection_node": "", **ctrl},
                            (("depth", "/test_cam/depth"),))]
-
-
-class Camera:
-    """Publishes frames at a settable rate from a thread, stamped at publication."""
-
-    def __init__(self, probe, h=480, w=640):
-        self.pub = probe.node.create_publisher(Image, TOPIC, image_qos())
-        self.clock = probe.node.get_clock()
-        self.img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
-        self.rate = 30.0
-        self.run = True
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        msg = Image()
-        while self.run:
-            hdr = Header(frame_id="cam")
-            hdr.stamp = self.clock.now().to_msg()
-            self.pub.publish(fill_image(msg, self.img, "rgb8", hdr))
-            time.sleep(1.0 / self.rate)
-
-    def stop(self):
-        self.run = False
-        self.thread.join()
 
 
 def test_depth_retention_maps_near_content_to_more_channels():
@@ -78,7 +52,7 @@ def test_manual_mode_sets_the_style_node(probe, start_nodes, bundle):
 def test_target_fps_degrades_under_load_and_restores_after(probe, start_nodes, bundle):
     g = start_nodes(specs(bundle, mode="target_fps", target_fps=60.0, period=0.5, step=0.2, resolution_min=1.0))
     diags = probe.collect(DiagnosticArray, "/diagnostics")
-    cam = Camera(probe)
+    cam = Camera(probe, TOPIC)
     try:
         cam.rate = 200.0      # more than one core's worth of frames: the style node must drop
         assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] <= 0.41, 30), (
