@@ -41,7 +41,28 @@ def render() -> str:
     return "\n".join(out)
 
 
+def markdown_tables() -> str:
+    """Returns one Markdown table of parameters per node, for the README."""
+    out = []
+    for kind in NODE_KINDS:
+        params, _ = node_params(kind)
+        out += [f"**{kind}**", "", "| parameter | default | range / choices | meaning |", "|---|---|---|---|"]
+        for p in params:
+            bounds = ", ".join(filter(None, [
+                f"[{p.min}, {p.max}]" if p.min is not None or p.max is not None else "",
+                " / ".join(map(str, p.choices)) if p.choices else "", "read-only" if p.read_only else ""]))
+            default = "`" + yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("...").strip() + "`"
+            out.append(f"| `{p.name}` | {default} | {bounds} | {p.description.replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--markdown" in argv:
+        print(markdown_tables())
+        return 0
     path = Path(__file__).resolve().parent.parent / "config" / "edge.yaml"
     path.write_text(render())
     print(f"wrote {path}", file=sys.stderr)

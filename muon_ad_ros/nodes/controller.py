@@ -50,6 +50,7 @@ class ControllerNode(Node):
         self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
         self.drop_ratio = (float("nan"), 0.0)   # (dropped / received between two reports, when)
         self.depth = None
+        self.depth_stats = common.FrameStats()
         self.retention = self.values["retention"] if self.values["mode"] == "manual" else self.values["retention_max"]
         self.scale = self.values["resolution_scale"] if self.values["mode"] == "manual" else 1.0
         self.detection_rate = None      # None: the loop has not limited detection
@@ -72,9 +73,11 @@ class ControllerNode(Node):
         self.arrivals.append((time.monotonic(), latency))
 
     def _on_depth(self, msg: Image):
+        self.depth_stats.on_input()
         try:
             self.depth = (common.image_view(msg, common.DEPTH_ENCODINGS, 8192), msg.encoding)
         except common.ImageError as exc:
+            self.depth_stats.on_bad(exc.reason)
             self.get_logger().warning(f"depth frame rejected: {exc}", throttle_duration_sec=5.0)
 
     def _on_diagnostics(self, msg: DiagnosticArray):
@@ -201,7 +204,9 @@ class ControllerNode(Node):
         self.diag.status("control", self.level, self.decision, common.kv(
             mode=self.values["mode"], stylized_fps=f"{fps:.2f}", stylized_latency_p50_ms=f"{p50:.1f}",
             retention=f"{self.retention:.3f}", resolution_scale=f"{self.scale:.3f}",
-            detection_rate_limit=_rate(self.detection_rate), style_node_ready=self.style_client.service_is_ready()))
+            detection_rate_limit=_rate(self.detection_rate), style_node_ready=self.style_client.service_is_ready(),
+            depth_frames_received=self.depth_stats.received, depth_frames_bad=sum(self.depth_stats.bad.values()),
+            **{f"depth_bad_{k}": v for k, v in sorted(self.depth_stats.bad.items())}))
 
 
 def _rate(rate) -> str:
