@@ -82,7 +82,9 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     import onnx
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    with warnings.catch_warnings():  # it warns for every weight below fp16's range: expected, not news
+        warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
     return Path(dst)
 
@@ -371,6 +373,9 @@ def main(argv=None) -> int:
     p.add_argument("--trt-shape", default="480x640", help="engine input HxW")
     a = p.parse_args(argv)
     student, record, style = load_checkpoint(a.checkpoint)
+    beside = Path(a.checkpoint).parent / "training.json"  # distill writes its record next to the checkpoint
+    if not record and beside.is_file():
+        record = {k: v for k, v in json.loads(beside.read_text()).items() if k != "log"}
     for key, value in (("image", a.style_image), ("name", a.style_name), ("licence", a.licence)):
         if value:
             style[key] = value
