@@ -29,6 +29,8 @@ MIN_RETENTION = 0.4
 
 @dataclass
 class StudentConfig:
+    """The student's architecture; the defaults are the shipped one (sized for <= 20 ms at 640x480)."""
+
     widths: tuple[int, int] = (32, 64)  # channels at 1/4 and 1/8 resolution
     res_blocks: int = 2  # residual blocks at 1/8
     res_hidden: int = 64  # hidden channels inside a residual block
@@ -68,7 +70,7 @@ class SlicedConv(nn.Conv2d):
     """A convolution that runs on the leading channels of its input and output groups.
 
     `out_group`/`in_group` name the channel groups whose kept count slices the weight; `block`
-    is the number of consecutive channels per group member (pixel-shuffle factor or head size).
+    is the number of consecutive channels per group member (the head size for attention heads).
     """
 
     def __init__(self, c_in, c_out, k, stride=1, out_group=None, in_group=None, out_block=1, in_block=1, padding=None):
