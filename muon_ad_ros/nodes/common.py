@@ -53,25 +53,31 @@ def _describe_qos(profiles: Iterable[Any]) -> str:
 
 def qos_event_callbacks(node: Node, topic: str, qos: QoSProfile):
     """Returns (subscription, publisher) event callbacks that log an incompatible-QoS event naming
-    this side's QoS and the QoS of the endpoints on the other side."""
+    this side (node, QoS) and the nodes and QoS on the other side."""
     mine = f"{qos.reliability.name}/{qos.durability.name}"
 
-    def on_sub(event):
-        others = _describe_qos(node.get_publishers_info_by_topic(topic))
-        node.get_logger().error(
-            f"incompatible QoS on {topic}: this subscriber ({node.get_name()}, {mine}) cannot receive from "
-            f"publishers [{others}]; offending policy {qos_policy_name_from_kind(event.last_policy_kind)}. "
-            "Images use sensor-data QoS (best effort): set the other side to match.")
+    def report(kind: str, policy: str, attempt: int = 0):
+        others = (node.get_publishers_info_by_topic(topic) if kind == "subscriber"
+                  else node.get_subscriptions_info_by_topic(topic))
+        if attempt < 5 and any(i.node_name.startswith("_NODE_NAME_UNKNOWN") for i in others):
+            # DDS reports the event before the graph cache knows the remote node's name.
+            timer = None
 
-    def on_pub(event):
-        others = _describe_qos(node.get_subscriptions_info_by_topic(topic))
-        node.get_logger().error(
-            f"incompatible QoS on {topic}: this publisher ({node.get_name()}, {mine}) is not received by "
-            f"subscribers [{others}]; offending policy {qos_policy_name_from_kind(event.last_policy_kind)}. "
-            "In RViz set the image display's Reliability Policy to Best Effort.")
+            def again():
+                node.destroy_timer(timer)
+                report(kind, policy, attempt + 1)
+            timer = node.create_timer(0.2, again)
+            return
+        verb = "cannot receive from publishers" if kind == "subscriber" else "is not received by subscribers"
+        hint = ("Images use sensor-data QoS (best effort): set the other side to match." if kind == "subscriber"
+                else "In RViz set the image display's Reliability Policy to Best Effort.")
+        node.get_logger().error(f"incompatible QoS on {topic}: this {kind} ({node.get_name()}, {mine}) {verb} "
+                                f"[{_describe_qos(others)}]; offending policy {policy}. {hint}")
 
-    return (SubscriptionEventCallbacks(incompatible_qos=on_sub),
-            PublisherEventCallbacks(incompatible_qos=on_pub))
+    return (SubscriptionEventCallbacks(incompatible_qos=lambda e: report(
+                "subscriber", qos_policy_name_from_kind(e.last_policy_kind))),
+            PublisherEventCallbacks(incompatible_qos=lambda e: report(
+                "publisher", qos_policy_name_from_kind(e.last_policy_kind))))
 
 
 class ImageError(ValueError):

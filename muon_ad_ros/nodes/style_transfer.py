@@ -70,7 +70,8 @@ class StyleTransferNode(Node):
         self.image_pubs, self.subs = [], []
         for k, topic in enumerate(topics):
             out = "stylized/image_raw" if k == 0 else f"stylized/image_raw_{k}"
-            sub_cb, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
+            sub_cb, _ = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
+            _, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(out), self.qos)
             self.subs.append(self.create_subscription(Image, topic, lambda m, k=k: self._on_image(k, m), self.qos,
                                                       event_callbacks=sub_cb))
             self.image_pubs.append(self.create_publisher(Image, out, self.qos, event_callbacks=pub_cb))

@@ -176,3 +176,51 @@ def test_stale_camera_reports_stale_then_recovers(probe, start_nodes, bundle):
     resumed = time.monotonic()
     publish_frames(probe, pub, 10, period=0.05)
     assert wait_for(lambda: out, 5) and time.monotonic() - resumed <= 1.5
+
+
+def test_missing_model_at_start_reports_error_and_recovers_when_a_valid_path_is_set(probe, start_nodes, bundle,
+                                                                                     tmp_path):
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    out = probe.collect(Image, "/stylized/image_raw")
+    missing = str(tmp_path / "gone")
+    g = start_nodes([style_spec(missing)])
+    assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("level") == 2, 15), \
+        g.log("style_transfer")
+    d = diag_values(diags, "style_transfer: style")
+    assert "gone" in d["message"] and g.alive()["style_transfer"]
+    assert "gone" in g.log("style_transfer")
+    assert probe.set_params("/style_transfer", model_dir=bundle)[0].successful
+    cam = Camera(probe, TOPIC, 128, 160, rate=10.0)
+    try:
+        assert wait_for(lambda: out, 10), g.log("style_transfer")
+        assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("level") == 0, 5)
+    finally:
+        cam.stop()
+
+
+def test_tensorrt_without_a_gpu_falls_back_to_onnxruntime_with_a_warning(probe, start_nodes, bundle):
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    out = probe.collect(Image, "/stylized/image_raw")
+    g = start_nodes([style_spec(bundle, backend="tensorrt")])
+    cam = Camera(probe, TOPIC, 128, 160, rate=10.0)
+    try:
+        assert wait_for(lambda: out, 15), g.log("style_transfer")
+        assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("level") == 1, 5)
+    finally:
+        cam.stop()
+    d = diag_values(diags, "style_transfer: style")
+    assert d["backend"] == "onnxruntime" and "fell back" in d["message"], d
+
+
+def test_incompatible_qos_is_logged_naming_both_sides(probe, start_nodes, bundle):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    g = start_nodes([style_spec(bundle)])
+    assert wait_for(lambda: probe.node.count_publishers("/stylized/image_raw") > 0, 20), g.log("style_transfer")
+    # RViz's default: a RELIABLE subscriber, which a best-effort publisher cannot serve.
+    probe.node.create_subscription(Image, "/stylized/image_raw", lambda m: None,
+                                   QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    assert wait_for(lambda: "incompatible QoS on /stylized/image_raw" in g.log("style_transfer"), 10), \
+        g.log("style_transfer")
+    line = next(s for s in g.log("style_transfer").splitlines() if "incompatible QoS" in s)
+    assert "style_transfer" in line and probe.node.get_name() in line and "RELIABILITY" in line.upper()
+    assert "BEST_EFFORT" in line and "RELIABLE" in line
