@@ -1,0 +1,167 @@
+"""Images for training and evaluation: photographs bundled in the scikit-image wheel, a user folder, and the
+style images the project may ship (a procedural one and a scikit-image one, with their licences).
+
+Only files inside the installed scikit-image package are used (never its pooch downloads).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# Colour photographs shipped inside the scikit-image wheel (greyscale ones are turned into RGB).
+CONTENT_TRAIN = ("astronaut", "coffee", "rocket", "motorcycle_left", "camera", "coins")
+CONTENT_EVAL = ("chelsea", "motorcycle_right", "hubble_deep_field")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+SKIMAGE_LICENCE = ("scikit-image sample data (skimage.data), shipped in the scikit-image wheel; "
+                   "see the licence note of each image in its skimage.data docstring")
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """Return an (H, W, 3) uint8 RGB copy of a greyscale, RGB or RGBA image."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype.kind == "f" else img.astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {img.shape}")
+    return np.ascontiguousarray(img[..., :3])
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Return the image file at ``path`` as (H, W, 3) uint8 RGB."""
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path} (not an image OpenCV can decode)")
+    if bgr.dtype == np.uint16:
+        bgr = (bgr >> 8).astype(np.uint8)
+    if bgr.ndim == 3:
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return to_rgb(bgr)
+
+
+def save_image(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an (H, W, 3) uint8 RGB image (PNG/JPEG by suffix) and return its path."""
+    import cv2
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(to_rgb(rgb), cv2.COLOR_RGB2BGR)):
+        raise ValueError(f"cannot write image {path} (unknown suffix?)")
+    return path
+
+
+def skimage_image(name: str) -> np.ndarray:
+    """Return the scikit-image sample ``name`` as RGB, read from the wheel (no download)."""
+    import skimage.data
+    files = {"immunohistochemistry": "ihc.png"}
+    path = Path(skimage.data.__file__).parent / files.get(name, name)
+    candidates = [path] if path.suffix else sorted(path.parent.glob(path.name + ".*"))
+    if not candidates or not candidates[0].is_file():
+        raise FileNotFoundError(f"scikit-image sample {name!r} is not bundled in the installed wheel")
+    return load_image(candidates[0])
+
+
+def content_images(folder: str | Path | None = None, split: str = "train") -> list[np.ndarray]:
+    """Return RGB content images from ``folder`` (all image files in it), else the bundled photographs."""
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise NotADirectoryError(f"content folder not found: {folder}")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in content folder {folder}")
+        return [load_image(p) for p in files]
+    names = {"train": CONTENT_TRAIN, "eval": CONTENT_EVAL}.get(split)
+    if names is None:
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    return [skimage_image(n) for n in names]
+
+
+def make_mosaic(size: int = 512, cells: int = 90, seed: int = 7) -> np.ndarray:
+    """Return a procedural stained-glass mosaic: Voronoi cells in a saturated palette with dark leading."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([[214, 40, 40], [247, 127, 0], [252, 191, 73], [234, 226, 183], [0, 48, 73],
+                        [42, 157, 143], [38, 70, 83], [106, 76, 147], [25, 130, 196]], np.float32)
+    pts = rng.uniform(0, size, (cells, 2))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    d = (yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2
+    order = np.sort(d, axis=-1)
+    nearest = np.argmin(d, axis=-1)
+    colours = palette[rng.integers(0, len(palette), cells)]
+    img = colours[nearest]
+    # shade each cell towards its centre like uneven glass, and draw lead where two cells nearly tie
+    shade = 1.0 - 0.25 * np.sqrt(order[..., 0]) / (np.sqrt(order[..., 0]).max() + 1e-6)
+    img = img * shade[..., None]
+    edge = (np.sqrt(order[..., 1]) - np.sqrt(order[..., 0])) < 3.0
+    img[edge] = 20.0
+    grain = rng.normal(0, 6, (size, size, 1))
+    return np.clip(img + grain, 0, 255).astype(np.uint8)
+
+
+# name -> (image function, source, licence)
+STYLES = {
+    "mosaic": (make_mosaic, "generated by muon_ad_ros.core.data.make_mosaic(size=512, cells=90, seed=7)",
+               "made by this project; same licence as muon_ad_ros"),
+    "ihc": (lambda: skimage_image("immunohistochemistry"),
+            "scikit-image sample data: skimage.data.immunohistochemistry() (ihc.png), colonic glands with "
+            "IHC/DAB staining, acquired at the Center for Microscopy And Molecular Imaging (CMMI)",
+            "no known copyright restrictions (as stated in skimage.data.immunohistochemistry)"),
+}
+
+
+def style_image(name_or_path: str | Path) -> tuple[np.ndarray, str, str]:
+    """Return (RGB image, source, licence) for a bundled style name or an image file path."""
+    if str(name_or_path) in STYLES:
+        fn, source, licence = STYLES[str(name_or_path)]
+        return fn(), source, licence
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"style {name_or_path!r} is neither a bundled style {sorted(STYLES)} nor a file")
+    return load_image(path), str(path.name), "supplied by the user"
+
+
+def to_tensor(rgb: np.ndarray):
+    """Return a (1, 3, H, W) float32 torch tensor in [0, 1] from an (H, W, 3) uint8 image."""
+    import torch
+    return torch.from_numpy(to_rgb(rgb)).permute(2, 0, 1)[None].float().div(255.0)
+
+
+def to_uint8(x) -> np.ndarray:
+    """Return an (H, W, 3) uint8 image from a (1, 3, H, W) or (3, H, W) tensor in [0, 1]."""
+    x = x.detach()
+    if x.ndim == 4:
+        x = x[0]
+    return (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def resize_max(rgb: np.ndarray, max_side: int, multiple: int = 8) -> np.ndarray:
+    """Return ``rgb`` scaled so its longer side is <= max_side and both sides are multiples of ``multiple``."""
+    import cv2
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    nh, nw = max(multiple, int(h * s) // multiple * multiple), max(multiple, int(w * s) // multiple * multiple)
+    if (nh, nw) == (h, w):
+        return rgb
+    return cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def random_crops(images: list[np.ndarray], size: int, count: int, rng: np.random.Generator,
+                 scale_range: tuple[float, float] = (0.35, 1.0)):
+    """Return a (count, 3, size, size) float tensor of random rescaled square crops with random flips."""
+    import cv2
+    import torch
+    out = np.empty((count, size, size, 3), np.uint8)
+    for i in range(count):
+        img = images[rng.integers(len(images))]
+        h, w = img.shape[:2]
+        side = int(min(h, w) * rng.uniform(*scale_range))
+        side = max(min(side, h, w), min(h, w, size // 2))
+        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = cv2.resize(img[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255.0)

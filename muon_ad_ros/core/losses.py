@@ -1,0 +1,107 @@
+"""Attention distillation (AD) and content losses on a frozen feature network (METHOD.md section 1).
+
+Tokens are feature-map pixels (N = h*w tokens of dimension d = channels); Q, K and V are identity
+projections of the features (METHOD.md allows fixed or identity projections).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .features import FeatureNetwork
+
+FORMS = ("ad_l1", "kl")
+
+
+def tokens(f: torch.Tensor) -> torch.Tensor:
+    """Return (N, h*w, C) tokens of an (N, C, h, w) feature map."""
+    return f.flatten(2).transpose(1, 2)
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Return softmax(s * Q K^T / sqrt(d)), shape (N, Nq, Nk)."""
+    return torch.softmax(scale * q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Return softmax(s * Q K^T / sqrt(d)) V."""
+    return attention_weights(q, k, scale) @ v
+
+
+def ad_l1(gen: torch.Tensor, style_kv: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Return mean|O(gen) - stopgrad(softmax(s Q_gen K_style^T / sqrt d) V_style)|, O(gen) = self-attention of gen."""
+    q = tokens(gen)
+    kv = style_kv.expand(q.shape[0], -1, -1)
+    target = attention(q, kv, kv, scale).detach()
+    return (attention(q, q, q) - target).abs().mean()
+
+
+def ad_kl(gen: torch.Tensor, style_kv: torch.Tensor, style_marginal: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Return KL(Attn(style) || Attn(gen)) over the style's keys.
+
+    The paper writes the KL form without shapes; here both sides are distributions over the same style
+    tokens: how much attention each style key receives from the style's own queries (``style_marginal``,
+    precomputed) and from the generated image's queries. It matches the generated token statistics to the
+    style's, like a soft histogram over the style's token vocabulary.
+    """
+    q = tokens(gen)
+    gen_marginal = attention_weights(q, style_kv.expand(q.shape[0], -1, -1), scale).mean(dim=1)
+    p = style_marginal.expand_as(gen_marginal)
+    return (p * (torch.log(p + 1e-8) - torch.log(gen_marginal + 1e-8))).sum(dim=-1).mean()
+
+
+def content_loss(gen: dict, content: dict, layers: tuple[str, ...]) -> torch.Tensor:
+    """Return sum_l mean|Q_l(gen) - stopgrad(Q_l(content))| (AD's content form)."""
+    return sum((gen[l] - content[l].detach()).abs().mean() for l in layers)
+
+
+def total_loss(style: torch.Tensor, content: torch.Tensor, content_weight: float = 0.25) -> torch.Tensor:
+    """Return L = L_AD + lambda * L_content (lambda 0.25 for style transfer, 0 for texture)."""
+    return style + content_weight * content
+
+
+class AttentionDistillation(torch.nn.Module):
+    """AD loss against fixed style images: keys/values of all style images concatenated on the token axis.
+
+    ``style`` is an (S,3,H,W) batch or a list of (1,3,H,W) images of different sizes.
+    """
+
+    def __init__(self, network: FeatureNetwork, style, form: str = "ad_l1",
+                 style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
+                 content_weight: float = 0.25, scale: float = 1.0):
+        super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"loss form must be one of {FORMS}, got {form!r}")
+        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        for s in styles:
+            if s.ndim != 4 or s.shape[1] != 3:
+                raise ValueError(f"style must be (S,3,H,W) image batches, got shape {tuple(s.shape)}")
+        self.network, self.form, self.scale, self.content_weight = network, form, scale, content_weight
+        self.style_layers = tuple(style_layers or network.layers)
+        self.content_layers = tuple(content_layers or network.layers[-1:])
+        missing = set(self.style_layers + self.content_layers) - set(network.layers)
+        if missing:
+            raise ValueError(f"layers {sorted(missing)} are not computed by feature network {network.name} "
+                             f"(it computes {network.layers})")
+        with torch.no_grad():
+            feats = [network(s) for s in styles]
+        self.style_kv = {l: torch.cat([tokens(f[l]).reshape(1, -1, f[l].shape[1]) for f in feats], dim=1)
+                         for l in self.style_layers}
+        self.style_marginal = {l: attention_weights(kv, kv, scale).mean(dim=1) for l, kv in self.style_kv.items()}
+
+    def style_loss(self, gen_feats: dict) -> torch.Tensor:
+        """Return the AD style loss summed over the style layers."""
+        if self.form == "ad_l1":
+            return sum(ad_l1(gen_feats[l], self.style_kv[l], self.scale) for l in self.style_layers)
+        return sum(ad_kl(gen_feats[l], self.style_kv[l], self.style_marginal[l], self.scale)
+                   for l in self.style_layers)
+
+    def forward(self, gen: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return {'style', 'content', 'total'} losses of generated images against their content images."""
+        gen_feats = self.network(gen)
+        with torch.no_grad():
+            content_feats = self.network(content)
+        s = self.style_loss(gen_feats)
+        c = content_loss(gen_feats, content_feats, self.content_layers)
+        return {"style": s, "content": c, "total": total_loss(s, c, self.content_weight)}

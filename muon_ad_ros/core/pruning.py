@@ -1,0 +1,150 @@
+"""Entropy-driven dynamic pruning (METHOD.md section 4): layer gate, head selection, channel importance,
+retention schedule and distance-aware (depth) retention.
+
+The student (core/student.py) runs a retention r by slicing the first ceil(r*C) channels of each group;
+this module decides the ORDER of those channels (importance scores) and which attention layers and
+heads survive.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+BETA = 0.7
+KEEP_HEADS = 8
+WINDOW = 100
+LAMBDA_DECAY = 0.03
+RETENTION_START, RETENTION_END = 0.95, 0.40
+
+
+def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """Return H = mean over rows of -sum a log(a + 1e-8) for attention weights (..., rows, keys)."""
+    return -(attn * torch.log(attn + 1e-8)).sum(-1).mean()
+
+
+def keep_layers(entropies, beta: float = BETA) -> list[bool]:
+    """Return KeepLayer_i = 1[H_i > beta * max_j H_j] for each attention layer's entropy."""
+    h = [float(e) for e in entropies]
+    if not h:
+        return []
+    top = max(h)
+    return [e > beta * top for e in h]
+
+
+def apply_layer_gate(student, beta: float = BETA) -> list[bool]:
+    """Set ``.keep`` on each of the student's attention blocks from its recorded entropy; return the gates."""
+    blocks = student.attention_blocks()
+    gates = keep_layers([b.attention_entropy for b in blocks], beta)
+    for b, g in zip(blocks, gates):
+        b.keep = g
+    return gates
+
+
+def select_heads(head_entropy, keep: int = KEEP_HEADS) -> list[int]:
+    """Return the indices of the ``keep`` highest-entropy heads (of 16), in descending entropy."""
+    h = torch.as_tensor(head_entropy, dtype=torch.float64).flatten()
+    if not 0 < keep <= h.numel():
+        raise ValueError(f"cannot keep {keep} of {h.numel()} heads")
+    return torch.argsort(h, descending=True, stable=True)[:keep].tolist()
+
+
+def prune_mask(scores: torch.Tensor, k: float) -> torch.Tensor:
+    """Return the keep mask S >= tau, tau = mu(S) + k * sigma(S) over one layer's channel scores."""
+    s = torch.as_tensor(scores, dtype=torch.float64).flatten()
+    tau = s.mean() + k * (s.std(unbiased=False) if s.numel() > 1 else 0.0)
+    return s >= tau
+
+
+def retention_schedule(step: int, total: int, start: float = RETENTION_START, end: float = RETENTION_END) -> float:
+    """Return the channel retention at ``step``: linear from ``start`` (95%) to ``end`` (40%) over ``total``."""
+    if total < 1:
+        raise ValueError(f"total must be >= 1, got {total}")
+    t = min(1.0, max(0.0, step / max(1, total - 1)))
+    return start + (end - start) * t
+
+
+class ChannelImportance:
+    """S = |grad W| / (sqrt(E[grad W^2]) + eps) + lambda_decay * W^2, E over a sliding window of steps.
+
+    Scores are computed per weight element, then averaged over each channel group member's elements
+    (the student's ``channel_params()`` says where the members sit).
+    """
+
+    def __init__(self, student, window: int = WINDOW, lambda_decay: float = LAMBDA_DECAY, eps: float = 1e-8):
+        self.groups = student.channel_params()
+        self.window, self.lambda_decay, self.eps = window, lambda_decay, eps
+        self.params = {id(p): p for entries in self.groups.values() for p, _, _ in entries}
+        self.history: dict[int, deque] = {k: deque(maxlen=window) for k in self.params}
+        self.last_grad: dict[int, torch.Tensor] = {}
+
+    def update(self) -> None:
+        """Record the current gradients (call after backward, before the optimizer zeroes them)."""
+        for k, p in self.params.items():
+            if p.grad is not None:
+                g = p.grad.detach().clone()
+                self.last_grad[k] = g
+                self.history[k].append(g * g)
+
+    def element_scores(self, p: torch.Tensor) -> torch.Tensor:
+        """Return S for every element of parameter ``p`` (zeros before the first update)."""
+        k = id(p)
+        if k not in self.last_grad:
+            return torch.zeros_like(p)
+        mean_sq = torch.stack(list(self.history[k])).mean(0)
+        return self.last_grad[k].abs() / (mean_sq.sqrt() + self.eps) + self.lambda_decay * p.detach() ** 2
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """Return {group: one score per member}, ready for ``Student.reorder_channels``."""
+        out = {}
+        for name, entries in self.groups.items():
+            total = None
+            for p, dim, block in entries:
+                s = self.element_scores(p).movedim(dim, 0)
+                s = s.reshape(s.shape[0] // block, -1).mean(1)
+                total = s if total is None else total + s
+            out[name] = total / len(entries)
+        return out
+
+    def threshold_retention(self, k: float) -> float:
+        """Return the mean fraction of members that tau = mu + k sigma would keep, over all groups."""
+        fractions = [float(prune_mask(s, k).double().mean()) for s in self.scores().values()]
+        return float(np.mean(fractions)) if fractions else 1.0
+
+
+def depth_retention_map(depth: np.ndarray, near: float, far: float, grid: tuple[int, int] = (4, 4),
+                        r_near: float = 1.0, r_far: float = RETENTION_END, percentile: float = 10.0) -> np.ndarray:
+    """Return a (rows, cols) retention map: near regions keep more channels than far ones (paper III-B1).
+
+    Each region's distance is a low percentile of its valid depth (the nearest thing in it matters);
+    retention falls linearly from ``r_near`` at ``near`` metres to ``r_far`` at ``far``. Regions without
+    valid depth (0 or NaN, as RealSense reports holes) get ``r_far``.
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be an (H, W) image, got shape {d.shape}")
+    if not 0 <= near < far:
+        raise ValueError(f"depth bounds need 0 <= near < far, got near={near}, far={far}")
+    rows, cols = grid
+    if rows < 1 or cols < 1 or rows > d.shape[0] or cols > d.shape[1]:
+        raise ValueError(f"grid {grid} does not fit a {d.shape[1]}x{d.shape[0]} depth image")
+    out = np.full((rows, cols), r_far, dtype=np.float64)
+    ys = np.linspace(0, d.shape[0], rows + 1).astype(int)
+    xs = np.linspace(0, d.shape[1], cols + 1).astype(int)
+    for i in range(rows):
+        for j in range(cols):
+            region = d[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            valid = region[np.isfinite(region) & (region > 0)]
+            if valid.size:
+                t = np.clip((np.percentile(valid, percentile) - near) / (far - near), 0.0, 1.0)
+                out[i, j] = r_near + (r_far - r_near) * t
+    return out
+
+
+def frame_retention(retention_map: np.ndarray) -> float:
+    """Return one retention for the whole frame: the map's maximum (the nearest region sets the quality)."""
+    m = np.asarray(retention_map, dtype=np.float64)
+    if m.size == 0:
+        raise ValueError("empty retention map")
+    return float(m.max())
