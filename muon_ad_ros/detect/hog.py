@@ -66,16 +66,21 @@ class HogPeopleDetector(Detector):
                                                      interpolation=cv2.INTER_LINEAR)
         if min(image.shape[:2]) < 128:   # smaller than one 64x128 window at any pyramid level
             return []
+        # Thresholds above 0.5 filter the grouped detections afterwards: raising the SVM's own hit
+        # threshold instead would thin the raw hits that grouping needs and lose confident people.
+        margin = score_to_margin(filters.score_threshold)
         rects, margins = self.hog.detectMultiScale(
-            image, hitThreshold=score_to_margin(filters.score_threshold), winStride=WIN_STRIDE,
-            padding=PADDING, scale=PYRAMID_SCALE, groupThreshold=GROUP_THRESHOLD)
-        if len(rects) == 0:
+            image, hitThreshold=min(margin, 0.0), winStride=WIN_STRIDE, padding=PADDING, scale=PYRAMID_SCALE,
+            groupThreshold=GROUP_THRESHOLD)
+        margins = np.asarray(margins, dtype=np.float64).reshape(-1)
+        keep = margins >= margin
+        if not keep.any():
             return []
-        xywh = np.asarray(rects, dtype=np.float32).reshape(-1, 4) / scale
+        xywh = np.asarray(rects, dtype=np.float32).reshape(-1, 4)[keep] / scale
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
         xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
-        scores = margin_to_score(np.asarray(margins).reshape(-1)).astype(np.float32)
+        scores = margin_to_score(margins[keep]).astype(np.float32)
         keep = nms(xyxy, scores, np.zeros(len(scores), np.int64), filters.nms_threshold)
         keep = keep[:filters.max_detections]
         return [Box(*map(float, xyxy[i]), float(scores[i]), 0, NAMES[0]) for i in keep]

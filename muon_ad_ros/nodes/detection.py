@@ -126,7 +126,7 @@ class DetectionNode(Node):
     def _load_loop(self):
         """Builds detectors in the background (a TensorRT build takes minutes) while the previous one serves."""
         while self._running:
-            if not self._reload.wait(0.5):
+            if not self._reload.wait(0.5) or not self._running:
                 continue
             self._reload.clear()
             cfg = detector_config(self.values)
