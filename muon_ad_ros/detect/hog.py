@@ -51,8 +51,7 @@ class HogPeopleDetector(Detector):
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.input_size = cfg.input_size
         self.model = "cv2.HOGDescriptor_getDefaultPeopleDetector"
-        if cfg.threads:
-            cv2.setNumThreads(cfg.threads)
+        cv2.setNumThreads(cfg.threads or -1)   # process-wide in OpenCV; -1 restores its default
 
     def detect(self, rgb: np.ndarray) -> list[Box]:
         """Returns the people found in an HxWx3 uint8 RGB image."""

@@ -87,7 +87,8 @@ class TrtYoloDetector(Detector):
                 self.fallback_layers = tuple(self.report.gpu_fallback_layers)
                 if self.fallback_layers:
                     self.fallback = f"{len(self.fallback_layers)} layers fell back from the DLA to the GPU"
-            self.runner = te.EngineRunner(engine)
+            size = cfg.input_size or 640   # only used when a prebuilt plan has dynamic height/width
+            self.runner = te.EngineRunner(engine, default_shape=(1, 3, size, size))
         except (ValueError, OSError) as exc:
             raise ModelError(f"model {self.model}: {exc}") from exc
         self.input_name, self.output_name = self.runner.inputs[0], self.runner.outputs[0]

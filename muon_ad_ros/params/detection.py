@@ -20,7 +20,7 @@ PARAMS = (
           min=0.0, max=1.0),
     Param("nms_threshold", 0.45, "IoU above which the lower-scored box of a class is suppressed.",
           min=0.0, max=1.0),
-    Param("class_filter", [""], "Classes to publish, by name or id (e.g. ['person', '2']); [''] or [] = all."),
+    Param("class_filter", [""], "Classes to publish, by name or id (e.g. ['person', '2']); [''] = all."),
     Param("input_size", 0, "Network input (square, multiple of 32) for dynamic-shape YOLO models; HOG: the "
           "image's longer side is resized to this before the scan (larger finds smaller people). "
           "0 = the model's own size (HOG: the image's).", min=0, max=4096),

@@ -176,7 +176,8 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
             shape = tuple(req.input_shapes[tensor.name])
             profile.set_shape(tensor.name, shape, shape, shape)   # the DLA needs static shapes
         shapes[tensor.name] = list(shape)
-    if any(d < 0 for i in range(network.num_inputs) for d in network.get_input(i).shape):
+    dynamic = any(d < 0 for i in range(network.num_inputs) for d in network.get_input(i).shape)
+    if dynamic:
         config.add_optimization_profile(profile)
     if req.precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -189,6 +190,8 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)   # layers without INT8 kernels run FP16, not FP32
         config.int8_calibrator = make_calibrator(trt, torch, req.calibration, path[:-len(".engine")] + ".calib")
+        if dynamic:
+            config.set_calibration_profile(profile)
     dla_layers, fallback = [], []
     device = f"GPU {_gpu_name(torch)}"
     if req.dla_core >= 0:
@@ -269,7 +272,7 @@ def make_calibrator(trt, torch, batches: Callable[[], Iterable[np.ndarray]], cac
 class EngineRunner:
     """Runs an engine with pre-allocated CUDA buffers (torch tensors) for every input and output."""
 
-    def __init__(self, engine, input_shapes: dict | None = None):
+    def __init__(self, engine, input_shapes: dict | None = None, default_shape: tuple | None = None):
         trt, torch = _import()
         self.torch = torch
         self.engine = engine
@@ -281,8 +284,11 @@ class EngineRunner:
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             shape = tuple(engine.get_tensor_shape(name))
             if is_input and any(d < 0 for d in shape):
-                shape = tuple((input_shapes or {})[name])
-                self.context.set_input_shape(name, shape)
+                shape = (input_shapes or {}).get(name) or default_shape
+                if shape is None:
+                    raise ValueError(f"engine input {name} has dynamic shape {tuple(engine.get_tensor_shape(name))}; "
+                                     "give its shape")
+                self.context.set_input_shape(name, tuple(shape))
             (self.inputs if is_input else self.outputs).append(name)
         for name in self.inputs + self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
