@@ -33,7 +33,8 @@ def ad_l1(gen: torch.Tensor, style_kv: torch.Tensor, scale: float = 1.0) -> torc
     """Return mean|O(gen) - stopgrad(softmax(s Q_gen K_style^T / sqrt d) V_style)|, O(gen) = self-attention of gen."""
     q = tokens(gen)
     kv = style_kv.expand(q.shape[0], -1, -1)
-    target = attention(q, kv, kv, scale).detach()
+    with torch.no_grad():  # the target is a constant: no graph through the style attention
+        target = attention(q, kv, kv, scale)
     return (attention(q, q, q) - target).abs().mean()
 
 

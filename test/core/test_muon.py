@@ -8,15 +8,25 @@ from muon_ad_ros.core.muon import (Muon, muon_param_groups, muon_update_image, u
                                    zeropower_via_newtonschulz5)
 
 
-@pytest.mark.parametrize("shape", [(64, 64), (32, 128), (128, 32), (3, 4096), (48, 900)])
+@pytest.mark.parametrize("shape", [(32, 128), (128, 32), (3, 4096), (48, 900)])
 def test_ns5_singular_values_in_band(shape):
     torch.manual_seed(0)
-    g = torch.randn(*shape)
+    g = torch.randn(*shape) * torch.linspace(0.5, 4.0, shape[0])[:, None]  # rows of unequal scale
     s = torch.linalg.svdvals(zeropower_via_newtonschulz5(g))
     # the quintic with Keller's coefficients lands singular values in ~[0.7, 1.2], not exactly 1
     assert s.min() > 0.6 and s.max() < 1.25, (float(s.min()), float(s.max()))
     s_in = torch.linalg.svdvals(g)
     assert s_in.max() / s_in.min() > 1.5  # the input was far from orthogonal
+
+
+def test_ns5_square_spread_spectrum():
+    # a square matrix with singular values spread over two decades (relative to the largest)
+    torch.manual_seed(2)
+    u, _ = torch.linalg.qr(torch.randn(64, 64))
+    v, _ = torch.linalg.qr(torch.randn(64, 64))
+    g = u @ torch.diag(torch.logspace(-2, 0, 64) * 7.0) @ v.T
+    s = torch.linalg.svdvals(zeropower_via_newtonschulz5(g))
+    assert s.min() > 0.6 and s.max() < 1.25, (float(s.min()), float(s.max()))
 
 
 def test_ns5_keeps_singular_vectors():
@@ -110,7 +120,7 @@ def test_image_update_reduces_a_quadratic():
     m = torch.zeros_like(z)
     start = float(((z - target) ** 2).mean())
     for _ in range(30):
-        muon_update_image(z, 2 * (z - target), m, lr=0.05)
+        muon_update_image(z, 2 * (z - target), m, lr=0.3)  # update RMS ~0.2 * lr
     assert float(((z - target) ** 2).mean()) < 0.2 * start
     with pytest.raises(ValueError, match="shape"):
         muon_update_image(z, torch.zeros(1, 3, 4, 4), m, lr=0.1)

@@ -1,0 +1,107 @@
+"""`muon-ad distill` and `muon-ad stylize` end to end (tiny settings), and the image data they use."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from muon_ad_ros.core import data, distill, stylize
+
+
+def test_distill_fast_writes_bundle_and_record(tmp_path):
+    out = tmp_path / "bundle"
+    assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--seed", "3"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    record = json.loads((out / "training.json").read_text())
+    assert record["seed"] == 3 and "--seed 3" in record["command"] and record["command"].startswith("muon-ad distill")
+    assert "git_commit" in record and len(record["log"]) == distill.FAST["iters"]
+    assert meta["training"]["seed"] == 3 and meta["style"]["licence"]
+    assert (out / "loss_curve.png").stat().st_size > 1000 and (out / "checkpoint.pt").is_file()
+    level = meta["levels"][0]
+    sess = ort.InferenceSession(str(out / level["onnx"]), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"image": np.random.rand(1, 3, 64, 96).astype(np.float32)})[0]
+    assert y.shape == (1, 3, 64, 96) and 0 <= y.min() and y.max() <= 1
+
+
+def test_distill_resume_continues_from_checkpoint(tmp_path):
+    out = tmp_path / "b"
+    assert distill.main(["--style", "ihc", "--fast", "--out", str(out), "--no-export"]) == 0
+    first = json.loads((out / "training.json").read_text())["log"]
+    n = distill.FAST["iters"]
+    assert distill.main(["--style", "ihc", "--fast", "--iters", str(n + 4), "--out", str(out), "--no-export",
+                         "--resume", str(out / "checkpoint.pt")]) == 0
+    log = json.loads((out / "training.json").read_text())["log"]
+    assert [r["step"] for r in log] == list(range(n + 4))
+    assert log[:n] == first  # the resumed run kept the earlier record
+
+
+def test_training_lowers_the_style_loss():
+    cfg = distill.TrainConfig(iters=40, batch=2, crop=64, style_side=96, validate_every=40, reorder_every=20,
+                              projection=False, curriculum=False, dynamic_mask=False)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), data.content_images())
+    before = trainer.validate()
+    while trainer.step < cfg.iters:
+        trainer.train_step()
+    assert trainer.validate() < before
+
+
+def test_distill_rejects_bad_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        distill.main(["--style", "mosaic", "--crop", "60", "--out", str(tmp_path)])
+    assert "--crop" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
+
+
+def test_reorder_keeps_function_and_optimizer_state_aligned():
+    cfg = distill.TrainConfig(iters=6, batch=1, crop=64, style_side=96, reorder_every=3, validate_every=100)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), data.content_images())
+    for _ in range(2):
+        trainer.train_step()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y0 = trainer.student(x, 1.0)
+    w = trainer.student.down.weight
+    state = trainer.optimizer.state[w]
+    key = "momentum" if "momentum" in state else "exp_avg"
+    before = {tuple(w[i, 0, 0].tolist()): state[key][i].clone() for i in range(4)}
+    trainer.reorder()
+    with torch.no_grad():
+        assert torch.allclose(trainer.student(x, 1.0), y0, atol=1e-5)
+    for i in range(4):  # each row's momentum moved with its weights
+        row = tuple(w[i, 0, 0].tolist())
+        if row in before:
+            assert torch.equal(state[key][i], before[row])
+
+
+def test_stylize_image_changes_content_towards_style():
+    content = data.resize_max(data.skimage_image("astronaut"), 64, 32)
+    out = stylize.stylize_image(content, data.make_mosaic(128), iters=3, max_side=64)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - content.astype(int)).mean() > 0.5
+
+
+def test_stylize_main_writes_png(tmp_path):
+    src = data.save_image(tmp_path / "c.png", data.resize_max(data.skimage_image("coffee"), 64, 32))
+    out = tmp_path / "o.png"
+    assert stylize.main(["--content", str(src), "--style", "ihc", "--out", str(out), "--iters", "2",
+                         "--max-side", "64"]) == 0
+    assert data.load_image(out).shape[2] == 3
+
+
+def test_data_images_and_errors(tmp_path):
+    imgs = data.content_images()
+    assert len(imgs) == len(data.CONTENT_TRAIN) and all(i.ndim == 3 and i.shape[2] == 3 for i in imgs)
+    img, source, licence = data.style_image("ihc")
+    assert img.shape == (512, 512, 3) and "copyright" in licence
+    with pytest.raises(NotADirectoryError):
+        data.content_images(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no images"):
+        data.content_images(tmp_path)
+    data.save_image(tmp_path / "a.png", imgs[0])
+    assert len(data.content_images(tmp_path)) == 1
+    crops = data.random_crops(imgs, 64, 3, np.random.default_rng(0))
+    assert crops.shape == (3, 3, 64, 64) and 0 <= float(crops.min()) and float(crops.max()) <= 1
+    mosaic = data.make_mosaic(64)
+    assert np.array_equal(mosaic, data.make_mosaic(64))  # deterministic: the shipped style is reproducible

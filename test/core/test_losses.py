@@ -1,0 +1,108 @@
+"""AD losses, content loss and the pretrained feature networks they run on."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from muon_ad_ros.core import data
+from muon_ad_ros.core.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
+from muon_ad_ros.core.losses import (AttentionDistillation, ad_kl, ad_l1, attention, content_loss, tokens,
+                                     total_loss)
+
+
+def test_attention_hand_computed():
+    q = torch.tensor([[[1.0, 0.0]]])
+    k = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    v = torch.tensor([[[2.0, 0.0], [0.0, 4.0]]])
+    w = torch.softmax(torch.tensor([1 / np.sqrt(2), 0.0]), 0)
+    assert torch.allclose(attention(q, k, v), (w[0] * v[0, 0] + w[1] * v[0, 1])[None, None])
+
+
+def test_tokens_layout():
+    f = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    t = tokens(f)
+    assert t.shape == (2, 4, 3)
+    assert torch.equal(t[1, 3], f[1, :, 1, 1])
+
+
+def test_ad_l1_zero_when_generated_equals_style():
+    torch.manual_seed(0)
+    f = torch.randn(1, 8, 4, 4)
+    # the generated image's self-attention equals the attention over its own keys/values
+    assert ad_l1(f, tokens(f)).item() == pytest.approx(0.0, abs=1e-6)
+    assert ad_l1(f, tokens(torch.randn(1, 8, 4, 4))).item() > 0.01
+
+
+def test_ad_l1_gradient_only_through_generated_self_attention():
+    torch.manual_seed(0)
+    gen = torch.randn(1, 4, 3, 3, requires_grad=True)
+    style = tokens(torch.randn(1, 4, 3, 3)).requires_grad_(True)
+    ad_l1(gen, style).backward()
+    assert gen.grad.abs().sum() > 0
+    assert style.grad is None  # the target is a constant
+
+
+def test_kl_zero_for_same_distribution_and_positive_otherwise():
+    torch.manual_seed(0)
+    f = torch.randn(1, 8, 4, 4)
+    kv = tokens(f)
+    from muon_ad_ros.core.losses import attention_weights
+    marginal = attention_weights(kv, kv).mean(1)
+    assert ad_kl(f, kv, marginal).item() == pytest.approx(0.0, abs=1e-6)
+    assert ad_kl(torch.randn(1, 8, 4, 4) * 3, kv, marginal).item() > 1e-3
+
+
+def test_content_and_total():
+    a = {"l": torch.ones(1, 2, 2, 2)}
+    b = {"l": torch.zeros(1, 2, 2, 2)}
+    assert content_loss(a, b, ("l",)).item() == 1.0
+    assert total_loss(torch.tensor(2.0), torch.tensor(4.0), 0.25).item() == 3.0
+
+
+def test_feature_network_matches_onnxruntime():
+    x = torch.rand(1, 3, 256, 256)  # arbitrary_predict.onnx declares a fixed 256x256 input
+    for name, (file, inp, layout, fixed, table) in NETWORKS.items():
+        layer = sorted(table)[0]
+        model = onnx.load(str(MODEL_DIR / file))
+        model.graph.output.append(onnx.helper.make_tensor_value_info(table[layer], onnx.TensorProto.FLOAT, None))
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        xi = x.permute(0, 2, 3, 1).numpy() if layout == "nhwc" else x.numpy()
+        ref = sess.run([table[layer]], {inp: xi, **fixed()})[0]
+        ours = FeatureNetwork(name, (layer,))(x)[layer].numpy()
+        assert ours.shape == ref.shape
+        # mobilenet_v2 drops the INT8 activation fake-quantization: equal up to quantization noise
+        assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.99, name
+
+
+def test_feature_network_is_frozen_and_validates():
+    net = feature_network("mobilenet_v2")
+    assert all(not p.requires_grad for p in net.parameters())
+    with pytest.raises(ValueError, match="unknown feature network"):
+        FeatureNetwork("vgg19")
+    with pytest.raises(ValueError, match="unknown layer"):
+        FeatureNetwork("mobilenet_v2", ("block99",))
+    with pytest.raises(ValueError, match=r"\(N,3,H,W\)"):
+        net(torch.rand(1, 1, 32, 32))
+
+
+def test_style_loss_prefers_the_style_image():
+    net = feature_network("mobilenet_v2")
+    style = data.to_tensor(data.resize_max(data.make_mosaic(256), 128))
+    photo = data.to_tensor(data.resize_max(data.skimage_image("astronaut"), 128))
+    loss = AttentionDistillation(net, style)
+    with torch.no_grad():
+        same = loss.style_loss(net(style)).item()
+        other = loss.style_loss(net(photo)).item()
+    assert same < 0.5 * other
+
+
+def test_several_style_images_concatenate_tokens():
+    net = feature_network("mobilenet_v2")
+    a, b = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 96, 64)
+    loss = AttentionDistillation(net, [a, b])
+    one = AttentionDistillation(net, a)
+    for layer in loss.style_layers:
+        assert loss.style_kv[layer].shape[1] > one.style_kv[layer].shape[1]
+    with pytest.raises(ValueError, match="loss form"):
+        AttentionDistillation(net, a, form="gram")
