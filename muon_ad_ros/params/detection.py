@@ -43,7 +43,8 @@ PARAMS = (
           min=16, max=16384),
     Param("stale_timeout", 2.0, "Seconds without input after which diagnostics report STALE.",
           min=0.1, max=60.0),
-    Param("publish_annotated", True, "Publish detections/image_annotated (costs a copy and a draw per frame)."),
+    Param("publish_annotated", True, "Publish detections/image_annotated while someone subscribes (a copy and a "
+          "draw per frame)."),
     Param("marker_depth", 2.0, "Distance (m) in front of the camera at which RViz markers are drawn.",
           min=0.1, max=100.0),
     Param("nice", 5, "Nice value of the process (normal scheduling, below the style node's SCHED_FIFO); "
