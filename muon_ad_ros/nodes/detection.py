@@ -198,7 +198,14 @@ class DetectionNode(Node):
                 self.get_logger().error(f"detection failed on a {msg.width}x{msg.height} {msg.encoding} frame: "
                                         f"{exc}", throttle_duration_sec=5.0)
                 continue
-            self._publish(msg, rgb, boxes, detector.name)
+            try:
+                self._publish(msg, rgb, boxes, detector.name)
+            except Exception as exc:
+                if not self._running or not self.context.ok():
+                    break   # shutting down: the publishers are gone
+                self.stats.on_bad("publish")
+                self.get_logger().error(f"publishing failed: {exc}", throttle_duration_sec=5.0)
+                continue
             self.stats.on_output(common.stamp_seconds(msg.header.stamp))
 
     def _publish(self, msg: Image, rgb: np.ndarray, boxes, backend: str):
