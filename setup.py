@@ -18,7 +18,7 @@ setup(
         "torch>=2.1",
         "onnx>=1.15",
         "onnxruntime>=1.17",
-        "opencv-python-headless>=4.8",
+        "opencv-contrib-python-headless>=4.8",
         "scikit-image>=0.21",
         "pyyaml>=6",
         "tqdm>=4.60",

@@ -28,7 +28,7 @@ npinc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
 cache=${MUON_AD_ROS_CACHE:-$HOME/.cache/muon_ad_ros}
 mkdir -p "$cache"
 ln -sfn "$npinc" "$cache/numpy-include"
-grep -rlE '/opt/python/cp311-cp311|numpy/_core/include' "$VENV"/share/*/cmake/ 2>/dev/null | while read -r f; do
+{ grep -rlE '/opt/python/cp311-cp311|numpy/_core/include' "$VENV"/share/*/cmake/ 2>/dev/null || true; } | while read -r f; do
   sed -i -E -e "s#/opt/python/cp311-cp311/include/python3.11#$inc#g" \
             -e "s#[^\" ;]*numpy/_core/include#$cache/numpy-include#g" "$f"
 done

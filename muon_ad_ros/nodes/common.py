@@ -307,10 +307,12 @@ def declare_params(node: Node, params: Iterable[Param], check: Callable[[dict], 
             value = node.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, _descriptor(p)).value or []
         else:
             value = node.declare_parameter(p.name, default, _descriptor(p)).value
-        reason = p.validate(list(value) if p.type is list else value)
+        if p.type is list:
+            value = list(value or [])    # a params file's `[]` arrives as None (no type)
+        reason = p.validate(value)
         if reason:
             raise ValueError(f"{node.get_name()}: startup value rejected: {reason}")
-        values[p.name] = list(value) if p.type is list else value
+        values[p.name] = value
     reason = check(dict(values))
     if reason:
         raise ValueError(f"{node.get_name()}: startup parameters inconsistent: {reason}")
@@ -321,7 +323,7 @@ def declare_params(node: Node, params: Iterable[Param], check: Callable[[dict], 
             p = by_name.get(c.name)
             if p is None:
                 continue
-            v = list(c.value) if p.type is list and c.value is not None else c.value
+            v = list(c.value or []) if p.type is list else c.value
             reason = p.validate(v)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
