@@ -1,27 +1,25 @@
 """Model bundles (ONNX per retention level, FP16 variants, model.json, student.pt) and TensorRT engines.
 
 METHOD.md section 6 (deployment). A bundle holds one ONNX per retention level so the runtime loads
-them all at start and switches level without a reload pause. TensorRT is imported lazily: engines
-are built on the robot (FP16/INT8, optional DLA core with GPU fallback) and cached under a key of
-model hash, TensorRT version, device, DLA core, precision, input shape and retention level.
+them all at start and switches level without a reload pause. TensorRT engines of a bundle's levels
+come from the package's one builder, runtime/tensorrt_engine.py (FP16/INT8, optional DLA core with GPU
+fallback, cached under a key that includes the retention level); engine_request maps a level onto it.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import subprocess
-import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..runtime.style import BackendUnavailable
+from ..runtime import tensorrt_engine as te
+from ..runtime.tensorrt_engine import file_sha256
 from .student import FixedRetention, Student, StudentConfig, check_retention
 
 FORMAT_VERSION = 1
@@ -29,21 +27,11 @@ LEVELS = (1.0, 0.7, 0.4)
 OPSET = 17
 MAX_ONNX_BYTES = 5 * 1024 * 1024
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
-DEFAULT_CACHE = Path.home() / ".cache" / "muon_ad_ros" / "trt"
 
 
 def level_tag(retention: float) -> str:
     """Return the file tag of a retention level: 1.0 -> 'r100', 0.4 -> 'r040'."""
     return f"r{round(check_retention(retention) * 100):03d}"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -218,142 +206,32 @@ def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
 
 
 # -- TensorRT ---------------------------------------------------------------------------------------
-def engine_cache_key(model_sha256: str, trt_version: str, device: str, dla_core: int | None,
-                     precision: str, input_shape: tuple[int, ...], retention: float) -> str:
-    """Return the engine cache key: a hash of everything that makes a built engine differ."""
-    if precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
-    parts = {"model": model_sha256, "tensorrt": trt_version, "device": device,
-             "dla_core": -1 if dla_core is None else int(dla_core), "precision": precision,
-             "shape": [int(s) for s in input_shape], "retention": round(float(retention), 4)}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+def engine_request(onnx_path: str | Path, precision: str = "fp16", input_hw: tuple[int, int] = (480, 640),
+                   retention: float = 1.0, dla_core: int | None = None, calibration_dir: str | Path | None = None,
+                   cache_dir: str | Path | None = None) -> te.EngineRequest:
+    """Return the shared builder's request for one bundle level: a static (1, 3, H, W) input (the DLA
+    takes static shapes only), the retention level in the cache key, and for INT8 calibration frames
+    from calibration_dir (default: the bundled photographs) resized to the engine's input."""
+    h, w = (int(v) for v in input_hw)
+    if min(h, w) < 64 or h % 8 or w % 8:
+        raise ValueError(f"engine input must be HxW with sides >= 64 and multiples of 8, got {h}x{w}")
+    calibration, calibration_id = None, ""
+    if te.check_precision(precision) == "int8":
+        from . import data
+        images = str(calibration_dir) if calibration_dir else data.content_images(split="train")
+        calibration, calibration_id = te.calibration_source(images, (h, w))
+    return te.EngineRequest(str(onnx_path), precision, -1 if dla_core is None else int(dla_core),
+                            {INPUT_NAME: (1, 3, h, w)}, str(cache_dir or ""), calibration=calibration,
+                            calibration_id=calibration_id, retention=check_retention(retention))
 
 
-@dataclass
-class EngineBuild:
-    """A built (or cached) TensorRT engine and where its layers run."""
-
-    path: Path
-    key: str
-    rebuilt: bool
-    build_seconds: float
-    layers_dla: list[str] = field(default_factory=list)
-    layers_gpu: list[str] = field(default_factory=list)
-
-
-def import_tensorrt():
-    """Return the tensorrt module, or raise BackendUnavailable naming what is missing."""
+def _hw(text: str) -> tuple[int, int]:
+    """Return (H, W) from an 'HxW' argument."""
     try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise BackendUnavailable(f"TensorRT is not installed ({exc})") from None
-    if not torch.cuda.is_available():
-        raise BackendUnavailable("no CUDA device: this torch build or machine has no NVIDIA GPU")
-    return trt
-
-
-def device_name() -> str:
-    """Return the CUDA device's name and compute capability (part of the engine cache key)."""
-    major, minor = torch.cuda.get_device_capability(0)
-    return f"{torch.cuda.get_device_name(0)} sm{major}{minor}"
-
-
-def _calibrator(trt, calib_dir, shape):
-    """Return an INT8 entropy calibrator over the images in calib_dir (bundled photographs if None)."""
-    from . import data
-    images = data.content_images(calib_dir) if calib_dir else data.content_images(split="train")
-    h, w = shape[2], shape[3]
-    import cv2
-    frames = [data.to_tensor(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)) for img in images]
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            super().__init__()
-            self.index, self.buffer = 0, torch.empty(shape, device="cuda")
-
-        def get_batch_size(self):
-            return 1
-
-        def get_batch(self, names):
-            if self.index >= len(frames):
-                return None
-            self.buffer.copy_(frames[self.index])
-            self.index += 1
-            return [int(self.buffer.data_ptr())]
-
-        def read_calibration_cache(self):
-            return None
-
-        def write_calibration_cache(self, cache):
-            return None
-
-    return Calibrator()
-
-
-def build_trt_engine(onnx_path: str | Path, precision: str = "fp16", calib_dir: str | Path | None = None,
-                     dla_core: int | None = None, gpu_fallback: bool = True,
-                     cache_dir: str | Path = DEFAULT_CACHE, input_hw: tuple[int, int] = (480, 640),
-                     retention: float = 1.0, workspace_bytes: int = 1 << 30) -> EngineBuild:
-    """Return the engine for this model/precision/device/shape, building it only when not cached."""
-    trt = import_tensorrt()
-    onnx_path = Path(onnx_path)
-    shape = (1, 3, int(input_hw[0]), int(input_hw[1]))
-    key = engine_cache_key(file_sha256(onnx_path), trt.__version__, device_name(), dla_core, precision,
-                           shape, retention)
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    engine_path, report_path = cache / f"{key}.engine", cache / f"{key}.json"
-    if engine_path.is_file() and report_path.is_file():
-        rep = json.loads(report_path.read_text())
-        return EngineBuild(engine_path, key, False, 0.0, rep["layers_dla"], rep["layers_gpu"])
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ValueError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, shape, shape, shape)  # the DLA takes static shapes only
-    config.add_optimization_profile(profile)
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _calibrator(trt, calib_dir, shape)
-        config.set_calibration_profile(profile)
-    if dla_core is not None:
-        if precision == "fp32":
-            raise ValueError("the DLA runs fp16 or int8 only; got precision fp32 with a DLA core")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(dla_core)
-        if gpu_fallback:
-            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    layers_dla, layers_gpu = [], []
-    for i in range(network.num_layers):  # where each layer will run (DLA vs GPU fallback)
-        layer = network.get_layer(i)
-        on_dla = dla_core is not None and config.can_run_on_DLA(layer)
-        (layers_dla if on_dla else layers_gpu).append(layer.name)
-    if dla_core is not None and layers_gpu and not gpu_fallback:
-        raise ValueError(f"layers cannot run on the DLA and GPU fallback is off: {layers_gpu}")
-    t = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    seconds = time.perf_counter() - t
-    engine_path.write_bytes(bytes(serialized))
-    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-    inspector = engine.create_engine_inspector()
-    report = {"onnx": str(onnx_path), "precision": precision, "dla_core": dla_core, "shape": shape,
-              "retention": retention, "tensorrt": trt.__version__, "device": device_name(),
-              "build_seconds": seconds, "layers_dla": layers_dla, "layers_gpu": layers_gpu,
-              "engine_layers": json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))}
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    return EngineBuild(engine_path, key, True, seconds, layers_dla, layers_gpu)
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 480x640, got {text!r}") from None
+    return h, w
 
 
 # -- command -----------------------------------------------------------------------------------------
@@ -370,7 +248,8 @@ def main(argv=None) -> int:
     p.add_argument("--calibration", help="folder of calibration images (default: bundled photographs)")
     p.add_argument("--trt", choices=("fp16", "int8"), help="also build TensorRT engines at this precision")
     p.add_argument("--dla-core", type=int, help="build for this DLA core (with GPU fallback)")
-    p.add_argument("--trt-shape", default="480x640", help="engine input HxW")
+    p.add_argument("--trt-shape", type=_hw, default=(480, 640), help="engine input HxW, e.g. 480x640")
+    p.add_argument("--engine-cache", help="engine cache folder (default ~/.cache/muon_ad_ros/engines)")
     a = p.parse_args(argv)
     student, record, style = load_checkpoint(a.checkpoint)
     beside = Path(a.checkpoint).parent / "training.json"  # distill writes its record next to the checkpoint
@@ -389,15 +268,15 @@ def main(argv=None) -> int:
         print(f"r={lv['retention']:.2f} {lv['onnx']} {lv['onnx_bytes'] / 1e6:.2f} MB "
               f"flops x{lv['flops_fraction']:.2f} attention {lv['kept_attention_layers']}")
     if a.trt:
-        h, w = (int(v) for v in a.trt_shape.lower().split("x"))
         for lv in meta["levels"]:
+            req = engine_request(Path(a.out) / lv["onnx"], a.trt, a.trt_shape, lv["retention"], a.dla_core,
+                                 a.calibration, a.engine_cache)
             try:
-                built = build_trt_engine(Path(a.out) / lv["onnx"], a.trt, a.calibration, a.dla_core,
-                                         True, input_hw=(h, w), retention=lv["retention"])
-            except BackendUnavailable as exc:
+                _, report = te.build_or_load(req)
+            except te.TensorRTUnavailable as exc:
                 print(f"TensorRT engines skipped: {exc}")
                 break
-            print(f"engine {built.path} ({'built' if built.rebuilt else 'cached'}): "
-                  f"{len(built.layers_dla)} layers on DLA, GPU fallback: {built.layers_gpu}")
+            print(f"engine {report.path} ({'built' if report.built else 'cached'}): {len(report.dla_layers)} "
+                  f"layers on the DLA, fell back to the GPU: {report.gpu_fallback_layers}")
     print(f"wrote {meta_path}")
     return 0

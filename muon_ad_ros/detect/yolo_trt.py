@@ -3,11 +3,6 @@ runtime/tensorrt_engine.py (cached; rebuilt only when the model, TensorRT, GPU, 
 or input shape changed); decoding is shared with the onnxruntime backend (boxes.py)."""
 from __future__ import annotations
 
-import glob
-import hashlib
-import os
-
-import cv2
 import numpy as np
 
 from muon_ad_ros.detect.base import Box, Detector, DetectorConfig, ModelError, check_model_file
@@ -15,9 +10,6 @@ from muon_ad_ros.detect.boxes import letterbox, num_classes, postprocess, resolv
 from muon_ad_ros.detect.labels import class_names
 from muon_ad_ros.detect.yolo_ort import input_hw
 from muon_ad_ros.runtime import tensorrt_engine as te
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-MAX_CALIBRATION_IMAGES = 500
 
 
 def onnx_io(path: str) -> tuple[str, list, dict[str, str]]:
@@ -36,23 +28,11 @@ def onnx_io(path: str) -> tuple[str, list, dict[str, str]]:
     return inp.name, shape, {p.key: p.value for p in model.metadata_props}
 
 
-def calibration_images(folder: str) -> list[str]:
-    """Returns the sorted image files of a calibration folder; raises ModelError naming it when empty."""
-    full = os.path.abspath(os.path.expanduser(folder))
-    files = sorted(f for f in glob.glob(os.path.join(full, "*")) if f.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise ModelError(f"calibration folder {full} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-    return files[:MAX_CALIBRATION_IMAGES]
-
-
-def calibration_batches(files: list[str], size: tuple[int, int]):
-    """Yields (1, 3, H, W) float32 batches preprocessed exactly like inference (letterbox, RGB, /255)."""
-    for path in files:
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            continue
-        canvas, _ = letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
-        yield (canvas.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
+def letterboxed(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Returns a (1, 3, H, W) float32 calibration batch preprocessed exactly like inference
+    (letterbox, RGB, /255)."""
+    canvas, _ = letterbox(rgb, size)
+    return (canvas.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
 
 
 class TrtYoloDetector(Detector):
@@ -76,10 +56,7 @@ class TrtYoloDetector(Detector):
                 size = input_hw(shape, cfg.input_size, self.model)
                 calibration, calibration_id = None, ""
                 if self.precision == "int8":
-                    files = calibration_images(cfg.calibration_dir)
-                    calibration_id = hashlib.sha256("\n".join(
-                        f"{f}:{os.path.getsize(f)}:{os.path.getmtime(f)}" for f in files).encode()).hexdigest()
-                    calibration = lambda: calibration_batches(files, size)  # noqa: E731
+                    calibration, calibration_id = te.calibration_source(cfg.calibration_dir, size, letterboxed)
                 req = te.EngineRequest(self.model, self.precision, cfg.dla_core, {name: (1, 3, *size)},
                                        cfg.engine_cache_dir, calibration=calibration, calibration_id=calibration_id)
                 engine, self.report = te.build_or_load(req, log)

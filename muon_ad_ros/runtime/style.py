@@ -260,29 +260,25 @@ class TensorRTBackend(StyleBackend):
     name = "tensorrt"
 
     def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", input_hw=(480, 640),
-                 dla_core: int | None = None, cache_dir=None):
+                 dla_core: int | None = None, cache_dir=None, calibration_dir=None):
         super().__init__(model_dir, precision)
-        from ..core import export
+        from ..core.export import engine_request
+        from . import tensorrt_engine as te
 
-        trt = export.import_tensorrt()  # raises BackendUnavailable without TensorRT or a GPU
-        import torch
-
-        self.torch, self.input_hw = torch, tuple(input_hw)
+        self.input_hw = tuple(input_hw)
         self.device = f"dla{dla_core}" if dla_core is not None else "cuda:0"
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
-        if dla_core is not None:
-            runtime.DLA_core = int(dla_core)
         self.contexts, self.reports = {}, {}
         for level in self.levels:
-            kw = {"cache_dir": cache_dir} if cache_dir else {}
-            built = export.build_trt_engine(self.root / self._info[level]["onnx"], precision, None, dla_core, True,
-                                            input_hw=self.input_hw, retention=level, **kw)
-            engine = runtime.deserialize_cuda_engine(built.path.read_bytes())
-            if engine is None:
-                raise ModelError(f"{built.path}: TensorRT cannot deserialize this engine")
+            req = engine_request(self.root / self._info[level]["onnx"], precision, self.input_hw, level, dla_core,
+                                 calibration_dir, cache_dir)
+            try:
+                engine, self.reports[level] = te.build_or_load(req)   # cached: built once per key
+            except te.TensorRTUnavailable as exc:
+                raise BackendUnavailable(str(exc)) from exc
             self.contexts[level] = (engine, engine.create_execution_context())
-            self.reports[level] = built
+        import torch
+
+        self.torch = torch
         self.stream = torch.cuda.Stream()
 
     def _bind(self, buf):
@@ -302,7 +298,8 @@ class TensorRTBackend(StyleBackend):
     def _run(self, buf, level):
         with self.torch.cuda.stream(self.stream):
             buf["dev_in"].copy_(buf["host_in"])
-            self.contexts[level][1].execute_async_v3(self.stream.cuda_stream)
+            if not self.contexts[level][1].execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError(f"TensorRT execute_async_v3 failed at retention {level}")
             buf["host_out"].copy_(buf["dev_out"])
         self.stream.synchronize()
 

@@ -1,13 +1,14 @@
-"""TensorRT engines from ONNX, cached on disk, shared by every TensorRT backend of the package
-(detection; the style runtime may call it too). Written against the TensorRT Python API 8.5-10.x
-(the name-based tensor API) with a path for 11.x (strongly typed FP16, no DLA, no INT8 calibrator);
-tensorrt and torch (CUDA buffers) are imported only when an engine is built or run.
+"""The package's one TensorRT engine builder: ONNX -> cached plan, shared by every TensorRT backend
+(detection, the style runtime and `muon-ad export`). METHOD.md section 6 (deployment). Written against
+the TensorRT Python API 8.5-10.x (the name-based tensor API) with a path for 11.x (strongly typed
+FP16, no DLA, no INT8 calibrator); tensorrt, torch (CUDA buffers) and OpenCV (calibration images) are
+imported only when an engine is built or run.
 
 Cache: one `<model stem>-<key>.engine` (+ `.json` report) per key = sha256 of the ONNX bytes, the
 TensorRT and CUDA versions, the GPU name and compute capability, the DLA core, the precision, the
-input shapes and the calibration set. Same key -> the plan is deserialized, no rebuild; anything
-changed -> a new key and a new build. PEERS.md: "engine rebuilt at every start", "unclear what fell
-back to the GPU", "precision flags silently ignored" are what this answers.
+input shapes, the calibration set and (style models) the retention level. Same key -> the plan is
+deserialized, no rebuild; anything changed -> a new key and a new build. PEERS.md: "engine rebuilt at
+every start", "unclear what fell back to the GPU", "precision flags silently ignored" are what this answers.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "muon_ad_ros", "engines")
+PRECISIONS = ("fp32", "fp16", "int8")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+MAX_CALIBRATION_IMAGES = 500
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -39,6 +43,7 @@ class EngineRequest:
     workspace_mb: int = 1024
     calibration: Callable[[], Iterable[np.ndarray]] | None = None  # INT8: yields NCHW float32 batches
     calibration_id: str = ""                             # identifies the calibration set in the key
+    retention: float | None = None                       # style models: the pruning level, in the key
 
 
 @dataclass
@@ -53,6 +58,7 @@ class EngineReport:
     device: str                       # e.g. "GPU NVIDIA Orin (8.7)" or "DLA0 + GPU fallback"
     precision: str
     input_shapes: dict
+    retention: float | None = None
     dla_layers: list = field(default_factory=list)            # network layers placed on the DLA
     gpu_fallback_layers: list = field(default_factory=list)   # layers that could not run on the DLA
     engine_layers: list = field(default_factory=list)         # the built engine's layers (inspector)
@@ -67,13 +73,21 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def check_precision(precision: str) -> str:
+    """Returns the precision after checking it is one TensorRT builds here."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not fp32, fp16 or int8")
+    return precision
+
+
 def cache_key(model_sha256: str, tensorrt_version: str, cuda_version: str, gpu: str, dla_core: int,
-              precision: str, input_shapes: dict, calibration_id: str = "") -> str:
+              precision: str, input_shapes: dict, calibration_id: str = "", retention: float | None = None) -> str:
     """Returns the engine cache key: a short hash of everything that makes a plan invalid."""
     fields = {"model": model_sha256, "tensorrt": tensorrt_version, "cuda": cuda_version, "gpu": gpu,
-              "dla_core": int(dla_core), "precision": precision,
+              "dla_core": int(dla_core), "precision": check_precision(precision),
               "inputs": {k: [int(d) for d in v] for k, v in sorted(input_shapes.items())},
-              "calibration": calibration_id if precision == "int8" else ""}
+              "calibration": calibration_id if precision == "int8" else "",
+              "retention": None if retention is None else round(float(retention), 4)}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -106,18 +120,16 @@ def _gpu_name(torch) -> str:
 def build_or_load(req: EngineRequest, log: Callable[[str], None] = print):
     """Returns (ICudaEngine, EngineReport): the cached plan when its key matches, else a new build
     (written to the cache atomically, with a JSON report beside it)."""
+    check_request(req)   # a bad request is a ValueError even where TensorRT is absent
     trt, torch = _import()
-    if req.precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"precision {req.precision!r} is not fp32, fp16 or int8")
-    if req.dla_core >= 0 and req.precision == "fp32":
-        raise ValueError("the DLA runs FP16 or INT8 only; precision fp32 cannot use dla_core")
     key = cache_key(file_sha256(req.onnx_path), trt.__version__, str(torch.version.cuda), _gpu_name(torch),
-                    req.dla_core, req.precision, req.input_shapes, req.calibration_id)
+                    req.dla_core, req.precision, req.input_shapes, req.calibration_id, req.retention)
     path = engine_path(req.cache_dir, req.onnx_path, key)
+    report_path = path[:-len(".engine")] + ".json"
     logger = trt.Logger(trt.Logger.WARNING)
-    if os.path.isfile(path):
+    if os.path.isfile(path) and os.path.isfile(report_path):
         engine = deserialize(trt, logger, open(path, "rb").read(), req.dla_core, path)
-        with open(path[:-len(".engine")] + ".json") as f:
+        with open(report_path) as f:
             report = EngineReport(**json.load(f))
         report.built, report.build_seconds = False, 0.0
         log(f"TensorRT engine {path} loaded from the cache (key {key}); no rebuild")
@@ -130,14 +142,28 @@ def build_or_load(req: EngineRequest, log: Callable[[str], None] = print):
     report.build_seconds = round(time.monotonic() - t0, 1)
     report.engine_layers = inspect_layers(trt, engine)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    for target, data in ((path, plan), (path[:-len(".engine")] + ".json",
-                                        json.dumps(asdict(report), indent=1).encode())):
+    # the plan first, its report last: a cache hit needs both, so a crash between them means a rebuild
+    for target, data in ((path, plan), (report_path, json.dumps(asdict(report), indent=1).encode())):
         with open(target + ".tmp", "wb") as f:
             f.write(data)
         os.replace(target + ".tmp", target)   # a crash mid-write never leaves a truncated plan
     log(f"TensorRT engine built in {report.build_seconds} s -> {path}; {len(report.dla_layers)} layers on "
         f"the DLA, {len(report.gpu_fallback_layers)} fell back to the GPU: {report.gpu_fallback_layers[:20]}")
     return engine, report
+
+
+def check_request(req: EngineRequest) -> None:
+    """Returns None after checking the request's values; raises ValueError naming a bad one."""
+    check_precision(req.precision)
+    if not os.path.isfile(req.onnx_path):
+        raise ValueError(f"ONNX model {req.onnx_path} not found")
+    if req.dla_core >= 0 and req.precision == "fp32":
+        raise ValueError("the DLA runs FP16 or INT8 only; precision fp32 cannot use dla_core "
+                         f"{req.dla_core}")
+    if req.precision == "int8" and req.calibration is None:
+        raise ValueError(f"precision int8 for {req.onnx_path} needs calibration images")
+    if req.retention is not None and not 0.0 < float(req.retention) <= 1.0:
+        raise ValueError(f"retention must be in (0, 1], got {req.retention!r}")
 
 
 def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
@@ -185,8 +211,6 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
         if strongly_typed or not hasattr(trt, "IInt8EntropyCalibrator2"):
             raise TensorRTUnavailable(f"TensorRT {trt.__version__} has no INT8 calibrator; give a "
                                       "Q/DQ-quantized ONNX model instead")
-        if req.calibration is None:
-            raise ValueError("precision int8 needs calibration images (calibration_dir)")
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)   # layers without INT8 kernels run FP16, not FP32
         config.int8_calibrator = make_calibrator(trt, torch, req.calibration, path[:-len(".engine")] + ".calib")
@@ -209,7 +233,7 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
     if plan is None:
         raise ValueError(f"TensorRT failed to build an engine from {req.onnx_path} (see the log above)")
     report = EngineReport(key=key, path=path, built=True, build_seconds=0.0, tensorrt_version=trt.__version__,
-                          device=device, precision=req.precision, input_shapes=shapes,
+                          device=device, precision=req.precision, input_shapes=shapes, retention=req.retention,
                           dla_layers=dla_layers, gpu_fallback_layers=fallback)
     return bytes(plan), report
 
@@ -238,6 +262,56 @@ def inspect_layers(trt, engine) -> list:
     `{ForeignNode[first...last]}`)."""
     info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
     return [layer if isinstance(layer, str) else layer.get("Name", "?") for layer in info.get("Layers", [])]
+
+
+def calibration_files(folder: str) -> list[str]:
+    """Returns the sorted image files of a calibration folder (at most MAX_CALIBRATION_IMAGES)."""
+    if not folder:
+        raise ValueError("precision int8 needs a folder of calibration images; none was given")
+    full = os.path.abspath(os.path.expanduser(folder))
+    if not os.path.isdir(full):
+        raise ValueError(f"calibration folder {full} not found")
+    files = sorted(os.path.join(full, f) for f in os.listdir(full) if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise ValueError(f"calibration folder {full} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    return files[:MAX_CALIBRATION_IMAGES]
+
+
+def resized(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Returns a (1, 3, H, W) float32 batch in [0, 1] of an RGB image resized to hw (the style input)."""
+    import cv2
+
+    rgb = cv2.resize(rgb, (int(hw[1]), int(hw[0])), interpolation=cv2.INTER_AREA)
+    return (rgb.transpose(2, 0, 1)[None] / np.float32(255)).astype(np.float32)
+
+
+def calibration_source(images, hw: tuple[int, int], prepare: Callable = resized) -> tuple[Callable, str]:
+    """Returns (batches, calibration_id) for EngineRequest: `images` is a folder of image files (read
+    lazily, identified by name, size and time) or a list of (H, W, 3) uint8 RGB arrays (by their bytes);
+    `prepare(rgb, hw)` makes one (1, 3, H, W) float32 batch exactly as the model sees frames."""
+    h = hashlib.sha256(repr((tuple(int(d) for d in hw), getattr(prepare, "__qualname__", ""))).encode())
+    if isinstance(images, (str, os.PathLike)):
+        files = calibration_files(str(images))
+        for f in files:
+            h.update(f"{f}:{os.path.getsize(f)}:{os.path.getmtime(f)}\n".encode())
+
+        def batches():
+            import cv2
+
+            for path in files:
+                bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+                if bgr is not None:   # an unreadable file is skipped, not a failed build
+                    yield prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), hw)
+    else:
+        images = list(images)
+        if not images:
+            raise ValueError("precision int8 needs calibration images; the list is empty")
+        for img in images:
+            h.update(np.ascontiguousarray(img).tobytes())
+
+        def batches():
+            return (prepare(img, hw) for img in images)
+    return batches, h.hexdigest()
 
 
 def make_calibrator(trt, torch, batches: Callable[[], Iterable[np.ndarray]], cache_file: str):

@@ -1,4 +1,4 @@
-"""Model bundle export (real ONNX + ONNX Runtime) and the TensorRT engine cache key."""
+"""Model bundle export (real ONNX + ONNX Runtime) and the TensorRT engine request for a bundle level."""
 import importlib.util
 import json
 
@@ -8,8 +8,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from muon_ad_ros.core import export
+from muon_ad_ros.core import data, export
 from muon_ad_ros.core.student import Student
+from muon_ad_ros.runtime import tensorrt_engine as te
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 
@@ -141,35 +142,55 @@ def test_level_tag_and_bad_level():
         export.level_tag(0.2)
 
 
-def test_engine_cache_key_changes_with_every_input():
-    base = dict(model_sha256="ab" * 32, trt_version="10.7.0", device="Orin sm87", dla_core=0,
-                precision="fp16", input_shape=(1, 3, 480, 640), retention=1.0)
-    key = export.engine_cache_key(**base)
-    assert key == export.engine_cache_key(**base)  # stable: no rebuild when nothing changed
-    changes = dict(model_sha256="cd" * 32, trt_version="10.3.0", device="Xavier sm72", dla_core=None,
-                   precision="int8", input_shape=(1, 3, 720, 1280), retention=0.4)
-    for name, value in changes.items():
-        assert export.engine_cache_key(**{**base, name: value}) != key, name
+def test_engine_request_maps_a_bundle_level_onto_the_shared_builder(bundle, tmp_path):
+    onnx_path = bundle / "student_r040.onnx"
+    req = export.engine_request(onnx_path, "fp16", (480, 640), 0.4, dla_core=0, cache_dir=tmp_path)
+    assert req.onnx_path == str(onnx_path) and req.precision == "fp16" and req.dla_core == 0
+    assert req.input_shapes == {export.INPUT_NAME: (1, 3, 480, 640)}   # static: the DLA needs it
+    assert req.retention == 0.4 and req.cache_dir == str(tmp_path) and req.calibration is None
+    assert export.engine_request(onnx_path).dla_core == -1   # no DLA core: GPU only
     with pytest.raises(ValueError, match="bf8"):
-        export.engine_cache_key(**{**base, "precision": "bf8"})
+        export.engine_request(onnx_path, "bf8")
+    with pytest.raises(ValueError, match="470x640"):
+        export.engine_request(onnx_path, "fp16", (470, 640))
+
+
+def test_int8_request_calibrates_on_the_bundled_photographs_as_the_model_sees_frames(bundle):
+    req = export.engine_request(bundle / "student_r100.onnx", "int8", (96, 128))
+    frames = list(req.calibration())
+    assert len(frames) == len(data.CONTENT_TRAIN) and req.calibration_id
+    assert {f.shape for f in frames} == {(1, 3, 96, 128)} and {f.dtype for f in frames} == {np.dtype(np.float32)}
+    assert 0.0 <= min(f.min() for f in frames) and max(f.max() for f in frames) <= 1.0
+    # the same frames through the bundle's ONNX give a finite stylized frame: the input matches the model
+    sess = ort.InferenceSession(req.onnx_path, providers=["CPUExecutionProvider"])
+    assert np.isfinite(sess.run(None, {export.INPUT_NAME: frames[0]})[0]).all()
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message when TensorRT is absent")
-def test_engine_build_without_tensorrt_says_why(bundle):
-    with pytest.raises(export.BackendUnavailable, match="TensorRT|CUDA"):
-        export.build_trt_engine(bundle / "student_r100.onnx")
+def test_export_cli_says_why_engines_are_skipped_without_tensorrt(student, tmp_path, capsys):
+    ckpt = tmp_path / "student.pt"
+    torch.save(student.state_dict(), ckpt)
+    rc = export.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--levels", "1.0",
+                      "--trt", "fp16", "--trt-shape", "96x128", "--engine-cache", str(tmp_path / "cache")])
+    assert rc == 0 and "TensorRT engines skipped: " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        export.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--trt-shape", "480by640"])
 
 
 @pytest.mark.skipif(not HAS_TRT, reason="no NVIDIA GPU / TensorRT on this machine")
 def test_engine_is_built_once_and_cached(bundle, tmp_path):
-    first = export.build_trt_engine(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
-    again = export.build_trt_engine(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
-    assert first.rebuilt and not again.rebuilt and first.path == again.path
-    assert first.layers_gpu  # no DLA core requested: every layer on the GPU
+    req = export.engine_request(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
+    _, first = te.build_or_load(req)
+    _, again = te.build_or_load(req)
+    assert first.built and not again.built and first.path == again.path and first.retention == 1.0
+    assert not first.dla_layers and first.engine_layers  # no DLA core requested: every layer on the GPU
 
 
 @pytest.mark.skipif(not HAS_TRT, reason="no NVIDIA GPU / TensorRT on this machine")
 def test_int8_engine_with_calibration_and_dla_report(bundle, tmp_path):
-    built = export.build_trt_engine(bundle / "student_r040.onnx", "int8", dla_core=0, cache_dir=tmp_path,
-                                    retention=0.4)
-    assert built.layers_dla or built.layers_gpu
+    import tensorrt as trt
+    if trt.Builder(trt.Logger()).num_DLA_cores == 0:
+        pytest.skip("this GPU has no DLA core")
+    _, report = te.build_or_load(export.engine_request(bundle / "student_r040.onnx", "int8", retention=0.4,
+                                                       dla_core=0, cache_dir=tmp_path))
+    assert report.built and report.dla_layers and report.device == "DLA0 + GPU fallback"

@@ -1,5 +1,6 @@
-"""TensorRT backend: the engine cache key and CPU fallback run everywhere; building and running an
-engine needs an NVIDIA GPU with TensorRT and is skipped elsewhere."""
+"""TensorRT backend: calibration preprocessing and CPU fallback run everywhere (the shared builder's
+cache key is tested in test/runtime/test_tensorrt_engine.py); building and running an engine needs an
+NVIDIA GPU with TensorRT and is skipped elsewhere."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +11,7 @@ import pytest
 
 from muon_ad_ros.detect import DetectorConfig, ModelError, make_detector
 from muon_ad_ros.detect.synthetic import conv_yolo_model, fixed_output_model
-from muon_ad_ros.detect.yolo_trt import calibration_batches, calibration_images
+from muon_ad_ros.detect.yolo_trt import letterboxed
 from muon_ad_ros.runtime import tensorrt_engine as te
 
 
@@ -29,21 +30,6 @@ def model(tmp_path):
     out = np.zeros((1, 6, 8), np.float32)
     out[0, :, 0] = [20, 32, 10, 16, 0.9, 0.1]
     return fixed_output_model(str(tmp_path / "tiny.onnx"), out)
-
-
-def test_cache_key_changes_with_everything_that_invalidates_a_plan():
-    base = dict(model_sha256="ab" * 32, tensorrt_version="10.3.0", cuda_version="12.6", gpu="Orin (8.7)",
-                dla_core=-1, precision="fp16", input_shapes={"images": (1, 3, 640, 640)})
-    key = te.cache_key(**base)
-    assert key == te.cache_key(**base)
-    changes = dict(model_sha256="cd" * 32, tensorrt_version="10.7.0", cuda_version="12.8", gpu="Orin NX (8.7)",
-                   dla_core=0, precision="int8", input_shapes={"images": (1, 3, 480, 640)})
-    keys = {te.cache_key(**(base | {k: v})) for k, v in changes.items()}
-    assert len(keys) == len(changes) and key not in keys
-    int8 = base | {"precision": "int8"}
-    assert te.cache_key(**int8, calibration_id="a") != te.cache_key(**int8, calibration_id="b")
-    assert te.cache_key(**base, calibration_id="a") == key   # calibration only matters for int8
-    assert te.engine_path("/c", "/m/yolo.onnx", key) == f"/c/yolo-{key}.engine"
 
 
 @pytest.mark.skipif(_gpu_and_tensorrt(), reason="this machine has TensorRT and a GPU: no fallback happens")
@@ -65,12 +51,17 @@ def test_prebuilt_plan_without_tensorrt_is_a_clear_error(tmp_path):
 
 
 def test_calibration_images_are_letterboxed_like_camera_frames(tmp_path):
-    with pytest.raises(ModelError, match="holds no"):
-        calibration_images(str(tmp_path))
     cv2.imwrite(str(tmp_path / "a.png"), np.full((48, 64, 3), 200, np.uint8))
-    [batch] = list(calibration_batches(calibration_images(str(tmp_path)), (64, 64)))
+    batches, _ = te.calibration_source(str(tmp_path), (64, 64), letterboxed)
+    [batch] = list(batches())
     assert batch.shape == (1, 3, 64, 64) and batch.dtype == np.float32
     assert batch[0, :, 0, 0] == pytest.approx(114 / 255) and batch[0, :, 32, 32] == pytest.approx(200 / 255)
+
+
+def test_int8_without_calibration_images_names_the_folder(tmp_path, model):
+    with pytest.raises(ModelError, match=f"{tmp_path} holds no"):
+        make_detector(DetectorConfig(backend="tensorrt", model_path=model, precision="int8",
+                                     calibration_dir=str(tmp_path)))
 
 
 @needs_gpu
