@@ -1,0 +1,239 @@
+"""A RealSense camera or recording as a frame source: rs.pipeline, color + depth aligned to color
+with rs.align, intrinsics as CameraInfo fields, hardware timestamps, reconnect with backoff."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyrealsense2 as rs
+
+from muon_ad_ros.camera.model import CameraModel
+from muon_ad_ros.camera.source import (ENDED, RECONNECTING, STARTING, STREAMING, Backoff, Frame, Pacer,
+                                       SourceError, StampMapper)
+
+# librealsense color formats we accept -> cv2 conversion to RGB (None: already rgb8).
+TO_RGB = {rs.format.rgb8: None, rs.format.bgr8: cv2.COLOR_BGR2RGB, rs.format.rgba8: cv2.COLOR_RGBA2RGB,
+          rs.format.bgra8: cv2.COLOR_BGRA2RGB, rs.format.yuyv: cv2.COLOR_YUV2RGB_YUYV}
+# The Brown-Conrady family maps to ROS's plumb_bob (same 5 coefficients k1 k2 p1 p2 k3), as
+# realsense-ros does; D4xx imagers report zero coefficients, so the variants do not differ there.
+PLUMB_BOB_MODELS = (rs.distortion.none, rs.distortion.brown_conrady, rs.distortion.modified_brown_conrady,
+                    rs.distortion.inverse_brown_conrady)
+HOST_CLOCK_DOMAINS = (rs.timestamp_domain.global_time, rs.timestamp_domain.system_time)
+
+
+def camera_model(intr: "rs.intrinsics", name: str = "") -> CameraModel:
+    """Returns the CameraInfo fields of RealSense intrinsics (K, D, R = I, P with Tx = 0)."""
+    if intr.model in PLUMB_BOB_MODELS:
+        d, model = intr.coeffs[:5], "plumb_bob"
+    elif intr.model == rs.distortion.kannala_brandt4:
+        d, model = intr.coeffs[:4], "equidistant"
+    else:
+        raise ValueError(f"{name}: RealSense distortion {intr.model} has no ROS CameraInfo equivalent")
+    return CameraModel.pinhole(intr.width, intr.height, intr.fx, intr.fy, intr.ppx, intr.ppy, d, model, name)
+
+
+class RealSenseSource:
+    """Color (rgb8) + depth (uint16 mm) frames from a RealSense device or a .db3/.bag recording.
+
+    serial: a device serial (None = the first device). recording: play this file instead; it plays
+    every frame in order (librealsense's non-real-time playback), paced by the frames' own
+    timestamps when `realtime`, else as fast as they are read. Pacing by hardware timestamps rather
+    than librealsense's real-time mode, which follows the recorder's arrival times: those are only
+    right for files recorded live. width/height/fps choose the device's streams; a recording plays
+    as it was recorded. loop: replay a recording from the start when it ends; otherwise the source
+    reports ENDED."""
+
+    def __init__(self, serial: str | None = None, recording: str | Path | None = None, width: int = 640,
+                 height: int = 480, fps: int = 30, align_depth: bool = True, loop: bool = True,
+                 realtime: bool = True, depth: bool = True, frame_timeout: float = 2.0):
+        if serial and recording:
+            raise ValueError(f"give a serial ({serial!r}) or a recording ({recording!r}), not both")
+        self.serial, self.recording = serial or None, Path(recording) if recording else None
+        self.width, self.height, self.fps = int(width), int(height), int(fps)
+        self.align_depth, self.loop, self.realtime, self.want_depth = align_depth, loop, realtime, depth
+        self.frame_timeout = frame_timeout
+        self.state, self.last_error = STARTING, ""
+        self.frames = self.reconnects = self.opens = 0
+        self.color_model: CameraModel | None = None
+        self.depth_model: CameraModel | None = None
+        self.depth_to_color: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (R row-major, t m)
+        self.device_name = ""
+        self.stamps = StampMapper()
+        self.backoff = Backoff()
+        self._pipe = self._align = self._playback = None
+        self._pending = None
+        self._last_key = None
+        self._last_frame_at = 0.0
+        self._depth_scale_mm = 1.0
+        self._pacer: Pacer | None = None
+
+    @property
+    def name(self) -> str:
+        """Returns what the source reads, for logs and diagnostics."""
+        if self.recording:
+            return f"recording {self.recording}"
+        return f"RealSense {self.serial}" if self.serial else "the first RealSense device"
+
+    # -- opening -------------------------------------------------------------------------------
+    def _open(self):
+        cfg = rs.config()
+        if self.recording:
+            if not self.recording.is_file():
+                raise SourceError(f"recording {self.recording} not found")
+            cfg.enable_device_from_file(str(self.recording), repeat_playback=self.loop)
+        else:
+            found = {d.get_info(rs.camera_info.serial_number): d.get_info(rs.camera_info.name)
+                     for d in rs.context().query_devices()}
+            if not found or (self.serial and self.serial not in found):
+                raise SourceError(f"{self.name} is not connected (connected: {found or 'none'})")
+            if self.serial:
+                cfg.enable_device(self.serial)
+            cfg.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
+            if self.want_depth:
+                cfg.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
+        pipe = rs.pipeline()
+        try:
+            # Resolve first: for a recording this is the playback device the pipeline will use, and
+            # real-time mode must be set before start() or a short file plays out at once.
+            profile = cfg.resolve(rs.pipeline_wrapper(pipe))
+            device = profile.get_device()
+            self._playback = device.as_playback() if device.is_playback() else None
+            if self._playback:
+                self._playback.set_real_time(False)
+            profile = pipe.start(cfg)
+        except RuntimeError as exc:
+            raise SourceError(f"cannot start {self.name}: {exc}") from None
+        self._read_profiles(profile)
+        self._pipe = pipe
+        self._align = rs.align(rs.stream.color) if self.align_depth and self.depth_model else None
+        self._pacer = Pacer() if self._playback and self.realtime else None
+        self.stamps.reset()
+        self._pending, self._last_key = None, None
+        self._last_frame_at = time.monotonic()
+        self.opens += 1
+        if self.opens > 1:
+            self.reconnects += 1
+
+    def _read_profiles(self, profile):
+        streams = {s.stream_type(): s.as_video_stream_profile() for s in profile.get_streams()
+                   if s.is_video_stream_profile()}
+        if rs.stream.color not in streams:
+            raise SourceError(f"{self.name} has no color stream (streams: {sorted(str(s) for s in streams)})")
+        color = streams[rs.stream.color]
+        if color.format() not in TO_RGB:
+            raise SourceError(f"{self.name}: color format {color.format()} not supported; use rgb8/bgr8/yuyv")
+        self.color_model = camera_model(color.get_intrinsics(), "color")
+        depth = streams.get(rs.stream.depth) if self.want_depth else None
+        self.depth_model = camera_model(depth.get_intrinsics(), "depth") if depth else None
+        if depth:
+            e = depth.get_extrinsics_to(color)
+            self.depth_to_color = (tuple(e.rotation), tuple(e.translation))
+            sensor = profile.get_device().first_depth_sensor()
+            self._depth_scale_mm = sensor.get_depth_scale() * 1000.0
+        self.device_name = profile.get_device().get_info(rs.camera_info.name)
+        self._color_format = color.format()
+        self._period_ms = 1000.0 / max(1, color.fps())
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, timeout: float = 0.5) -> Frame | None:
+        """Returns the next color frame with its aligned depth, or None when none came within
+        `timeout` seconds (the source is then reconnecting or has ENDED; see `state`)."""
+        if self.state == ENDED:
+            time.sleep(timeout)
+            return None
+        if self._pipe is None:
+            if not self.backoff.wait(timeout):
+                return None
+            try:
+                self._open()
+            except SourceError as exc:
+                self._failed(str(exc))
+                return None
+        try:
+            ok, frameset = self._pipe.try_wait_for_frames(int(timeout * 1000))
+        except RuntimeError as exc:  # the device went away mid-stream
+            self._failed(f"{self.name} stopped: {exc}")
+            return None
+        if not ok:
+            return self._on_silence()
+        return self._choose(frameset)
+
+    def _choose(self, frameset) -> Frame | None:
+        """Returns a frame for a new color frame; the syncer may first pair it with the previous
+        depth frame and then with its own, so a mismatched pair is held for one more frameset."""
+        color = frameset.get_color_frame()
+        if not color:
+            return None
+        key = (color.get_frame_number(), color.get_timestamp())
+        if key == self._last_key:
+            return None
+        depth = frameset.get_depth_frame() if self.depth_model else None
+        matched = not depth or abs(depth.get_timestamp() - color.get_timestamp()) <= 0.5 * self._period_ms
+        held, self._pending = self._pending, None
+        if not matched:
+            self._pending = (key, frameset)
+            if held is None or held[0] == key:
+                return None
+            frameset, key = held[1], held[0]   # an older unmatched frame: publish it as it is
+        self._last_key = key
+        return self._make_frame(frameset)
+
+    def _on_silence(self) -> Frame | None:
+        if self._pending is not None:   # no better match is coming
+            (self._last_key, frameset), self._pending = self._pending, None
+            return self._make_frame(frameset)
+        if self._playback and self._playback.current_status() == rs.playback_status.stopped and not self.loop:
+            self._close()
+            self.state, self.last_error = ENDED, f"{self.name} ended after {self.frames} frames (loop is off)"
+            return None
+        if time.monotonic() - self._last_frame_at > self.frame_timeout:
+            self._failed(f"no frames from {self.name} for {self.frame_timeout:.1f} s")
+        return None
+
+    def _make_frame(self, frameset) -> Frame:
+        if self._pacer:
+            self._pacer.wait(frameset.get_color_frame().get_timestamp())
+        keep = frameset
+        if self._align is not None:
+            keep = self._align.process(frameset)
+        color, depth = keep.get_color_frame(), keep.get_depth_frame() if self.depth_model else None
+        # Copied out of librealsense's frame pool (~0.2 ms at 640x480): a reader that keeps frames
+        # would otherwise starve the pool and the pipeline would silently drop frames.
+        rgb = np.asanyarray(color.get_data())
+        code = TO_RGB[self._color_format]
+        rgb = np.array(rgb) if code is None else cv2.cvtColor(rgb, code)
+        depth_mm = np.array(np.asanyarray(depth.get_data())) if depth else None
+        if depth_mm is not None and abs(self._depth_scale_mm - 1.0) > 1e-6:
+            # The convention is millimetres; some models (D405) default to 0.1 mm units.
+            depth_mm = np.clip(depth_mm * self._depth_scale_mm, 0, 65535).astype(np.uint16)
+        host = color.get_frame_timestamp_domain() in HOST_CLOCK_DOMAINS and self._playback is None
+        ts = color.get_timestamp()
+        self.frames += 1
+        self._last_frame_at = time.monotonic()
+        self.state, self.last_error = STREAMING, ""
+        self.backoff.reset()
+        return Frame(rgb, self.stamps(ts, host), ts, color.get_frame_number(), depth_mm)
+
+    def _failed(self, reason: str):
+        self._close()
+        self.state, self.last_error = RECONNECTING, reason
+        self.backoff.failed()
+
+    def restart(self):
+        """Reopens the source on the next read (after ENDED, or to apply new settings)."""
+        self._close()
+        self.state = STARTING
+        self.backoff.reset()
+
+    def _close(self):
+        if self._pipe is not None:
+            try:
+                self._pipe.stop()
+            except RuntimeError:
+                pass
+        self._pipe = self._align = self._playback = self._pending = None
+
+    def close(self):
+        self._close()
