@@ -41,13 +41,15 @@ class TrainConfig:
     scaling: str = "original"
     weight_decay: float = 0.0
     loss: str = "ad_l1"
-    content_weight: float = 0.25
+    content_weight: float = 0.1  # 0.25 (AD's) left the tiny student near identity: style barely showed
     network: str = TRAINING_NETWORK
     style_layers: tuple[str, ...] = ("block5", "block9")  # block2 too: 4.4x slower per step, measured
     content_layers: tuple[str, ...] = ("block9",)
-    tv_weight: float = 1.0  # total variation on the output (not in METHOD.md): damps sub-pixel checkerboards
+    tv_weight: float = 0.3  # total variation on the output (not in METHOD.md): damps sub-pixel checkerboards
     projection: bool = True
     projection_from_phase: int = 2  # measured: from step 0, cos ~ -0.8 and projection stalls the style loss
+    balance_gamma: float | None = None  # phase III |g_style| = gamma |g_content| (METHOD.md 5); off by default:
+    # with content 0.25, projection and gamma=1 together the 2000-step run stayed near identity (seen at step 1300)
     curriculum: bool = True
     dynamic_mask: bool = True
     reorder_every: int = 100
@@ -90,7 +92,7 @@ class Distiller:
         self.optimizer = self._optimizer()
         for g in self.optimizer.param_groups:
             g["base_lr"] = g["lr"]
-        self.curriculum = Curriculum(cfg.iters, enabled=cfg.curriculum)
+        self.curriculum = Curriculum(cfg.iters, gamma=cfg.balance_gamma or 1.0, enabled=cfg.curriculum)
         self.importance = ChannelImportance(self.student)
         self.step, self.log = 0, []
 
@@ -131,7 +133,8 @@ class Distiller:
             content = content + cfg.tv_weight * total_variation(y)
         rec = {"step": step, "retention": r, "phase": st.phase, "lambda_style": st.lambda_style,
                "style": losses["style"].item(), "content": losses["content"].item()}
-        if cfg.projection or st.balance_gamma is not None:
+        balance = st.balance_gamma if cfg.balance_gamma is not None else None
+        if cfg.projection or balance is not None:
             gs = torch.autograd.grad(style, params, retain_graph=True, allow_unused=True)
             gc = torch.autograd.grad(content, params, allow_unused=True)
             gs = flat([torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)])
@@ -140,8 +143,8 @@ class Distiller:
             projected = False
             if cfg.projection and (not cfg.curriculum or st.phase >= cfg.projection_from_phase):
                 gs, projected = project_conflict(gs, gc)
-            if st.balance_gamma is not None and gs.norm() > 0:  # |g_style| = gamma |g_content|
-                gs = gs * (st.balance_gamma * gc.norm() / gs.norm())
+            if balance is not None and gs.norm() > 0:  # |g_style| = gamma |g_content|
+                gs = gs * (balance * gc.norm() / gs.norm())
             rec["projected"] = projected
             total, offset = gs + gc, 0
             for p in params:
@@ -198,16 +201,16 @@ class Distiller:
         self.student(self.val, 1.0)
         return apply_layer_gate(self.student)
 
-    def checkpoint(self, path: Path) -> None:
-        """Write a resumable checkpoint (also loadable by core/export.py's load_student)."""
-        torch.save({"student": self.student.state_dict(), "config": dataclasses.asdict(self.student.config),
+    def checkpoint(self, path: Path, **extra) -> None:
+        """Write a resumable checkpoint (also read by core/export.py's load_checkpoint); ``extra`` keys added."""
+        torch.save({**extra, "student": self.student.state_dict(), "config": dataclasses.asdict(self.student.config),
                     "optimizer": self.optimizer.state_dict(), "curriculum": self.curriculum.state_dict(),
                     "step": self.step, "log": self.log, "rng": self.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "train_config": dataclasses.asdict(self.cfg)}, path)
 
     def resume(self, path: Path) -> None:
         """Restore the state written by ``checkpoint``."""
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         self.student.load_state_dict(ck["student"])
         self.optimizer.load_state_dict(ck["optimizer"])
         for g in self.optimizer.param_groups:
@@ -289,9 +292,10 @@ def main(argv=None) -> int:
     if a.resume:
         trainer.resume(Path(a.resume))
     record = {"command": "muon-ad distill " + shlex.join(argv), "seed": cfg.seed, "git_commit": _git_commit(),
-              "train_config": dataclasses.asdict(cfg), "torch": torch.__version__,
+              "train_config": dataclasses.asdict(cfg), "torch": str(torch.__version__),
               "content": a.content or f"scikit-image: {', '.join(data.CONTENT_TRAIN)}",
               "style_source": source, "style_licence": licence}
+    style_meta = {"name": name, "source": source, "licence": licence}
     (out / "command.txt").write_text(record["command"] + "\n")
     from tqdm import tqdm
     t0 = time.perf_counter()
@@ -301,9 +305,9 @@ def main(argv=None) -> int:
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", r=f"{rec['retention']:.2f}", phase=rec["phase"])
             if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.iters:
-                trainer.checkpoint(ck_dir / "checkpoint.pt")
+                trainer.checkpoint(ck_dir / "checkpoint.pt", record=record, style=style_meta)
     gates = trainer.finish()
-    trainer.checkpoint(ck_dir / "checkpoint.pt")
+    trainer.checkpoint(ck_dir / "checkpoint.pt", record=record, style=style_meta)
     seconds = time.perf_counter() - t0
     plot_losses(trainer.log, out / "loss_curve.png", f"{name}: {cfg.optimizer}, {cfg.iters} iterations")
     losses = [r["loss"] for r in trainer.log]
@@ -317,9 +321,7 @@ def main(argv=None) -> int:
     (out / "training.json").write_text(json.dumps({**record, "log": trainer.log}, indent=1) + "\n")
     if not a.no_export:
         from .export import export_bundle
-        export_bundle(trainer.student, out, style_meta={"name": name, "image": style, "source": source,
-                                                          "licence": licence},
-                      training_record=record)
+        export_bundle(trainer.student, out, style_meta={**style_meta, "image": style}, training_record=record)
     print(f"distilled {name} in {seconds:.0f} s ({trainer.step} iterations) -> {out}")
     return 0
 

@@ -53,7 +53,7 @@ def stylize_image(content: np.ndarray, style: np.ndarray, iters: int = 200, lr: 
                 adam.step()
             z.clamp_(0, 1)
         if callback is not None:
-            callback(step, {k: float(v) for k, v in losses.items()})
+            callback(step, {k: v.item() for k, v in losses.items()})
     return data.to_uint8(F.pixel_shuffle(z, UNSHUFFLE))
 
 
