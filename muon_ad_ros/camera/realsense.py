@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyrealsense2 as rs
+from muon_ad_ros.camera.librealsense import rs
 
 from muon_ad_ros.camera.model import CameraModel
 from muon_ad_ros.camera.source import (ENDED, RECONNECTING, STARTING, STREAMING, Backoff, Frame, Pacer,
@@ -60,6 +60,7 @@ class RealSenseSource:
         self.depth_model: CameraModel | None = None
         self.depth_to_color: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (R row-major, t m)
         self.device_name = ""
+        self.timestamp_domain = ""
         self.stamps = StampMapper()
         self.backoff = Backoff()
         self._pipe = self._align = self._playback = None
@@ -208,7 +209,10 @@ class RealSenseSource:
         if depth_mm is not None and abs(self._depth_scale_mm - 1.0) > 1e-6:
             # The convention is millimetres; some models (D405) default to 0.1 mm units.
             depth_mm = np.clip(depth_mm * self._depth_scale_mm, 0, 65535).astype(np.uint16)
-        host = color.get_frame_timestamp_domain() in HOST_CLOCK_DOMAINS and self._playback is None
+        domain = color.get_frame_timestamp_domain()
+        self.timestamp_domain = str(domain).rsplit(".", 1)[-1]
+        # A recording's global-time stamps are from when it was recorded: map them like a device clock.
+        host = domain in HOST_CLOCK_DOMAINS and self._playback is None
         ts = color.get_timestamp()
         self.frames += 1
         self._last_frame_at = time.monotonic()

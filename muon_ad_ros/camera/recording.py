@@ -212,7 +212,7 @@ def make_recording(path: str | Path, scenes: list[Scene] | None = None, width: i
     file also plays at the right speed in librealsense's real-time playback (realsense-viewer,
     realsense-ros), which follows the recorder's arrival times; RealSenseSource paces by the
     frames' hardware timestamps and needs no pacing. Size: ~0.6 MiB per 640x480 frame."""
-    import pyrealsense2 as rs
+    from muon_ad_ros.camera.librealsense import rs
     path = Path(path)
     if path.suffix != ".db3":
         raise ValueError(f"recording path {path} must end in .db3 (pyrealsense2's recorder writes rosbag2 SQLite)")

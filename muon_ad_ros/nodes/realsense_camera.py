@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sensor_msgs.msg import CameraInfo, Image
 
-from muon_ad_ros.camera.realsense import RealSenseSource
-from muon_ad_ros.camera.source import Frame
 from muon_ad_ros.nodes import common
 from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header, image_msg
 from muon_ad_ros.params import realsense_camera as rs_params
+from muon_ad_ros.camera.realsense import RealSenseSource  # noqa: I001 (after rclpy: camera/librealsense.py)
+from muon_ad_ros.camera.source import Frame
 
 
 class RealSenseCameraNode(CameraNode):
@@ -28,7 +28,7 @@ class RealSenseCameraNode(CameraNode):
 
     def make_source(self) -> RealSenseSource:
         v = self.values
-        return RealSenseSource(serial=v["serial"] or None, recording=v["recording"] or None, width=v["width"],
+        return RealSenseSource(serial=v["serial"].lstrip("_") or None, recording=v["recording"] or None, width=v["width"],
                                height=v["height"], fps=int(round(v["fps"])), align_depth=v["align_depth"],
                                loop=v["loop"], realtime=v["realtime"], depth=v["enable_depth"],
                                frame_timeout=v["frame_timeout"])
@@ -60,7 +60,8 @@ class RealSenseCameraNode(CameraNode):
             return {}
         c = src.color_model
         out = {"device": src.device_name, "color": f"{c.width}x{c.height} fx={c.k[0]:.1f} fy={c.k[4]:.1f}",
-               "depth": ("aligned to color" if src.align_depth else "unaligned") if src.depth_model else "off"}
+               "depth": ("aligned to color" if src.align_depth else "unaligned") if src.depth_model else "off",
+               "timestamp_domain": src.timestamp_domain}
         if src.depth_to_color:
             out["depth_to_color_t_m"] = " ".join(f"{t:.4f}" for t in src.depth_to_color[1])
         return out

@@ -2,7 +2,8 @@
 from muon_ad_ros.params import Param
 
 PARAMS = (
-    Param("serial", "", "Serial number of the RealSense device; empty = the first one found. "
+    Param("serial", "", "Serial number of the RealSense device; empty = the first one found. A leading '_' "
+          "is ignored, so `-p serial:=_123456789012` stays a string on the command line (as in realsense-ros). "
           "Changing it reopens the camera."),
     Param("recording", "", "Play this .db3/.bag recording instead of a device (`muon-ad make-recording` makes "
           "one from bundled photographs); empty = use a device. A missing file is reported and retried."),

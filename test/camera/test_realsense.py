@@ -5,7 +5,7 @@ import shutil
 import time
 
 import numpy as np
-import pyrealsense2 as rs
+from muon_ad_ros.camera.librealsense import rs
 import pytest
 
 from muon_ad_ros.camera import recording as rec

@@ -92,6 +92,7 @@ def test_recording_publishes_color_aligned_depth_and_camera_info(probe, start_no
                     int(diag_values(diags, RS_STATUS)["frames_processed"]) > 0, 5), diag_values(diags, RS_STATUS)
     values = diag_values(diags, RS_STATUS)
     assert values["state"] == "streaming" and values["depth"] == "aligned to color"
+    assert values["timestamp_domain"] == "hardware_clock"
     assert float(values["rate_hz"]) > 0 and values["depth_to_color_t_m"].startswith("0.0150")
 
 
@@ -117,6 +118,7 @@ def test_recording_end_is_reported_and_the_node_recovers_when_looping_is_set(pro
     before = len(color)
     assert wait_for(lambda: len(color) > before + N, 10)
     assert wait_for(lambda: level(diags, RS_STATUS) == OK, 5)
+    assert g.stop() == {"realsense_camera": 0}      # SIGINT ends it cleanly, pipeline stopped
 
 
 def test_missing_recording_is_an_error_until_a_valid_one_is_set(probe, start_nodes, recording, tmp_path):
