@@ -3,7 +3,6 @@
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 RUN := VENV=$(VENV) tools/rosenv.sh
-CACHE ?= $(HOME)/.cache/muon_ad_ros
 DEMO_SECONDS ?= 40
 OUT ?= out
 
@@ -17,7 +16,7 @@ build: env
 	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) \
 	  $(VENV)/bin/colcon --log-base log build --paths . --event-handlers console_cohesion- summary- \
 	  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VENV)/bin/python \
-	  -DPython3_NumPy_INCLUDE_DIR=$(CACHE)/numpy-include > $(CURDIR)/log-build.txt 2>&1 \
+	  -DPython3_NumPy_INCLUDE_DIR=$$(cat $(VENV)/.numpy-include-path) > $(CURDIR)/log-build.txt 2>&1 \
 	  || { cat $(CURDIR)/log-build.txt; exit 1; }
 
 test: build

@@ -25,12 +25,14 @@ fi
 # are reached through a link outside it.
 inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 npinc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
-cache=${MUON_AD_ROS_CACHE:-$HOME/.cache/muon_ad_ros}
+# One link per venv (several checkouts may share the cache); the Makefile reads its path.
+cache=${MUON_AD_ROS_CACHE:-$HOME/.cache/muon_ad_ros}/venvs/$(realpath "$VENV" | sha256sum | cut -c1-12)
 mkdir -p "$cache"
 ln -sfn "$npinc" "$cache/numpy-include"
-{ grep -rlE '/opt/python/cp311-cp311|numpy/_core/include' "$VENV"/share/*/cmake/ 2>/dev/null || true; } | while read -r f; do
+echo "$cache/numpy-include" > "$VENV/.numpy-include-path"
+{ grep -rlE '/opt/python/cp311-cp311|numpy(/_core/include|-include)' "$VENV"/share/*/cmake/ 2>/dev/null || true; } | while read -r f; do
   sed -i -E -e "s#/opt/python/cp311-cp311/include/python3.11#$inc#g" \
-            -e "s#[^\" ;]*numpy/_core/include#$cache/numpy-include#g" "$f"
+            -e "s#[^\" ;]*numpy(/_core/include|-include)#$cache/numpy-include#g" "$f"
 done
 echo "$want" > "$stamp"
 echo "env: $VENV ready"
