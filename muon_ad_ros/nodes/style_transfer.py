@@ -243,6 +243,8 @@ class StyleTransferNode(Node):
         self._running = False
         self.wake.set()
         self.worker.join(timeout=2.0)
+        if self.backend is not None and not self.worker.is_alive():
+            self.backend.close()     # inference sessions end before DDS and the interpreter do
 
 
 def main(args=None) -> int:
