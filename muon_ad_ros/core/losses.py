@@ -62,15 +62,24 @@ def total_loss(style: torch.Tensor, content: torch.Tensor, content_weight: float
     return style + content_weight * content
 
 
+def _inner(f: torch.Tensor, border: int) -> torch.Tensor:
+    """Return the feature map without ``border`` pixels on each side (unchanged if that would empty it)."""
+    if border <= 0 or min(f.shape[-2:]) <= 2 * border:
+        return f
+    return f[..., border:-border, border:-border]
+
+
 class AttentionDistillation(torch.nn.Module):
     """AD loss against fixed style images: keys/values of all style images concatenated on the token axis.
 
-    ``style`` is an (S,3,H,W) batch or a list of (1,3,H,W) images of different sizes.
+    ``style`` is an (S,3,H,W) batch or a list of (1,3,H,W) images of different sizes. ``border`` feature
+    pixels are dropped from the style's tokens: zero padding makes border tokens special, and the
+    near-nearest-neighbour AD target would otherwise copy the style's corners into the output's corners.
     """
 
     def __init__(self, network: FeatureNetwork, style, form: str = "ad_l1",
                  style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
-                 content_weight: float = 0.25, scale: float = 1.0):
+                 content_weight: float = 0.25, scale: float = 1.0, border: int = 1):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"loss form must be one of {FORMS}, got {form!r}")
@@ -87,8 +96,8 @@ class AttentionDistillation(torch.nn.Module):
                              f"(it computes {network.layers})")
         with torch.no_grad():
             feats = [network(s) for s in styles]
-        self.style_kv = {l: torch.cat([tokens(f[l]).reshape(1, -1, f[l].shape[1]) for f in feats], dim=1)
-                         for l in self.style_layers}
+        self.style_kv = {l: torch.cat([tokens(_inner(f[l], border)).reshape(1, -1, f[l].shape[1]) for f in feats],
+                                      dim=1) for l in self.style_layers}
         self.style_marginal = {l: attention_weights(kv, kv, scale).mean(dim=1) for l, kv in self.style_kv.items()}
 
     def style_loss(self, gen_feats: dict) -> torch.Tensor:
