@@ -106,3 +106,15 @@ def test_several_style_images_concatenate_tokens():
         assert loss.style_kv[layer].shape[1] > one.style_kv[layer].shape[1]
     with pytest.raises(ValueError, match="loss form"):
         AttentionDistillation(net, a, form="gram")
+
+
+def test_style_border_tokens_dropped():
+    net = feature_network("mobilenet_v2")
+    style = torch.rand(1, 3, 128, 128)
+    feats = net(style)
+    with_border = AttentionDistillation(net, style, border=0)
+    inner = AttentionDistillation(net, style, border=1)
+    for layer in inner.style_layers:
+        h, w = feats[layer].shape[-2:]
+        assert with_border.style_kv[layer].shape[1] == h * w
+        assert inner.style_kv[layer].shape[1] == (h - 2) * (w - 2)
