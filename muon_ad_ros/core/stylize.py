@@ -21,10 +21,10 @@ from .muon import muon_update_image
 UNSHUFFLE = 4
 
 
-def stylize_image(content: np.ndarray, style: np.ndarray, iters: int = 200, lr: float = 0.03,
+def stylize_image(content: np.ndarray, style: np.ndarray, iters: int = 200, lr: float = 0.02,
                   optimizer: str = "muon", max_side: int = 384, form: str = "ad_l1",
                   content_weight: float = 0.25, network: str = TRAINING_NETWORK, seed: int = 0,
-                  tv_weight: float = 0.5, callback=None) -> np.ndarray:
+                  tv_weight: float = 3.0, callback=None) -> np.ndarray:
     """Return the stylized (H', W', 3) uint8 image (content scaled to max_side, sides multiples of 8).
 
     ``optimizer`` 'muon' (muon_update_image on the unshuffled latent) or 'adam' (AD's original choice).
@@ -68,12 +68,12 @@ def main(argv=None) -> int:
                    f"({', '.join(sorted(data.STYLES))})")
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--iters", type=int, default=200)
-    p.add_argument("--lr", type=float, default=0.03)
+    p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--optimizer", choices=("muon", "adam"), default="muon")
     p.add_argument("--max-side", type=int, default=384, help="longer side of the optimized image")
     p.add_argument("--loss", choices=FORMS, default="ad_l1")
     p.add_argument("--content-weight", type=float, default=0.25)
-    p.add_argument("--tv-weight", type=float, default=0.5)
+    p.add_argument("--tv-weight", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
