@@ -215,7 +215,7 @@ def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sam
         "stylized_latency_ms": percentiles(col.latencies("stylized", t_measure)),
         "detection_latency_ms": percentiles(col.latencies("detections", t_measure)),
         # From the camera stamp to the collector receiving the raw frame: the camera's own share
-        # (a recording played slower than it was made stamps frames up to 1 s behind arrival).
+        # (a recording read slower than it was made re-anchors its stamps at two frame periods behind arrival).
         "camera_latency_ms": percentiles(col.latencies("raw", t_measure)),
         "frames": {k: len(v) for k, v in col.arrivals.items()},
         "detections_with_boxes": sum(1 for d in col.detections if d["boxes"]),

@@ -61,7 +61,9 @@ class RealSenseSource:
         self.depth_to_color: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (R row-major, t m)
         self.device_name = ""
         self.timestamp_domain = ""
-        self.stamps = StampMapper()
+        # A recording read slower than it was made (a busy CPU) would otherwise stamp frames up to a
+        # second behind their arrival; two frame periods of skew re-anchor it, as a live camera never lags.
+        self.stamps = StampMapper(2.0 / max(1, self.fps) if self.recording else 1.0)
         self.backoff = Backoff()
         self._pipe = self._align = self._playback = None
         self._pending = None
