@@ -92,7 +92,7 @@ def plot(runs: list[dict], ablation: list[dict], path: Path) -> Path:
         steps = [c["step"] for c in r["curve"]]
         axes[0].plot(steps, [c["total"] for c in r["curve"]], "-" if r["optimizer"] == "muon" else "--",
                      label=f"{r['optimizer']} lr={r['lr']:g}")
-    axes[0].set(xlabel="iteration", ylabel="validation loss (style + 0.25 content)", title="Muon vs AdamW")
+    axes[0].set(xlabel="iteration", ylabel="validation loss (style + content_weight * content)", title="Muon vs AdamW")
     axes[0].legend(fontsize=8)
     for a in ablation:
         steps = [c["step"] for c in a["curve"]]
