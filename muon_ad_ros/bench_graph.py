@@ -42,7 +42,7 @@ def load_frames(n: int = 90, width: int = 640, height: int = 480) -> np.ndarray:
     return np.stack(frames)
 
 
-def play(frames_path: str, rate: float, seconds: float, topic: str = TOPIC) -> int:
+def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic: str = TOPIC) -> int:
     """Publishes the saved frames at a fixed rate (absolute schedule, no drift); prints how many."""
     import rclpy
     from sensor_msgs.msg import Image
@@ -54,7 +54,7 @@ def play(frames_path: str, rate: float, seconds: float, topic: str = TOPIC) -> i
     node = rclpy.create_node("bench_player")
     pub = node.create_publisher(Image, topic, image_qos())
     deadline = time.monotonic() + 15.0
-    while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
+    while pub.get_subscription_count() < subscribers and time.monotonic() < deadline:
         time.sleep(0.05)
     msgs = [fill_image(Image(), f, "rgb8", Header(frame_id="camera_color_optical_frame")) for f in frames]
     t0 = time.monotonic()
@@ -73,10 +73,17 @@ def play(frames_path: str, rate: float, seconds: float, topic: str = TOPIC) -> i
     return 0
 
 
-def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pids: dict, warmup: float = 2.0) -> dict:
+def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pids: dict, subscribers: int,
+               warmup: float = 2.0) -> dict:
     """Returns the figures of one fixed-rate probe."""
+    launched = time.time()
     player = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench_graph", "play", frames_path, str(rate),
-                               str(warmup + seconds)], stdout=subprocess.PIPE, env=graph.node_env())
+                               str(warmup + seconds + 5.0), str(subscribers)], stdout=subprocess.PIPE,
+                              env=graph.node_env())
+    # The window starts `warmup` seconds after the first frame arrives, not after the player starts.
+    deadline = launched + 30.0
+    while time.time() < deadline and not any(t >= launched for t, _ in list(col.arrivals["raw"])[-5:]):
+        time.sleep(0.05)
     time.sleep(warmup)
     cpu0 = process_stats(pids)
     t0 = time.time()
@@ -141,12 +148,15 @@ def main(argv=None) -> int:
     ap.add_argument("--search-steps", type=int, default=4)
     ap.add_argument("--no-detection", action="store_true")
     ap.add_argument("--controller-mode", default="manual")
+    ap.add_argument("--transport-only", action="store_true",
+                    help="no nodes: player -> subscriber only (image transport between two processes)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     frames_path = out / "bench_frames.npy"
     np.save(frames_path, load_frames())
-    specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode)
+    specs = [] if a.transport_only else graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection,
+                                                           controller_mode=a.controller_mode)
     from muon_ad_ros.runner import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC)
@@ -155,16 +165,20 @@ def main(argv=None) -> int:
     try:
         time.sleep(6.0)                 # model loading and discovery
         pids = g.pids()
+        # the collector, plus every node that reads the camera topic
+        subscribers = 1 + sum(1 for s in specs if any(dst == TOPIC for _, dst in s.remaps))
         for rate in [float(r) for r in a.rates.split(",")]:
-            r = probe_rate(col, str(frames_path), rate, a.seconds, pids)
+            r = probe_rate(col, str(frames_path), rate, a.seconds, pids, subscribers)
             report["fixed_rates"].append(r)
             print(json.dumps({k: r[k] for k in ("input_hz", "stylized_fps", "missed_pct", "latency_ms")}), flush=True)
+        if a.transport_only:
+            a.search_steps = 0
         ok = [r["input_hz"] for r in report["fixed_rates"] if sustainable(r)]
         bad = [r["input_hz"] for r in report["fixed_rates"] if not sustainable(r)]
         lo, hi = (max(ok) if ok else 1.0), (min(x for x in bad if x > max(ok, default=0)) if bad else 120.0)
         for _ in range(a.search_steps):
             mid = round((lo + hi) / 2, 1)
-            r = probe_rate(col, str(frames_path), mid, a.seconds, pids)
+            r = probe_rate(col, str(frames_path), mid, a.seconds, pids, subscribers)
             report["search"].append(r)
             lo, hi = (mid, hi) if sustainable(r) else (lo, mid)
         report["max_sustainable_hz"] = max((r["input_hz"] for r in report["fixed_rates"] + report["search"]
@@ -175,15 +189,23 @@ def main(argv=None) -> int:
         col.close()
     allr = report["fixed_rates"] + report["search"]
     report["peak_graph_rss_mb"] = round(max(sum(r["rss_mb"].values()) for r in allr), 1) if allr else float("nan")
-    (out / "bench_graph.json").write_text(json.dumps(report, indent=2))
-    md = to_markdown(report)
-    (out / "bench_graph.md").write_text(md + "\n")
+    if a.transport_only:
+        report["transport"] = [{"input_hz": r["input_hz"], **r["transport"]} for r in report["fixed_rates"]]
+        md = "\n".join([f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; command: "
+                        f"`{report['command']}`", "", "| input Hz | received | p50 ms | p99 ms |", "|---|---|---|---|"]
+                       + [f"| {t['input_hz']:g} | {t['received_pct']} % | {t['latency_ms']['p50']} | "
+                          f"{t['latency_ms']['p99']} |" for t in report["transport"]])
+        name = "bench_transport"
+    else:
+        md, name = to_markdown(report), "bench_graph"
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.md").write_text(md + "\n")
     print(md)
-    print(f"\nwrote {out / 'bench_graph.json'} and {out / 'bench_graph.md'}")
+    print(f"\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "play":
-        raise SystemExit(play(sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+        raise SystemExit(play(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])))
     raise SystemExit(main())
