@@ -11,7 +11,7 @@ setup(
     description="Muon-AD real-time style transfer and detection for ROS 2 edge robots",
     license="Apache-2.0",
     packages=find_packages(include=["muon_ad_ros", "muon_ad_ros.*"]),
-    package_data={"muon_ad_ros": ["models/*/*", "data/*"]},
+    package_data={"muon_ad_ros": ["models/DEFAULT", "models/*/*", "data/*"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",
