@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from muon_ad_ros.camera.model import CameraModel, load_calibration
-from muon_ad_ros.camera.source import (ENDED, RECONNECTING, STARTING, STREAMING, Backoff, Frame, Pacer,
-                                       SourceError, StampMapper)
+from muon_ad_ros.camera.source import (ENDED, STARTING, STREAMING, Backoff, Frame, Pacer,
+                                       ReopeningSource, SourceError, StampMapper)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 GSTREAMER, V4L2, VIDEO, FOLDER = "gstreamer", "v4l2", "video", "folder"
@@ -63,7 +63,7 @@ def v4l2_stamp_ns(pos_msec: float, now_ns: int | None = None, mono_ns: int | Non
     return now_ns - age_ns if pos_msec > 0 and 0 <= age_ns < 1_000_000_000 else now_ns
 
 
-class OpenCVSource:
+class OpenCVSource(ReopeningSource):
     """RGB frames from a GStreamer pipeline, a V4L2 device, a video file or an image folder.
 
     width/height: requested size (0 = as delivered; files and folders are resized to it).
@@ -221,17 +221,6 @@ class OpenCVSource:
         if self.kind in (VIDEO, FOLDER) and self.width > 0 and self.height > 0 and (w, h) != (self.width, self.height):
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
         return rgb
-
-    def _failed(self, reason: str):
-        self.close()
-        self.state, self.last_error = RECONNECTING, reason
-        self.backoff.failed()
-
-    def restart(self):
-        """Reopens the source on the next read (after ENDED, or to apply new settings)."""
-        self.close()
-        self.state = STARTING
-        self.backoff.reset()
 
     def close(self):
         if self._cap is not None:

@@ -10,8 +10,8 @@ import numpy as np
 from muon_ad_ros.camera.librealsense import rs
 
 from muon_ad_ros.camera.model import CameraModel
-from muon_ad_ros.camera.source import (ENDED, RECONNECTING, STARTING, STREAMING, Backoff, Frame, Pacer,
-                                       SourceError, StampMapper)
+from muon_ad_ros.camera.source import (ENDED, STARTING, STREAMING, Backoff, Frame, Pacer,
+                                       ReopeningSource, SourceError, StampMapper)
 
 # librealsense color formats we accept -> cv2 conversion to RGB (None: already rgb8).
 TO_RGB = {rs.format.rgb8: None, rs.format.bgr8: cv2.COLOR_BGR2RGB, rs.format.rgba8: cv2.COLOR_RGBA2RGB,
@@ -34,7 +34,7 @@ def camera_model(intr: "rs.intrinsics", name: str = "") -> CameraModel:
     return CameraModel.pinhole(intr.width, intr.height, intr.fx, intr.fy, intr.ppx, intr.ppy, d, model, name)
 
 
-class RealSenseSource:
+class RealSenseSource(ReopeningSource):
     """Color (rgb8) + depth (uint16 mm) frames from a RealSense device or a .db3/.bag recording.
 
     serial: a device serial (None = the first device). recording: play this file instead; it plays
@@ -188,7 +188,7 @@ class RealSenseSource:
             (self._last_key, frameset), self._pending = self._pending, None
             return self._make_frame(frameset)
         if self._playback and self._playback.current_status() == rs.playback_status.stopped and not self.loop:
-            self._close()
+            self.close()
             self.state, self.last_error = ENDED, f"{self.name} ended after {self.frames} frames (loop is off)"
             return None
         if time.monotonic() - self._last_frame_at > self.frame_timeout:
@@ -222,18 +222,7 @@ class RealSenseSource:
         self.backoff.reset()
         return Frame(rgb, self.stamps(ts, host), ts, color.get_frame_number(), depth_mm)
 
-    def _failed(self, reason: str):
-        self._close()
-        self.state, self.last_error = RECONNECTING, reason
-        self.backoff.failed()
-
-    def restart(self):
-        """Reopens the source on the next read (after ENDED, or to apply new settings)."""
-        self._close()
-        self.state = STARTING
-        self.backoff.reset()
-
-    def _close(self):
+    def close(self):
         if self._pipe is not None:
             try:
                 self._pipe.stop()
@@ -241,5 +230,3 @@ class RealSenseSource:
                 pass
         self._pipe = self._align = self._playback = self._pending = None
 
-    def close(self):
-        self._close()

@@ -123,3 +123,22 @@ class StampMapper:
     def reset(self):
         self.offset_ns = None
         self.last_ms = float("-inf")
+
+
+class ReopeningSource:
+    """What both camera sources do on failure and restart; subclasses define close() and keep
+    `state`, `last_error` and `backoff`."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def _failed(self, reason: str):
+        self.close()
+        self.state, self.last_error = RECONNECTING, reason
+        self.backoff.failed()
+
+    def restart(self):
+        """Reopens the source on the next read (after ENDED, or to apply new settings)."""
+        self.close()
+        self.state = STARTING
+        self.backoff.reset()
