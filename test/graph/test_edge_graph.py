@@ -56,4 +56,5 @@ def test_edge_graph_end_to_end(probe, start_nodes, recording, bundle):
 
     names = ("realsense_camera: camera", "style_transfer: style", "detection: detection", "controller: control")
     assert wait_for(lambda: all(diag_values(diags, n) for n in names), 10), [diag_values(diags, n) for n in names]
-    assert "target_fps" in diag_values(diags, "controller: control")["message"]
+    assert wait_for(lambda: "target_fps" in diag_values(diags, "controller: control")["message"], 5), \
+        diag_values(diags, "controller: control")
