@@ -96,7 +96,7 @@ class Collector:
             frame = self.common.image_view(msg, ("rgb8",), 8192)
         except self.common.ImageError:
             return
-        self.last[kind] = (frame.copy(), msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.last[kind] = frame     # a view of the message's own buffer: no per-frame copy
         if kind == "stylized" and self.video_path is not None:
             if self.writer is None:
                 self.writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0,
@@ -129,8 +129,7 @@ class Collector:
 
     def snapshot(self, path: Path) -> bool:
         """Writes raw | stylized | annotated side by side; returns False when a part is missing."""
-        parts = [self.last.get(k) for k in ("raw", "stylized", "annotated")]
-        parts = [p[0] for p in parts if p is not None]
+        parts = [self.last[k] for k in ("raw", "stylized", "annotated") if k in self.last]
         if len(parts) < 2:
             return False
         h = min(p.shape[0] for p in parts)

@@ -232,7 +232,12 @@ def test_rate_limit_and_nice_value(probe, node):
     while time.monotonic() - start < 2.0:
         send(probe, pub, image)
         time.sleep(0.05)
-    assert wait_for(lambda: int((diag_values(out["diag"], STATUS) or {}).get("frames_rate_limited", 0)) > 10, 5)
+    # Frames not processed are either rate-limited or superseded in the one-slot hand-off (a busy CPU
+    # shifts them between the two counters).
+    skipped = lambda: sum(int((diag_values(out["diag"], STATUS) or {}).get(k, 0))  # noqa: E731
+                          for k in ("frames_rate_limited", "frames_dropped"))
+    assert wait_for(lambda: skipped() > 10, 10), diag_values(out["diag"], STATUS)
+    assert int(diag_values(out["diag"], STATUS)["frames_rate_limited"]) > 0
     assert 2 <= len(out["det"]) <= 6    # 2 Hz over 2 s (+1 at each edge)
     pid = g.pids()["detection"]
     nices = {int(open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[16])
