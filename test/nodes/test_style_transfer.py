@@ -110,12 +110,16 @@ def test_malformed_frames_are_counted_and_the_next_good_frame_comes_out(probe, s
     out = probe.collect(Image, "/stylized/image_raw")
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     pub = probe.node.create_publisher(Image, TOPIC, image_qos(10))
-    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 20)
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 30), g.log("style_transfer")
     good = fill_image(Image(), frame(0), "rgb8", Header(frame_id="f"))
     # A first good frame proves the path is up before the malformed ones are counted.
-    good.header.stamp = probe.node.get_clock().now().to_msg()
-    pub.publish(good)
-    assert wait_for(lambda: out, 10), g.log("style_transfer")
+    # Discovery is not symmetric: repeat until the node's side has matched this publisher too.
+    def first_good():
+        good.header.stamp = probe.node.get_clock().now().to_msg()
+        pub.publish(good)
+        return wait_for(lambda: out, 0.3)
+    assert wait_for(first_good, 15), g.log("style_transfer")
+    time.sleep(0.5)
     out.clear()
     bad = []
     for mutate in (lambda m: setattr(m, "encoding", "yuv422_weird"), lambda m: setattr(m, "step", 3),
@@ -164,9 +168,9 @@ def test_refused_sched_fifo_falls_back_with_a_warning(probe, start_nodes, bundle
 def test_stale_camera_reports_stale_then_recovers(probe, start_nodes, bundle):
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     out = probe.collect(Image, "/stylized/image_raw")
-    start_nodes([style_spec(bundle, stale_timeout=1.0)])
+    g = start_nodes([style_spec(bundle, stale_timeout=1.0)])
     pub = probe.node.create_publisher(Image, TOPIC, image_qos())
-    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 20)
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0, 30), g.log("style_transfer")
     publish_frames(probe, pub, 5)
     assert wait_for(lambda: out, 10)
     stopped = time.monotonic()
