@@ -151,7 +151,13 @@ class StyleTransferNode(Node):
             for _ in range(len(self.slots)):
                 msg = self.slots[k].take(0)
                 if msg is not None:
-                    self._process(k, msg)
+                    try:
+                        self._process(k, msg)
+                    except Exception as exc:    # the worker must outlive any one frame
+                        if not self._running:
+                            return              # shutting down: the context is already gone
+                        self.stats.on_bad("publish")
+                        self.get_logger().error(f"frame failed: {exc}", throttle_duration_sec=5.0)
                 k = (k + 1) % len(self.slots)
             if any(s.pending() for s in self.slots):
                 self.wake.set()

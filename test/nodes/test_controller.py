@@ -25,7 +25,10 @@ def bundle(tmp_path_factory):
 
 
 def specs(model_dir: str, **ctrl) -> list[graph.NodeSpec]:
-    return [graph.NodeSpec("style_transfer", "style_transfer", "", {"model_dir": model_dir, "threads": 1},
+    # Normal scheduling here: an overloaded SCHED_FIFO inference thread owns a core, and on these
+    # 2-core machines the test's 100 Hz publisher and the controller then share the other one.
+    return [graph.NodeSpec("style_transfer", "style_transfer", "",
+                           {"model_dir": model_dir, "threads": 1, "sched_priority": 0},
                            (("image", TOPIC),)),
             graph.NodeSpec("controller", "controller", "", {"detection_node": "", **ctrl},
                            (("depth", "/test_cam/depth"),))]
@@ -54,13 +57,13 @@ def test_target_fps_degrades_under_load_and_restores_after(probe, start_nodes, b
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     cam = Camera(probe, TOPIC)
     try:
-        cam.rate = 200.0      # more than one core's worth of frames: the style node must drop
-        assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] <= 0.41, 30), (
+        cam.rate = 100.0      # more frames than the style node (1 thread, ~25 ms a frame) can take
+        assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] <= 0.41, 45), (
             g.log("controller"), diag_values(diags, "controller: control"))
         d = diag_values(diags, "controller: control")
         assert d and "target_fps" in d["message"]
         cam.rate = 5.0        # the camera is now the limit: quality comes back
-        assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] >= 0.99, 30), (
+        assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] >= 0.99, 45), (
             g.log("controller"), diag_values(diags, "controller: control"))
     finally:
         cam.stop()
