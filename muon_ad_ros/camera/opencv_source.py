@@ -153,12 +153,7 @@ class OpenCVSource(ReopeningSource):
             time.sleep(timeout)
             return None
         if self._cap is None and not self._files:
-            if not self.backoff.wait(timeout):
-                return None
-            try:
-                self._open()
-            except SourceError as exc:
-                self._failed(str(exc))
+            if not self._opened(timeout):
                 return None
         try:
             got = self._read_folder() if self.kind == FOLDER else self._read_capture()

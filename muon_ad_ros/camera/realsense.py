@@ -147,12 +147,7 @@ class RealSenseSource(ReopeningSource):
             time.sleep(timeout)
             return None
         if self._pipe is None:
-            if not self.backoff.wait(timeout):
-                return None
-            try:
-                self._open()
-            except SourceError as exc:
-                self._failed(str(exc))
+            if not self._opened(timeout):
                 return None
         try:
             ok, frameset = self._pipe.try_wait_for_frames(int(timeout * 1000))

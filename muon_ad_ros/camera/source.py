@@ -132,6 +132,20 @@ class ReopeningSource:
     def close(self):
         raise NotImplementedError
 
+    def _open(self):
+        raise NotImplementedError
+
+    def _opened(self, timeout: float) -> bool:
+        """Returns True when the source is open, opening it once the backoff allows."""
+        if not self.backoff.wait(timeout):
+            return False
+        try:
+            self._open()
+        except SourceError as exc:
+            self._failed(str(exc))
+            return False
+        return True
+
     def _failed(self, reason: str):
         self.close()
         self.state, self.last_error = RECONNECTING, reason

@@ -215,6 +215,13 @@ class FrameStats:
         """Returns the time since the last received frame (inf before the first)."""
         return time.monotonic() - self.last_input if self.last_input else float("inf")
 
+    def stale_reason(self, timeout: float) -> str | None:
+        """Returns why the input is stale (no frame for `timeout` seconds), or None."""
+        idle = self.seconds_since_input()
+        if idle <= timeout:
+            return None
+        return "no camera frames yet" if idle == float("inf") else f"no camera frames for {idle:.1f} s"
+
     def key_values(self) -> list[KeyValue]:
         """Returns the counters as diagnostic key/values."""
         p50, p99 = self.percentiles()

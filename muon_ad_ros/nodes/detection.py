@@ -264,15 +264,14 @@ class DetectionNode(Node):
                             requested_backend=self.values["backend"], requested_model=self.values["model_path"],
                             load_error=self.load_error, loading=self.loading, frames_rate_limited=self.rate_skipped,
                             rate_limit=self.values["rate_limit"], nice=os.getpriority(os.PRIO_PROCESS, 0))
-        idle = self.stats.seconds_since_input()
+        stale = self.stats.stale_reason(self.values["stale_timeout"])
         unknown = d.unknown_classes() if d else []
         if d is None:
             level, message = ERROR, f"no detector yet ({self.loading or 'loading'})"
         elif self.load_error:
             level, message = ERROR, f"{self.load_error}; still running {d.describe()}"
-        elif idle > self.values["stale_timeout"]:
-            level, message = STALE, (f"no camera frames for {idle:.1f} s" if idle != float("inf")
-                                     else "no camera frames yet")
+        elif stale:
+            level, message = STALE, stale
         elif d.fallback or unknown or self.nice_note:
             notes = [d.describe() if d.fallback else "", f"class_filter {unknown} matches no class" if unknown
                      else "", self.nice_note]

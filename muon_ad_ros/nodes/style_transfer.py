@@ -232,12 +232,11 @@ class StyleTransferNode(Node):
             values += common.kv(retention_level=round(st.retention_level, 3),
                                 kept_attention_layers=list(st.kept_attention_layers),
                                 flops_fraction=round(st.flops_fraction, 3), inference_ms=round(st.inference_ms, 1))
-        idle = self.stats.seconds_since_input()
+        stale = self.stats.stale_reason(self.values["stale_timeout"])
         if b is None:
             level, message = ERROR, f"no model loaded: {self.backend_note}"
-        elif idle > self.values["stale_timeout"]:
-            level, message = STALE, (f"no camera frames for {idle:.1f} s" if idle != float("inf")
-                                     else "no camera frames yet")
+        elif stale:
+            level, message = STALE, stale
         elif (rt is not None and not rt.ok) or self.backend_note:
             level, message = WARN, "; ".join(x for x in (self.backend_note, rt.reason if rt and not rt.ok else "")
                                              if x)
