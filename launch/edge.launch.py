@@ -27,6 +27,8 @@ ARGS = {
     "detection": ("true", "Run the detection node."),
     "detection_backend": ("opencv_hog", "opencv_hog | onnxruntime | tensorrt"),
     "detection_model": ("", "ONNX model for onnxruntime/tensorrt detection."),
+    "detection_rate": (str(graph.DETECTION_RATE), "Most frames per second the detection node processes "
+                                                  "(its rate_limit; 0 = every frame it can take)."),
     "controller_mode": ("manual", "manual | target_fps | depth_lod"),
     "target_fps": ("24.0", "Stylized frame rate the controller holds in target_fps mode."),
     "params_file": ("", "Parameters YAML applied to every node before the graph's own settings; "
@@ -42,7 +44,8 @@ def _nodes(context):
         csi_source=arg["csi_source"], camera_fps=float(arg["fps"]), style_model=arg["style_model"],
         style_backend=arg["style_backend"], style_priority=int(arg["style_priority"]),
         detection=arg["detection"].lower() in ("1", "true", "yes"), detection_backend=arg["detection_backend"],
-        detection_model=arg["detection_model"], controller_mode=arg["controller_mode"],
+        detection_model=arg["detection_model"], detection_rate=float(arg["detection_rate"]),
+        controller_mode=arg["controller_mode"],
         target_fps=float(arg["target_fps"]), style_input=arg["style_input"])
     params_file = arg["params_file"]
     if not params_file:

@@ -73,9 +73,55 @@ def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic:
     return 0
 
 
+def start_profiles(pids: dict, seconds: float, out_dir: Path, tag: str) -> dict:
+    """Starts py-spy (sampling, non-blocking) on every node process; returns {node: (process, output)}."""
+    import shutil
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        raise FileNotFoundError("py-spy is not installed (it comes with `make env`, pinned in requirements.txt)")
+    procs = {}
+    for node, pid in pids.items():
+        path = out_dir / f"profile_{node}_{tag}.txt"
+        procs[node] = (subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+                                         "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(path)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path)
+    return procs
+
+
+def summarize_profile(path: Path, top: int = 6) -> dict:
+    """Returns the sample count and the functions with the largest self and inclusive shares of a py-spy
+    raw (collapsed-stack) file. Only samples of running threads are recorded (py-spy's default), so the
+    shares are of the process's busy time; native code shows as the Python call that entered it."""
+    self_n: dict[str, int] = {}
+    incl_n: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame_name(f) for f in stack.split(";") if f]
+        if frames:
+            self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl_n[f] = incl_n.get(f, 0) + n
+
+    def ranked(d):
+        return [{"function": k, "pct": round(100 * v / total, 1)}
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]] if total else []
+    return {"samples": total, "self": ranked(self_n), "inclusive": ranked(incl_n)}
+
+
+def _frame_name(frame: str) -> str:
+    """Returns 'function (file.py)' of a py-spy frame 'function (path/file.py:line)'."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({Path(where.rstrip(')').rsplit(':', 1)[0]).name})" if where else name
+
+
 def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pids: dict, subscribers: int,
-               warmup: float = 2.0) -> dict:
-    """Returns the figures of one fixed-rate probe."""
+               warmup: float = 2.0, profile_dir: Path | None = None) -> dict:
+    """Returns the figures of one fixed-rate probe (with py-spy profiles of the window into profile_dir)."""
     launched = time.time()
     player = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench_graph", "play", frames_path, str(rate),
                                str(warmup + seconds + 5.0), str(subscribers)], stdout=subprocess.PIPE,
@@ -87,9 +133,12 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
     time.sleep(warmup)
     cpu0 = process_stats(pids)
     t0 = time.time()
+    profiles = start_profiles(pids, seconds, profile_dir, f"{rate:g}Hz") if profile_dir else {}
     time.sleep(seconds)
     t1 = time.time()
     cpu1 = process_stats(pids)
+    for proc, _ in profiles.values():
+        proc.wait(timeout=30)
     out, _ = player.communicate(timeout=30)
     sent = json.loads(out.decode().strip().splitlines()[-1])
     with col.lock:
@@ -112,6 +161,8 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
                       "latency_ms": percentiles([lat for _, lat in raw], (50, 99))},
         "cpu_pct": {k: round(100 * (cpu1[k]["cpu_s"] - cpu0[k]["cpu_s"]) / (t1 - t0), 1) for k in pids},
         "rss_mb": {k: v["rss_mb"] for k, v in cpu1.items()},
+        **({"profile": {k: {"file": path.name, **summarize_profile(path)} for k, (_, path) in profiles.items()
+                        if path.is_file()}} if profiles else {}),
     }
 
 
@@ -136,6 +187,13 @@ def to_markdown(report: dict) -> str:
     lines += ["", f"Maximum sustainable input rate: **{report['max_sustainable_hz']} Hz** "
                   f"(output >= input - 5 Hz, <= 5 % missed; probes of {report['probe_seconds']} s)",
               f"Peak resident memory, whole graph: {report['peak_graph_rss_mb']} MB"]
+    for r in report["fixed_rates"]:
+        for node, prof in r.get("profile", {}).items():
+            lines += ["", f"Profile of {node} at {r['input_hz']:g} Hz (py-spy, {prof['samples']} samples of busy "
+                          f"time, {prof['file']}):", "", "| self % | function | inclusive % | function |",
+                      "|---|---|---|---|"]
+            for a, b in zip(prof["self"], prof["inclusive"]):
+                lines.append(f"| {a['pct']} | `{a['function']}` | {b['pct']} | `{b['function']}` |")
     return "\n".join(lines)
 
 
@@ -148,6 +206,10 @@ def main(argv=None) -> int:
     ap.add_argument("--search-steps", type=int, default=4)
     ap.add_argument("--no-detection", action="store_true")
     ap.add_argument("--controller-mode", default="manual")
+    ap.add_argument("--detection-rate", type=float, default=None,
+                    help="detection rate_limit in Hz (default: the graph's default)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
     ap.add_argument("--transport-only", action="store_true",
                     help="no nodes: player -> subscriber only (image transport between two processes)")
     a = ap.parse_args(argv)
@@ -156,7 +218,9 @@ def main(argv=None) -> int:
     frames_path = out / "bench_frames.npy"
     np.save(frames_path, load_frames())
     specs = [] if a.transport_only else graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection,
-                                                           controller_mode=a.controller_mode)
+                                                           controller_mode=a.controller_mode,
+                                                           **({} if a.detection_rate is None else
+                                                              {"detection_rate": a.detection_rate}))
     from muon_ad_ros.runner import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC)
@@ -168,7 +232,8 @@ def main(argv=None) -> int:
         # the collector, plus every node that reads the camera topic
         subscribers = 1 + sum(1 for s in specs if any(dst == TOPIC for _, dst in s.remaps))
         for rate in [float(r) for r in a.rates.split(",")]:
-            r = probe_rate(col, str(frames_path), rate, a.seconds, pids, subscribers)
+            r = probe_rate(col, str(frames_path), rate, a.seconds, pids, subscribers,
+                           profile_dir=out / "logs" if a.profile else None)
             report["fixed_rates"].append(r)
             print(json.dumps({k: r[k] for k in ("input_hz", "stylized_fps", "missed_pct", "latency_ms")}), flush=True)
         if a.transport_only:

@@ -18,6 +18,7 @@ DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
 CSI_TOPIC = "/csi/image_raw"
 STYLE_PRIORITY = 80       # SCHED_FIFO priority of the style inference thread
 DETECTION_NICE = 5        # detection ranks below style: normal scheduling, lower nice priority
+DETECTION_RATE = 0.0      # detection rate_limit (Hz) in the edge graph; 0 = every frame its worker can take
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
                camera_fps: float = 30.0, width: int = 640, height: int = 480,
                style_model: str = "", style_backend: str = "onnxruntime", style_priority: int = STYLE_PRIORITY,
                detection: bool = True, detection_backend: str = "opencv_hog", detection_model: str = "",
+               detection_rate: float = DETECTION_RATE,
                controller_mode: str = "manual", target_fps: float = 24.0,
                style_input: str = "") -> list[NodeSpec]:
     """Returns the node specs of the edge graph for these launch arguments.
@@ -86,7 +88,8 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
         (("image", source),)))
     if detection:
         nodes.append(NodeSpec("detection", "detection", namespace, {
-            "backend": detection_backend, "model_path": detection_model}, (("image", source),)))
+            "backend": detection_backend, "model_path": detection_model, "rate_limit": float(detection_rate)},
+            (("image", source),)))
     ctrl = {"mode": controller_mode, "target_fps": float(target_fps),
             "detection_node": "detection" if detection else ""}
     depth = _ns(namespace, DEPTH_TOPIC) if "realsense" in cameras else _ns(namespace, "/depth_unavailable")

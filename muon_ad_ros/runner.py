@@ -102,6 +102,8 @@ def _graph_args(p: argparse.ArgumentParser):
     p.add_argument("--style-priority", type=int, default=graph.STYLE_PRIORITY)
     p.add_argument("--detection-backend", default="opencv_hog")
     p.add_argument("--detection-model", default="")
+    p.add_argument("--detection-rate", type=float, default=graph.DETECTION_RATE,
+                   help="detection rate_limit in Hz (0 = every frame it can take)")
     p.add_argument("--no-detection", action="store_true")
     p.add_argument("--controller-mode", default="manual")
     p.add_argument("--target-fps", type=float, default=24.0)
@@ -114,7 +116,7 @@ def specs_from_args(a: argparse.Namespace) -> list[graph.NodeSpec]:
                             camera_fps=a.fps, style_model=a.style_model, style_backend=a.style_backend,
                             style_priority=a.style_priority, detection=not a.no_detection,
                             detection_backend=a.detection_backend, detection_model=a.detection_model,
-                            controller_mode=a.controller_mode, target_fps=a.target_fps, style_input=a.style_input)
+                            detection_rate=a.detection_rate, controller_mode=a.controller_mode, target_fps=a.target_fps, style_input=a.style_input)
 
 
 def cmd_run(a) -> int:

@@ -45,13 +45,25 @@ class TrainConfig:
     network: str = TRAINING_NETWORK
     style_layers: tuple[str, ...] = ("block5", "block9")  # block2 too: 4.4x slower per step, measured
     content_layers: tuple[str, ...] = ("block9",)
+    subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
+    # Feature pixels on each side of the generated image left out of the style loss: the feature network's
+    # zero padding makes border tokens special, and matching them taught the student a bright frame.
+    loss_border: int = 1
+    # Self-distillation of the pruned levels (the in-place distillation of slimmable networks, not in
+    # METHOD.md): each step the AD/content losses train the full network (r = 1.0) and the random retention
+    # r of the step is trained to reproduce the full network's (detached) output with this L1 weight.
+    # 0 = the plain recipe: the AD loss at the random retention. Measured (600 steps, ihc): without it the
+    # r=0.4 output stayed near the input (SSIM to content 0.82 vs 0.42 at r=1.0); weight 10: 0.77 vs 0.51.
+    self_distill: float = 10.0
     tv_weight: float = 0.3  # total variation on the output (not in METHOD.md): damps sub-pixel checkerboards
     # One-sided projection moves the fixed point towards content: where style and content balance,
     # g_style + g_content ~ 0, so cos ~ -1 < -0.5 and the style part is projected away. Measured: without it
     # (content 0.1) the full-capacity student drifted to pure style texture by step ~1300 (content gone at
     # r=1.0); with it the 2000-step runs projected on 51-56% of steps and kept content. On by default.
     projection: bool = True
-    projection_from_phase: int = 2  # measured: from step 0, cos ~ -0.8 and projection stalls the style loss
+    # Measured: from step 0, cos ~ -0.8 and projection stalls the style loss; from phase II, two of four 600-step
+    # runs of the smooth head fell into cos ~ -0.95 and projected the style away (SSIM to content 0.81).
+    projection_from_phase: int = 3
     balance_gamma: float | None = None  # phase III |g_style| = gamma |g_content| (METHOD.md 5); off by default:
     # with content 0.25, projection and gamma=1 together the 2000-step run stayed near identity (seen at step 1300)
     curriculum: bool = True
@@ -86,11 +98,12 @@ class Distiller:
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.student = Student(StudentConfig())
+        self.student = Student(StudentConfig(subpixel=cfg.subpixel))
         layers = tuple(dict.fromkeys(cfg.style_layers + cfg.content_layers))
         net = feature_network(cfg.network, layers)
         self.loss_fn = AttentionDistillation(net, style_views(style, cfg.style_side, self.rng), cfg.loss,
-                                             cfg.style_layers, cfg.content_layers, cfg.content_weight)
+                                             cfg.style_layers, cfg.content_layers, cfg.content_weight,
+                                             gen_border=cfg.loss_border)
         self.content = [data.resize_max(c, 512, 8) for c in content]
         self.val = data.random_crops(self.content, cfg.crop, 4, np.random.default_rng(12345))
         self.optimizer = self._optimizer()
@@ -130,7 +143,7 @@ class Distiller:
         r = self.retention(step, st.tau_k)
         x = data.random_crops(self.content, cfg.crop, cfg.batch, self.rng)
         self.student.train()
-        y = self.student(x, r)
+        y = self.student(x, 1.0 if cfg.self_distill else r)
         losses = self.loss_fn(y, x)
         style, content = st.lambda_style * losses["style"], cfg.content_weight * losses["content"]
         if cfg.tv_weight:  # counted with content: it is a fidelity term, not a style term
@@ -157,6 +170,12 @@ class Distiller:
         else:
             (style + content).backward(inputs=params)
         rec["loss"] = (style + content).item()
+        if cfg.self_distill and cfg.dynamic_mask:
+            # every level the node can switch to is trained from the start: the full network has its own pass
+            r = rec["retention"] = float(self.rng.uniform(MIN_RETENTION, 1.0))
+            kd = cfg.self_distill * (self.student(x, r) - y.detach()).abs().mean()
+            kd.backward(inputs=params)  # adds to the gradients set above
+            rec["self_distill"] = kd.item()
         self.importance.update()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -200,7 +200,7 @@ def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
     if isinstance(state, dict) and "student" in state:
         record, style, config = state.get("record", {}), state.get("style", {}), state.get("config", {})
         state = state["student"]
-    student = Student(StudentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}))
+    student = Student(StudentConfig.from_saved(config, state))
     student.load_state_dict(state)
     return student.eval(), dict(record), {k: v for k, v in dict(style).items() if isinstance(v, str)}
 

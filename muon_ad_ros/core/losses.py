@@ -79,7 +79,7 @@ class AttentionDistillation(torch.nn.Module):
 
     def __init__(self, network: FeatureNetwork, style, form: str = "ad_l1",
                  style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
-                 content_weight: float = 0.25, scale: float = 1.0, border: int = 1):
+                 content_weight: float = 0.25, scale: float = 1.0, border: int = 1, gen_border: int = 0):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"loss form must be one of {FORMS}, got {form!r}")
@@ -88,6 +88,7 @@ class AttentionDistillation(torch.nn.Module):
             if s.ndim != 4 or s.shape[1] != 3:
                 raise ValueError(f"style must be (S,3,H,W) image batches, got shape {tuple(s.shape)}")
         self.network, self.form, self.scale, self.content_weight = network, form, scale, content_weight
+        self.gen_border = gen_border
         self.style_layers = tuple(style_layers or network.layers)
         self.content_layers = tuple(content_layers or network.layers[-1:])
         missing = set(self.style_layers + self.content_layers) - set(network.layers)
@@ -102,10 +103,10 @@ class AttentionDistillation(torch.nn.Module):
 
     def style_loss(self, gen_feats: dict) -> torch.Tensor:
         """Return the AD style loss summed over the style layers."""
+        gen = {l: _inner(gen_feats[l], self.gen_border) for l in self.style_layers}
         if self.form == "ad_l1":
-            return sum(ad_l1(gen_feats[l], self.style_kv[l], self.scale) for l in self.style_layers)
-        return sum(ad_kl(gen_feats[l], self.style_kv[l], self.style_marginal[l], self.scale)
-                   for l in self.style_layers)
+            return sum(ad_l1(gen[l], self.style_kv[l], self.scale) for l in self.style_layers)
+        return sum(ad_kl(gen[l], self.style_kv[l], self.style_marginal[l], self.scale) for l in self.style_layers)
 
     def forward(self, gen: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {'style', 'content', 'total'} losses of generated images against their content images."""

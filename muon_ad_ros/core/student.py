@@ -41,6 +41,23 @@ class StudentConfig:
     query_pool: int = 2  # queries on a grid pooled 2x from 1/8 (1/16 of the frame)
     key_pool: int = 4  # keys/values pooled 4x from 1/8 (1/32 of the frame)
     channel_multiple: int = 8  # kept channels round up to a multiple of this
+    # Output head. 1 (default): the 3x3 conv at 1/4 emits one RGB value per 4x4 block, a fixed bilinear
+    # deconvolution brings it to full resolution, where it is added to a per-pixel (1x1) colour path: no
+    # learned weight can paint a 4-px period. 2: 2x2 sub-pixels, then bilinear 2x. 4: the first shipped
+    # head, 4x4 sub-pixels (depth-to-space) plus a 4x4 patch colour path; it left a 4-px checkerboard in
+    # trained models. Bundles written before this field existed are subpixel 4 (see from_saved).
+    subpixel: int = 1
+
+    @classmethod
+    def from_saved(cls, saved: dict, state: dict | None = None) -> "StudentConfig":
+        """Return the config saved in a bundle or checkpoint (lists back to tuples). Where ``subpixel`` is
+        missing (bundles written before it existed, bare state_dicts) it is read from the output conv's
+        width in ``state`` (3 * subpixel^2 channels), else the first head's 4."""
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()}
+        if "subpixel" not in cfg:
+            out = (state or {}).get("out.weight")
+            cfg["subpixel"] = {3: 1, 12: 2}.get(int(out.shape[0]), 4) if out is not None else 4
+        return cls(**cfg)
 
 
 def kept(channels: int, retention: float, multiple: int = 1) -> int:
@@ -64,6 +81,17 @@ def check_input(x: torch.Tensor) -> None:
     h, w = int(x.shape[2]), int(x.shape[3])
     if h % 8 or w % 8 or h < 64 or w < 64:
         raise ValueError(f"student input H, W must be multiples of 8 and >= 64, got {h}x{w}")
+
+
+def bilinear_kernel(factor: int) -> torch.Tensor:
+    """Return the (3, 1, 2f, 2f) depthwise deconvolution kernel of half-pixel bilinear upsampling by f.
+
+    With stride f and padding f // 2 it equals F.interpolate(mode="bilinear", align_corners=False) away from
+    the border (within f // 2 pixels of it the missing outside tap is zero rather than clamped).
+    """
+    taps = torch.tensor([(2 * i + 1) / (2 * factor) for i in range(factor)], dtype=torch.float32)
+    k1 = torch.cat([taps, taps.flip(0)])
+    return (k1[:, None] * k1[None, :]).expand(3, 1, 2 * factor, 2 * factor).contiguous()
 
 
 class SlicedConv(nn.Conv2d):
@@ -183,14 +211,21 @@ class Student(nn.Module):
         # 1x1 conv at 1/8 then nearest upsampling: the same function as upsample-then-1x1, 4x cheaper
         self.up = SlicedConv(c8, c4, 1, out_group="skip4", in_group="stream")
         self.dec = SlicedConv(c4, c4, 3, out_group="dec4", in_group="skip4")
-        self.out = SlicedConv(c4, 48, 3, in_group="dec4")  # 3 colours x 4x4 sub-pixels
-        # full-resolution colour path of the input in the same sub-pixel layout (a 4x4 stride-4
-        # conv): fine content detail survives, and the add and sigmoid run at 1/4 resolution
-        self.skip = SlicedConv(3, 48, 4, stride=4, padding=0)
+        s = cfg.subpixel
+        if s not in (1, 2, 4):
+            raise ValueError(f"subpixel must be 1, 2 or 4, got {s}")
+        self.out = SlicedConv(c4, 3 * s * s, 3, in_group="dec4")  # 3 colours x s x s sub-pixels
+        if s == 4:
+            # full-resolution colour path of the input in the same sub-pixel layout (a 4x4 stride-4
+            # conv): fine content detail survives, and the add and sigmoid run at 1/4 resolution
+            self.skip = SlicedConv(3, 48, 4, stride=4, padding=0)
+        else:  # a per-pixel colour path at full resolution, and a fixed bilinear upsampling of the head
+            self.skip = SlicedConv(3, 3, 1, padding=0)
+            self.register_buffer("upsample_kernel", bilinear_kernel(4 // s), persistent=False)
         with torch.no_grad():  # start as sigmoid(4x - 2): the untrained student shows its input
             self.skip.weight.zero_()
-            for c, i in ((c, i) for c in range(3) for i in range(16)):
-                self.skip.weight[16 * c + i, c, i // 4, i % 4] = 4.0
+            for c, i in ((c, i) for c in range(3) for i in range(16 if s == 4 else 1)):
+                self.skip.weight[self.skip.weight.shape[0] // 3 * c + i, c, i // 4, i % 4] = 4.0
             self.skip.bias.fill_(-2.0)
 
     # -- channel groups ----------------------------------------------------------------------
@@ -264,7 +299,15 @@ class Student(nn.Module):
         for i in self.active_attention(retention):
             h = self.attn[i](h, c)
         d = F.relu(self.dec(F.interpolate(self.up(h, c), scale_factor=2.0, mode="nearest") + e, c))
-        return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 4)
+        s = self.config.subpixel
+        if s == 4:
+            return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 4)
+        y = self.out(d, c)
+        if s == 2:
+            y = F.pixel_shuffle(y, 2)
+        f = 4 // s  # bilinear (half-pixel) upsampling by f as a fixed depthwise deconvolution (DLA-friendly)
+        y = F.conv_transpose2d(y, self.upsample_kernel, stride=f, padding=f // 2, groups=3)
+        return torch.sigmoid(y + self.skip(x, c))
 
     def flops(self, height: int, width: int, retention: float = 1.0) -> int:
         """Return the multiply-accumulates of one forward pass at height x width and this retention."""
@@ -276,6 +319,9 @@ class Student(nn.Module):
         total += stem + sum(b.conv_a.macs(h8, w8, c)[0] + b.conv_b.macs(h8, w8, c)[0] for b in self.res)
         total += sum(self.attn[i].macs(h8, w8, c) for i in self.active_attention(retention))
         total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0] + self.out.macs(h, w, c)[0]
+        if self.config.subpixel != 4:  # the fixed deconvolution: 3 channels, (2f)^2 taps per input pixel
+            f = 4 // self.config.subpixel
+            total += 3 * (height // f) * (width // f) * (2 * f) ** 2
         return total + self.skip.macs(height, width, c)[0]
 
     def retention_per_stage(self, retention: float) -> list[float]:

@@ -230,8 +230,7 @@ class TorchBackend(StyleBackend):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file: pickle/zip errors of many types
             raise ModelError(f"{path}: not a loadable state_dict ({type(exc).__name__}: {exc})") from None
-        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta.get("student_config", {}).items()}
-        self.student = Student(StudentConfig(**cfg)).eval()
+        self.student = Student(StudentConfig.from_saved(self.meta.get("student_config", {}), state)).eval()
         try:
             self.student.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as exc:

@@ -118,3 +118,18 @@ def test_style_border_tokens_dropped():
         h, w = feats[layer].shape[-2:]
         assert with_border.style_kv[layer].shape[1] == h * w
         assert inner.style_kv[layer].shape[1] == (h - 2) * (w - 2)
+
+
+def test_generated_border_tokens_left_out_of_the_style_loss():
+    net = feature_network("mobilenet_v2")
+    loss = AttentionDistillation(net, torch.rand(1, 3, 128, 128), gen_border=1)
+    full = AttentionDistillation(net, torch.rand(1, 3, 128, 128), gen_border=0)
+    full.style_kv = loss.style_kv
+    with torch.no_grad():
+        feats = net(torch.rand(1, 3, 128, 128))
+        edited = {k: v.clone() for k, v in feats.items()}
+        for v in edited.values():  # change only the outermost ring of feature pixels
+            v[..., 0, :] += 5.0
+            v[..., :, -1] -= 5.0
+        assert loss.style_loss(edited).item() == pytest.approx(loss.style_loss(feats).item(), rel=1e-6)
+        assert full.style_loss(edited).item() != pytest.approx(full.style_loss(feats).item(), rel=1e-3)

@@ -196,3 +196,57 @@ def test_attention_gate_is_saved_with_the_weights(student):
     fresh = Student()
     fresh.load_state_dict(state)
     assert [b.keep for b in fresh.attention_blocks()] == [True, False]
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_bilinear_kernel_deconvolution_is_bilinear_upsampling(factor):
+    import torch.nn.functional as F
+    from muon_ad_ros.core.student import bilinear_kernel
+    x = frame(16, 24)
+    up = F.conv_transpose2d(x, bilinear_kernel(factor), stride=factor, padding=factor // 2, groups=3)
+    ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    assert up.shape == ref.shape
+    f = factor
+    torch.testing.assert_close(up[..., f:-f, f:-f], ref[..., f:-f, f:-f], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("subpixel", [1, 2, 4])
+def test_every_output_head_gives_full_resolution_and_prunes(subpixel):
+    torch.manual_seed(0)
+    net = Student(StudentConfig(subpixel=subpixel)).eval()
+    with torch.no_grad():
+        for r in (1.0, 0.4):
+            y = net(frame(72, 88), r)
+            assert y.shape == (1, 3, 72, 88) and 0 <= y.min() and y.max() <= 1
+    assert net.flops(480, 640, 0.4) < 0.5 * net.flops(480, 640, 1.0)
+
+
+def test_smooth_head_has_no_four_pixel_period():
+    """A head that emits one value per 4x4 block (subpixel=1) cannot paint a 4-px checkerboard: with
+    random weights and a flat input, the output's 4-px-period energy is far below that of the 4x4
+    sub-pixel head."""
+    def period4(net):
+        with torch.no_grad():
+            y = net(torch.full((1, 3, 128, 128), 0.5), 1.0)[0, :, 16:-16, 16:-16]
+        blocks = y.reshape(3, 24, 4, 24, 4)
+        within = blocks - blocks.mean(dim=(2, 4), keepdim=True)  # what varies inside each 4x4 block
+        return within.mean(dim=(1, 3)).abs().mean().item()  # ...the same way in every block
+    torch.manual_seed(1)
+    nets = {s: Student(StudentConfig(subpixel=s)).eval() for s in (1, 4)}
+    for net in nets.values():
+        with torch.no_grad():
+            net.out.weight.normal_(0, 0.5)
+    assert period4(nets[1]) < 0.1 * period4(nets[4])
+
+
+def test_subpixel_must_be_one_two_or_four():
+    with pytest.raises(ValueError, match="subpixel"):
+        Student(StudentConfig(subpixel=3))
+
+
+def test_saved_config_without_subpixel_is_read_from_the_weights():
+    for s in (1, 2, 4):
+        state = Student(StudentConfig(subpixel=s)).state_dict()
+        assert StudentConfig.from_saved({"widths": [32, 64]}, state).subpixel == s
+    assert StudentConfig.from_saved({}).subpixel == 4  # a bundle of the first head, no weights at hand
+    assert StudentConfig.from_saved({"subpixel": 2, "widths": [32, 64]}).widths == (32, 64)

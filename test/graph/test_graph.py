@@ -98,7 +98,7 @@ def test_launch_file_declares_the_runner_arguments_and_is_valid_python():
     tree = ast.parse(src)
     args = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGS")
     keys = {k.value for k in args.value.keys}
-    assert {"cameras", "recording", "style_model", "style_backend", "style_priority", "detection_backend",
+    assert {"cameras", "recording", "style_model", "style_backend", "style_priority", "detection_backend", "detection_rate",
             "controller_mode", "namespace", "params_file"} <= keys
 
 
@@ -107,3 +107,24 @@ def test_cmake_installs_every_node_executable():
     for kind in NODE_KINDS:
         assert f"scripts/{kind}" in cmake
         assert (ROOT / "scripts" / kind).is_file()
+
+
+def test_detection_rate_reaches_the_detection_node_and_is_validated():
+    specs = {s.name: s for s in graph.edge_graph(("realsense",), detection_rate=8.0)}
+    assert specs["detection"].parameters["rate_limit"] == 8.0
+    default = {s.name: s for s in graph.edge_graph(("realsense",))}
+    assert default["detection"].parameters["rate_limit"] == graph.DETECTION_RATE
+    assert validate_all("detection", specs["detection"].parameters) is None
+
+
+def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):
+    from muon_ad_ros.bench_graph import summarize_profile
+    raw = tmp_path / "p.txt"
+    raw.write_text("<module> (/a/node.py:10);_loop (/a/common.py:5);run (/x/onnxruntime_inference_collection.py:220) 60\n"
+                   "<module> (/a/node.py:10);_loop (/a/common.py:5);to_msg (/a/common.py:90) 30\n"
+                   "<module> (/a/node.py:10);spin (/r/executors.py:300) 10\n")
+    prof = summarize_profile(raw)
+    assert prof["samples"] == 100
+    assert prof["self"][0] == {"function": "run (onnxruntime_inference_collection.py)", "pct": 60.0}
+    incl = {e["function"]: e["pct"] for e in prof["inclusive"]}
+    assert incl["<module> (node.py)"] == 100.0 and incl["_loop (common.py)"] == 90.0
