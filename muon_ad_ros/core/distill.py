@@ -36,10 +36,14 @@ class TrainConfig:
     crop: int = 160  # square training crops (multiples of 8)
     style_side: int = 192  # longer side of the style image for keys/values (plus two crops at 2x scale)
     optimizer: str = "muon"  # muon | adamw
-    lr: float = 0.02  # Muon lr ('original' scaling); AdamW lr when optimizer=adamw
+    # Muon lr ('original' scaling; AdamW lr when optimizer=adamw) and decoupled weight decay. The student has
+    # no normalization layers (DLA), so Muon's fixed-size updates grow the weights and with them the
+    # activations: measured with lr 0.02 and no decay, both 2000-step runs saturated the output sigmoid at
+    # step ~630 (a flat yellow texture, content gone); lr 0.01 with decay 0.05 ran stably past step 1000.
+    lr: float = 0.01
     adam_lr: float = 1e-3  # AdamW lr of non-matrix/first/last params (and of everything for adamw)
     scaling: str = "original"
-    weight_decay: float = 0.0
+    weight_decay: float = 0.05
     loss: str = "ad_l1"
     content_weight: float = 0.05  # AD's 0.25 left the tiny student near identity (with projection on)
     network: str = TRAINING_NETWORK
