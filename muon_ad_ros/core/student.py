@@ -1,12 +1,14 @@
 """The real-time student: a feed-forward style network with run-time channel and attention pruning.
 
 Built for CPU and the Jetson DLA (METHOD.md section 6): convolutions, ReLU, average pooling, integer
-nearest upsampling and depth-to-space, no InstanceNorm, zero padding only. A 4x4 stride-4 stem and
+nearest and bilinear upsampling, no InstanceNorm, zero padding only. A 4x4 stride-4 stem and
 a stride-2 conv take the frame to 1/8 where residual blocks and a few multi-head attention blocks
-work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, and a 3x3 conv
-emits 4x4 sub-pixels (depth-to-space) added to a linear full-resolution colour path of the input.
-No layer runs at full resolution: profiling showed that full- and half-resolution layers are
-memory-bound and would not shrink with retention.
+work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, where a 3x3 conv
+emits one RGB value per 4x4 block; bilinear upsampling adds it to the input times a per-channel gain
+before the output sigmoid (`StudentConfig.subpixel` keeps the first, depth-to-space head).
+No learned layer runs at full resolution: profiling showed that full- and half-resolution layers are
+memory-bound and would not shrink with retention; the full-resolution tail (resize, multiply, add,
+sigmoid) is a fixed cost of a few ms at 640x480.
 Input constraint: H and W multiples of 8 and at least 64 (attention keys pool the 1/8 map 8x).
 
 Dynamic pruning (METHOD.md section 4): every channel group is kept in importance order, so a
@@ -41,9 +43,9 @@ class StudentConfig:
     query_pool: int = 2  # queries on a grid pooled 2x from 1/8 (1/16 of the frame)
     key_pool: int = 4  # keys/values pooled 4x from 1/8 (1/32 of the frame)
     channel_multiple: int = 8  # kept channels round up to a multiple of this
-    # Output head. 1 (default): the 3x3 conv at 1/4 emits one RGB value per 4x4 block, a fixed bilinear
-    # deconvolution brings it to full resolution, where it is added to a per-pixel (1x1) colour path: no
-    # learned weight can paint a 4-px period. 2: 2x2 sub-pixels, then bilinear 2x. 4: the first shipped
+    # Output head. 1 (default): the 3x3 conv at 1/4 emits one RGB value per 4x4 block, bilinear upsampling
+    # brings it to full resolution, where it is added to the input times a per-channel gain: no learned
+    # weight can paint a 4-px period. 2: 2x2 sub-pixels, then bilinear 2x. 4: the first shipped
     # head, 4x4 sub-pixels (depth-to-space) plus a 4x4 patch colour path; it left a 4-px checkerboard in
     # trained models. Bundles written before this field existed are subpixel 4 (see from_saved).
     subpixel: int = 1
@@ -81,17 +83,6 @@ def check_input(x: torch.Tensor) -> None:
     h, w = int(x.shape[2]), int(x.shape[3])
     if h % 8 or w % 8 or h < 64 or w < 64:
         raise ValueError(f"student input H, W must be multiples of 8 and >= 64, got {h}x{w}")
-
-
-def bilinear_kernel(factor: int) -> torch.Tensor:
-    """Return the (3, 1, 2f, 2f) depthwise deconvolution kernel of half-pixel bilinear upsampling by f.
-
-    With stride f and padding f // 2 it equals F.interpolate(mode="bilinear", align_corners=False) away from
-    the border (within f // 2 pixels of it the missing outside tap is zero rather than clamped).
-    """
-    taps = torch.tensor([(2 * i + 1) / (2 * factor) for i in range(factor)], dtype=torch.float32)
-    k1 = torch.cat([taps, taps.flip(0)])
-    return (k1[:, None] * k1[None, :]).expand(3, 1, 2 * factor, 2 * factor).contiguous()
 
 
 class SlicedConv(nn.Conv2d):
@@ -219,14 +210,19 @@ class Student(nn.Module):
             # full-resolution colour path of the input in the same sub-pixel layout (a 4x4 stride-4
             # conv): fine content detail survives, and the add and sigmoid run at 1/4 resolution
             self.skip = SlicedConv(3, 48, 4, stride=4, padding=0)
-        else:  # a per-pixel colour path at full resolution, and a fixed bilinear upsampling of the head
-            self.skip = SlicedConv(3, 3, 1, padding=0)
-            self.register_buffer("upsample_kernel", bilinear_kernel(4 // s), persistent=False)
-        with torch.no_grad():  # start as sigmoid(4x - 2): the untrained student shows its input
-            self.skip.weight.zero_()
-            for c, i in ((c, i) for c in range(3) for i in range(16 if s == 4 else 1)):
-                self.skip.weight[self.skip.weight.shape[0] // 3 * c + i, c, i // 4, i % 4] = 4.0
-            self.skip.bias.fill_(-2.0)
+            with torch.no_grad():  # start as sigmoid(4x - 2): the untrained student shows its input
+                self.skip.weight.zero_()
+                for c, i in ((c, i) for c in range(3) for i in range(16)):
+                    self.skip.weight[16 * c + i, c, i // 4, i % 4] = 4.0
+                self.skip.bias.fill_(-2.0)
+        else:
+            # A per-channel gain of the input at full resolution (its bias lives in the head's bias, which
+            # bilinear upsampling carries unchanged). Measured in ONNX Runtime at 640x480: a 1x1 3->3 conv
+            # there took 5.4 ms, an elementwise multiply 0.5 ms; the trained 3x3 colour matrices of the
+            # first smooth-head models were diagonal to within 0.35 of 3.6-4.1.
+            self.colour_gain = nn.Parameter(torch.full((1, 3, 1, 1), 4.0))  # start as sigmoid(4x - 2)
+            with torch.no_grad():
+                self.out.bias.fill_(-2.0)
 
     # -- channel groups ----------------------------------------------------------------------
     def channel_groups(self) -> dict[str, int]:
@@ -305,9 +301,9 @@ class Student(nn.Module):
         y = self.out(d, c)
         if s == 2:
             y = F.pixel_shuffle(y, 2)
-        f = 4 // s  # bilinear (half-pixel) upsampling by f as a fixed depthwise deconvolution (DLA-friendly)
-        y = F.conv_transpose2d(y, self.upsample_kernel, stride=f, padding=f // 2, groups=3)
-        return torch.sigmoid(y + self.skip(x, c))
+        # half-pixel bilinear upsampling by an integer factor (ONNX Resize; TensorRT runs it on the DLA)
+        y = F.interpolate(y, scale_factor=float(4 // s), mode="bilinear", align_corners=False)
+        return torch.sigmoid(y + self.colour_gain * x)
 
     def flops(self, height: int, width: int, retention: float = 1.0) -> int:
         """Return the multiply-accumulates of one forward pass at height x width and this retention."""
@@ -319,10 +315,9 @@ class Student(nn.Module):
         total += stem + sum(b.conv_a.macs(h8, w8, c)[0] + b.conv_b.macs(h8, w8, c)[0] for b in self.res)
         total += sum(self.attn[i].macs(h8, w8, c) for i in self.active_attention(retention))
         total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0] + self.out.macs(h, w, c)[0]
-        if self.config.subpixel != 4:  # the fixed deconvolution: 3 channels, (2f)^2 taps per input pixel
-            f = 4 // self.config.subpixel
-            total += 3 * (height // f) * (width // f) * (2 * f) ** 2
-        return total + self.skip.macs(height, width, c)[0]
+        if self.config.subpixel == 4:
+            return total + self.skip.macs(height, width, c)[0]
+        return total + 3 * height * width * 5  # bilinear taps (4) and the colour gain per output value
 
     def retention_per_stage(self, retention: float) -> list[float]:
         """Return the kept fraction of each stage's channels [skip4, stream, res..., dec4] at this retention."""

@@ -13,7 +13,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
@@ -349,6 +349,20 @@ def declare_params(node: Node, params: Iterable[Param], check: Callable[[dict], 
     return values
 
 
+def make_executor(kind: str | None = None):
+    """Returns the executor the nodes spin in: a SingleThreadedExecutor, or with `MUON_AD_EXECUTOR=multi`
+    the two-thread MultiThreadedExecutor the nodes used first. The nodes' heavy work runs in their own
+    worker threads and no callback blocks, so one callback thread suffices; the graph benchmark's profile
+    showed the thread-pool hand-off of the multi-threaded executor taking ~15 % of the style node's busy
+    time. (rclpy's EventsExecutor would be cheaper still, but its timers did not fire in this rclpy.)"""
+    kind = kind or os.environ.get("MUON_AD_EXECUTOR", "single")
+    if kind == "single":
+        return SingleThreadedExecutor()
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=2)
+    raise ValueError(f"MUON_AD_EXECUTOR must be 'single' or 'multi', got {kind!r}")
+
+
 def run_node(node_class, args=None, **kwargs) -> int:
     """Returns the exit code after initialising rclpy, spinning `node_class` and shutting down."""
     rclpy.init(args=args)
@@ -356,7 +370,7 @@ def run_node(node_class, args=None, **kwargs) -> int:
     node = None
     try:
         node = node_class(**kwargs)
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = make_executor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

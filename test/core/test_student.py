@@ -198,18 +198,6 @@ def test_attention_gate_is_saved_with_the_weights(student):
     assert [b.keep for b in fresh.attention_blocks()] == [True, False]
 
 
-@pytest.mark.parametrize("factor", [2, 4])
-def test_bilinear_kernel_deconvolution_is_bilinear_upsampling(factor):
-    import torch.nn.functional as F
-    from muon_ad_ros.core.student import bilinear_kernel
-    x = frame(16, 24)
-    up = F.conv_transpose2d(x, bilinear_kernel(factor), stride=factor, padding=factor // 2, groups=3)
-    ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    assert up.shape == ref.shape
-    f = factor
-    torch.testing.assert_close(up[..., f:-f, f:-f], ref[..., f:-f, f:-f], atol=1e-6, rtol=1e-5)
-
-
 @pytest.mark.parametrize("subpixel", [1, 2, 4])
 def test_every_output_head_gives_full_resolution_and_prunes(subpixel):
     torch.manual_seed(0)
