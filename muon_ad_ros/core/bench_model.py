@@ -87,8 +87,11 @@ def cycler(items: list):
 
 
 def default_model(tmp: Path) -> tuple[Path, str]:
-    """Return (a shipped bundle, its name), or an untrained student exported into tmp."""
+    """Return (the shipped default bundle, its name), or an untrained student exported into tmp."""
     shipped = sorted(p.parent for p in MODELS_DIR.glob("*/model.json"))
+    named = MODELS_DIR / "DEFAULT"  # the style node's default (nodes/style_transfer.default_model_dir)
+    if named.is_file() and (MODELS_DIR / named.read_text().strip() / "model.json").is_file():
+        shipped.insert(0, MODELS_DIR / named.read_text().strip())
     if shipped:
         return shipped[0], shipped[0].name
     import torch
@@ -252,7 +255,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     """`muon-ad bench model [--model DIR] [--out DIR]`; returns the exit status."""
     p = argparse.ArgumentParser(prog="muon-ad bench model", description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="model bundle (default: the first shipped bundle, else an untrained student)")
+    p.add_argument("--model", help="model bundle (default: the shipped default style, else an untrained student)")
     p.add_argument("--out", default="out/bench_model", help="directory for bench_model.json and .md")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), help="frame sizes WxH")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)

@@ -1,9 +1,11 @@
 """`muon-ad distill`: distill a real-time student for one style image with the Muon-AD recipe.
 
 METHOD.md sections 1-5: AD loss on the frozen pretrained feature network (core/features.py), Muon for the
-hidden weights, gradient-conflict projection, the three-phase curriculum, and pruning-aware training: every
-step runs the student at a random retention above the current floor (95% -> 40%), channels are re-ordered
-by importance every ``reorder_every`` steps, and the entropy gate picks the attention layers at the end.
+hidden weights, gradient-conflict projection (off by default, see TrainConfig), the three-phase curriculum,
+and pruning-aware training: with self-distillation (the default) every step trains the full network on the
+AD loss and a random retention in [0.4, 1] to reproduce it; without it (``self_distill=0``) every step runs
+the AD loss at a random retention above the schedule's floor (95% -> 40%). Channels are re-ordered by
+importance every ``reorder_every`` steps, and the entropy gate picks the attention layers at the end.
 """
 from __future__ import annotations
 

@@ -349,7 +349,7 @@ def declare_params(node: Node, params: Iterable[Param], check: Callable[[dict], 
     return values
 
 
-def make_executor(kind: str | None = None):
+def make_executor(kind: str | None = None, context=None):
     """Returns the executor the nodes spin in: a SingleThreadedExecutor, or with `MUON_AD_EXECUTOR=multi`
     the two-thread MultiThreadedExecutor the nodes used first. The nodes' heavy work runs in their own
     worker threads and no callback blocks, so one callback thread suffices; the graph benchmark's profile
@@ -357,9 +357,9 @@ def make_executor(kind: str | None = None):
     time. (rclpy's EventsExecutor would be cheaper still, but its timers did not fire in this rclpy.)"""
     kind = kind or os.environ.get("MUON_AD_EXECUTOR", "single")
     if kind == "single":
-        return SingleThreadedExecutor()
+        return SingleThreadedExecutor(context=context)
     if kind == "multi":
-        return MultiThreadedExecutor(num_threads=2)
+        return MultiThreadedExecutor(num_threads=2, context=context)
     raise ValueError(f"MUON_AD_EXECUTOR must be 'single' or 'multi', got {kind!r}")
 
 
