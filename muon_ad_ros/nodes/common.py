@@ -350,12 +350,13 @@ def declare_params(node: Node, params: Iterable[Param], check: Callable[[dict], 
 
 
 def make_executor(kind: str | None = None, context=None):
-    """Returns the executor the nodes spin in: a SingleThreadedExecutor, or with `MUON_AD_EXECUTOR=multi`
-    the two-thread MultiThreadedExecutor the nodes used first. The nodes' heavy work runs in their own
-    worker threads and no callback blocks, so one callback thread suffices; the graph benchmark's profile
-    showed the thread-pool hand-off of the multi-threaded executor taking ~15 % of the style node's busy
-    time. (rclpy's EventsExecutor would be cheaper still, but its timers did not fire in this rclpy.)"""
-    kind = kind or os.environ.get("MUON_AD_EXECUTOR", "single")
+    """Returns the executor the nodes spin in: the two-thread MultiThreadedExecutor, or with
+    `MUON_AD_EXECUTOR=single` a SingleThreadedExecutor. Measured in the graph benchmark (60 s at 30 Hz),
+    single: 0.2 % missed frames vs 5.6 % (its profile: the thread pool's hand-off took ~15 % of the style
+    node's busy time); but with it the style node sometimes served no frames or parameter services for the
+    first 10-20 s (1 of 4 runs of two node tests; a demo run without stylized frames) and stalled ~1 s
+    under overload, so it is opt-in. (rclpy's EventsExecutor: its timers did not fire in this rclpy.)"""
+    kind = kind or os.environ.get("MUON_AD_EXECUTOR", "multi")
     if kind == "single":
         return SingleThreadedExecutor(context=context)
     if kind == "multi":
