@@ -206,8 +206,8 @@ def main(argv=None) -> int:
     ap.add_argument("--search-steps", type=int, default=4)
     ap.add_argument("--no-detection", action="store_true")
     ap.add_argument("--controller-mode", default="manual")
-    ap.add_argument("--detection-rate", type=float, default=None,
-                    help="detection rate_limit in Hz (default: the graph's default)")
+    ap.add_argument("--detection-rate", type=float, default=graph.DETECTION_RATE,
+                    help="detection rate_limit in Hz (0 = every frame it can take)")
     ap.add_argument("--profile", action="store_true",
                     help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
     ap.add_argument("--transport-only", action="store_true",
@@ -219,8 +219,7 @@ def main(argv=None) -> int:
     np.save(frames_path, load_frames())
     specs = [] if a.transport_only else graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection,
                                                            controller_mode=a.controller_mode,
-                                                           **({} if a.detection_rate is None else
-                                                              {"detection_rate": a.detection_rate}))
+                                                           detection_rate=a.detection_rate)
     from muon_ad_ros.runner import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC)

@@ -116,7 +116,8 @@ def specs_from_args(a: argparse.Namespace) -> list[graph.NodeSpec]:
                             camera_fps=a.fps, style_model=a.style_model, style_backend=a.style_backend,
                             style_priority=a.style_priority, detection=not a.no_detection,
                             detection_backend=a.detection_backend, detection_model=a.detection_model,
-                            detection_rate=a.detection_rate, controller_mode=a.controller_mode, target_fps=a.target_fps, style_input=a.style_input)
+                            detection_rate=a.detection_rate, controller_mode=a.controller_mode,
+                            target_fps=a.target_fps, style_input=a.style_input)
 
 
 def cmd_run(a) -> int:

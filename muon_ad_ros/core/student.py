@@ -301,7 +301,8 @@ class Student(nn.Module):
         y = self.out(d, c)
         if s == 2:
             y = F.pixel_shuffle(y, 2)
-        # half-pixel bilinear upsampling by an integer factor (ONNX Resize; TensorRT runs it on the DLA)
+        # half-pixel bilinear upsampling by an integer factor (ONNX Resize; on the DLA only in recent
+        # TensorRT releases, else a GPU fallback layer - not checked on a Jetson)
         y = F.interpolate(y, scale_factor=float(4 // s), mode="bilinear", align_corners=False)
         return torch.sigmoid(y + self.colour_gain * x)
 

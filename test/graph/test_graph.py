@@ -98,7 +98,8 @@ def test_launch_file_declares_the_runner_arguments_and_is_valid_python():
     tree = ast.parse(src)
     args = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGS")
     keys = {k.value for k in args.value.keys}
-    assert {"cameras", "recording", "style_model", "style_backend", "style_priority", "detection_backend", "detection_rate",
+    assert {"cameras", "recording", "style_model", "style_backend", "style_priority", "detection_backend",
+            "detection_rate",
             "controller_mode", "namespace", "params_file"} <= keys
 
 
@@ -120,7 +121,8 @@ def test_detection_rate_reaches_the_detection_node_and_is_validated():
 def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):
     from muon_ad_ros.bench_graph import summarize_profile
     raw = tmp_path / "p.txt"
-    raw.write_text("<module> (/a/node.py:10);_loop (/a/common.py:5);run (/x/onnxruntime_inference_collection.py:220) 60\n"
+    raw.write_text("<module> (/a/node.py:10);_loop (/a/common.py:5);"
+                   "run (/x/onnxruntime_inference_collection.py:220) 60\n"
                    "<module> (/a/node.py:10);_loop (/a/common.py:5);to_msg (/a/common.py:90) 30\n"
                    "<module> (/a/node.py:10);spin (/r/executors.py:300) 10\n")
     prof = summarize_profile(raw)
