@@ -123,11 +123,32 @@ def probe(request):
     p.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that started node processes gets a py-spy thread dump of each live one in its
+    report: a node that stops serving frames or services shows where its threads are."""
+    outcome = yield
+    rep = outcome.get_result()
+    graphs = getattr(item, "muon_ad_graphs", [])
+    if rep.when != "call" or not rep.failed or not graphs:
+        return
+    import shutil
+    import subprocess
+    spy = shutil.which("py-spy")
+    for g in graphs:
+        for name, p in g.procs.items():
+            if p.poll() is not None:
+                rep.sections.append((f"node {name}", f"exited with {p.returncode}"))
+            elif spy:
+                dump = subprocess.run([spy, "dump", "--pid", str(p.pid)], capture_output=True, text=True, timeout=60)
+                rep.sections.append((f"py-spy dump of node {name}", dump.stdout + dump.stderr))
+
+
 @pytest.fixture
-def start_nodes(tmp_path):
+def start_nodes(tmp_path, request):
     """Returns a function that starts graph.NodeSpec processes; all are stopped at teardown."""
     from muon_ad_ros.runner import GraphProcesses
-    graphs = []
+    graphs = request.node.muon_ad_graphs = []
 
     def start(specs, env: dict | None = None, prefix: list[str] | None = None):
         g = GraphProcesses(list(specs), tmp_path / f"logs{len(graphs)}", env=env)

@@ -53,6 +53,13 @@ class TrainConfig:
     network: str = TRAINING_NETWORK
     style_layers: tuple[str, ...] = ("block5", "block9")  # block2 too: 4.4x slower per step, measured
     content_layers: tuple[str, ...] = ("block9",)
+    # Channel mean/std (AdaIN) loss at these layers ("rgb": the output pixels) with this weight, added to
+    # the style loss (not in METHOD.md): AD at block5/block9 left the style's palette unmatched (mosaic
+    # came out orange-red). Measured, 600 steps each: mosaic at r=1.0 mobilenet Gram 257 (the 2000-step
+    # model without it: 349), SSIM to content 0.54; ihc Gram 51 (82), held-out multistyle26 Gram 0.0018
+    # (0.0026); weight 3 with block5 too matched more (172) but drew a coloured frame.
+    stats_layers: tuple[str, ...] = ("rgb", "block2")
+    stats_weight: float = 1.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
     # Feature pixels on each side of the generated image left out of the style loss: the feature network's
     # zero padding makes border tokens special, and matching them taught the student a bright frame.
@@ -110,11 +117,13 @@ class Distiller:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.student = Student(StudentConfig(subpixel=cfg.subpixel))
-        layers = tuple(dict.fromkeys(cfg.style_layers + cfg.content_layers))
+        stats = tuple(cfg.stats_layers) if cfg.stats_weight else ()
+        layers = tuple(l for l in dict.fromkeys(cfg.style_layers + cfg.content_layers + stats) if l != "rgb")
         net = feature_network(cfg.network, layers)
         self.loss_fn = AttentionDistillation(net, style_views(style, cfg.style_side, self.rng), cfg.loss,
                                              cfg.style_layers, cfg.content_layers, cfg.content_weight,
-                                             gen_border=cfg.loss_border)
+                                             gen_border=cfg.loss_border, stats_layers=stats,
+                                             stats_weight=cfg.stats_weight)
         self.content = [data.resize_max(c, 512, 8) for c in content]
         self.val = data.random_crops(self.content, cfg.crop, 4, np.random.default_rng(12345))
         self.optimizer = self._optimizer()
@@ -204,7 +213,7 @@ class Distiller:
         """Return the style loss of the fixed validation crops at ``retention`` (the curriculum's metric)."""
         self.student.eval()
         out = self.student(self.val, retention)
-        return float(self.loss_fn.style_loss(self.loss_fn.network(out)))
+        return float(self.loss_fn.style_loss(self.loss_fn.network(out), out))
 
     @torch.no_grad()
     def reorder(self) -> None:
@@ -301,6 +310,8 @@ def main(argv=None) -> int:
                    help="gradient conflict projection, paper Eq. 2 (default: off, see TrainConfig)")
     p.add_argument("--no-curriculum", action="store_true")
     p.add_argument("--no-dynamic-mask", action="store_true")
+    p.add_argument("--stats-weight", type=float, default=d.stats_weight,
+                   help=f"weight of the colour/feature moment loss at {','.join(d.stats_layers)} (0: AD only)")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--fast", action="store_true", help="tiny run for tests (seconds)")
     p.add_argument("--no-export", action="store_true", help="skip writing the ONNX bundle")
@@ -311,11 +322,13 @@ def main(argv=None) -> int:
         over["lr"] = 1e-3
     cfg = dataclasses.replace(d, optimizer=a.optimizer, seed=a.seed, loss=a.loss, threads=a.threads,
                               projection=a.projection, curriculum=not a.no_curriculum,
-                              dynamic_mask=not a.no_dynamic_mask, **over)
+                              dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, **over)
     if cfg.crop % 8 or cfg.crop < 64:
         p.error(f"--crop must be a multiple of 8 and >= 64, got {cfg.crop}")
     if cfg.iters < 1:
         p.error(f"--iters must be >= 1, got {cfg.iters}")
+    if cfg.stats_weight < 0:
+        p.error(f"--stats-weight must be >= 0, got {cfg.stats_weight}")
     torch.set_num_threads(cfg.threads)
     style, source, licence = data.style_image(a.style)
     name = a.name or (a.style if a.style in data.STYLES else Path(a.style).stem)

@@ -52,6 +52,22 @@ def ad_kl(gen: torch.Tensor, style_kv: torch.Tensor, style_marginal: torch.Tenso
     return (p * (torch.log(p + 1e-8) - torch.log(gen_marginal + 1e-8))).sum(dim=-1).mean()
 
 
+def channel_stats(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the per-image channel means and standard deviations, each (N, C), of an (N, C, h, w) map."""
+    flat = f.flatten(2)
+    return flat.mean(dim=-1), flat.std(dim=-1, unbiased=False)
+
+
+def stats_loss(gen: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
+    """Return mean|mu(gen) - mu_style| + mean|sigma(gen) - sigma_style| over channels, both divided by the
+    style's mean channel std so layers of different magnitude weigh alike (the AdaIN style loss of Huang &
+    Belongie 2017 in L1; not in METHOD.md). The AD loss matches local token neighbourhoods at strides 8
+    and 16; these first and second moments carry the global palette, which it left unmatched."""
+    mean, std = channel_stats(gen)
+    norm = style_std.mean().clamp_min(1e-6)
+    return ((mean - style_mean).abs().mean() + (std - style_std).abs().mean()) / norm
+
+
 def content_loss(gen: dict, content: dict, layers: tuple[str, ...]) -> torch.Tensor:
     """Return sum_l mean|Q_l(gen) - stopgrad(Q_l(content))| (AD's content form)."""
     return sum((gen[l] - content[l].detach()).abs().mean() for l in layers)
@@ -79,7 +95,8 @@ class AttentionDistillation(torch.nn.Module):
 
     def __init__(self, network: FeatureNetwork, style, form: str = "ad_l1",
                  style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
-                 content_weight: float = 0.25, scale: float = 1.0, border: int = 1, gen_border: int = 0):
+                 content_weight: float = 0.25, scale: float = 1.0, border: int = 1, gen_border: int = 0,
+                 stats_layers: tuple[str, ...] = (), stats_weight: float = 0.0):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"loss form must be one of {FORMS}, got {form!r}")
@@ -91,7 +108,8 @@ class AttentionDistillation(torch.nn.Module):
         self.gen_border = gen_border
         self.style_layers = tuple(style_layers or network.layers)
         self.content_layers = tuple(content_layers or network.layers[-1:])
-        missing = set(self.style_layers + self.content_layers) - set(network.layers)
+        self.stats_layers, self.stats_weight = tuple(stats_layers) if stats_weight else (), stats_weight
+        missing = set(self.style_layers + self.content_layers + self.stats_layers) - set(network.layers) - {"rgb"}
         if missing:
             raise ValueError(f"layers {sorted(missing)} are not computed by feature network {network.name} "
                              f"(it computes {network.layers})")
@@ -100,19 +118,35 @@ class AttentionDistillation(torch.nn.Module):
         self.style_kv = {l: torch.cat([tokens(_inner(f[l], border)).reshape(1, -1, f[l].shape[1]) for f in feats],
                                       dim=1) for l in self.style_layers}
         self.style_marginal = {l: attention_weights(kv, kv, scale).mean(dim=1) for l, kv in self.style_kv.items()}
+        # moments over all style views' pixels together ("rgb" = the image itself)
+        self.style_stats = {}
+        for l in self.stats_layers:
+            maps = [s if l == "rgb" else f[l] for s, f in zip(styles, feats)]
+            t = torch.cat([tokens(_inner(m, 0 if l == "rgb" else border)).reshape(-1, m.shape[1]) for m in maps])
+            self.style_stats[l] = (t.mean(dim=0), t.std(dim=0, unbiased=False))
 
-    def style_loss(self, gen_feats: dict) -> torch.Tensor:
-        """Return the AD style loss summed over the style layers."""
+    def style_loss(self, gen_feats: dict, image: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the AD style loss summed over the style layers, plus ``stats_weight`` times the moment
+        loss of the stats layers (``image``, the generated image, is needed for the "rgb" layer)."""
         gen = {l: _inner(gen_feats[l], self.gen_border) for l in self.style_layers}
         if self.form == "ad_l1":
-            return sum(ad_l1(gen[l], self.style_kv[l], self.scale) for l in self.style_layers)
-        return sum(ad_kl(gen[l], self.style_kv[l], self.style_marginal[l], self.scale) for l in self.style_layers)
+            loss = sum(ad_l1(gen[l], self.style_kv[l], self.scale) for l in self.style_layers)
+        else:
+            loss = sum(ad_kl(gen[l], self.style_kv[l], self.style_marginal[l], self.scale) for l in self.style_layers)
+        for l in self.stats_layers:
+            if l == "rgb" and image is None:
+                raise ValueError("the 'rgb' stats layer needs the generated image")
+            # the border is left out as in the AD term (8 image pixels per feature pixel for "rgb"): with the
+            # whole image the student met the colour moments with a coloured frame (seen at 600 steps)
+            f = _inner(image, 8 * self.gen_border) if l == "rgb" else _inner(gen_feats[l], self.gen_border)
+            loss = loss + self.stats_weight * stats_loss(f, *self.style_stats[l])
+        return loss
 
     def forward(self, gen: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {'style', 'content', 'total'} losses of generated images against their content images."""
         gen_feats = self.network(gen)
         with torch.no_grad():
             content_feats = self.network(content)
-        s = self.style_loss(gen_feats)
+        s = self.style_loss(gen_feats, gen)
         c = content_loss(gen_feats, content_feats, self.content_layers)
         return {"style": s, "content": c, "total": total_loss(s, c, self.content_weight)}
