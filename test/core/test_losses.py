@@ -7,8 +7,8 @@ import torch
 
 from muon_ad_ros.core import data
 from muon_ad_ros.core.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
-from muon_ad_ros.core.losses import (AttentionDistillation, ad_kl, ad_l1, attention, content_loss, tokens,
-                                     total_loss)
+from muon_ad_ros.core.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, content_loss,
+                                     stats_loss, tokens, total_loss)
 
 
 def test_attention_hand_computed():
@@ -133,3 +133,36 @@ def test_generated_border_tokens_left_out_of_the_style_loss():
             v[..., :, -1] -= 5.0
         assert loss.style_loss(edited).item() == pytest.approx(loss.style_loss(feats).item(), rel=1e-6)
         assert full.style_loss(edited).item() != pytest.approx(full.style_loss(feats).item(), rel=1e-3)
+
+
+def test_stats_loss_is_zero_at_the_style_moments_and_pulls_towards_them():
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, 32, 32) * torch.tensor([0.2, 0.5, 1.0])[:, None, None]
+    mean, std = channel_stats(style)
+    assert stats_loss(style, mean[0], std[0]).item() == pytest.approx(0.0, abs=1e-6)
+    gen = torch.rand(2, 3, 16, 16, requires_grad=True)
+    loss = stats_loss(gen, mean[0], std[0])
+    loss.backward()
+    assert loss.item() > 0.1
+    with torch.no_grad():  # a small step against the gradient lowers it
+        assert stats_loss(gen - 0.05 * gen.grad.sign(), mean[0], std[0]).item() < loss.item()
+
+
+def test_palette_term_prefers_the_style_colours_and_ignores_the_border():
+    net = feature_network("mobilenet_v2", ("block2", "block5", "block9"))
+    style = torch.zeros(1, 3, 96, 96)
+    style[:, 2] = 0.9                                          # a blue style image
+    ad = AttentionDistillation(net, style, gen_border=1, stats_layers=("rgb", "block2"), stats_weight=1.0)
+    plain = AttentionDistillation(net, style, gen_border=1)
+    blue, red = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    blue[:, 2], red[:, 0] = 0.9, 0.9
+    with torch.no_grad():
+        gap = ad.style_loss(net(red), red) - ad.style_loss(net(blue), blue)
+        assert gap > plain.style_loss(net(red)) - plain.style_loss(net(blue)) + 0.5
+        framed = blue.clone()
+        framed[..., :8, :] = 0.0                                 # the 8-px border ring is left out of "rgb"
+        assert ad.style_loss(net(blue), framed) == pytest.approx(ad.style_loss(net(blue), blue).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="needs the generated image"):
+        ad.style_loss(net(blue))
+    with pytest.raises(ValueError, match="block12"):
+        AttentionDistillation(net, style, stats_layers=("block12",), stats_weight=1.0)

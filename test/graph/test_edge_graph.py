@@ -42,11 +42,15 @@ def test_edge_graph_end_to_end(probe, start_nodes, recording, bundle):
     assert wait_for(lambda: len(stylized) >= 10 and any(d.detections for d in detections), 60), logs()
     assert all(g.alive().values()), logs()
 
-    raw_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in raw}
     out = stylized[-1]
     assert out.header.frame_id == "camera_color_optical_frame"
     assert (out.width, out.height, out.encoding) == (640, 480, "rgb8")
-    assert any((m.header.stamp.sec, m.header.stamp.nanosec) in raw_stamps for m in stylized)
+
+    def passed_through():
+        # the camera's stamp comes out unchanged (this process may not receive every raw frame: best effort)
+        raw_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in list(raw)}
+        return any((m.header.stamp.sec, m.header.stamp.nanosec) in raw_stamps for m in list(stylized))
+    assert wait_for(passed_through, 10), (len(raw), len(stylized))
     assert states and states[-1].header.frame_id == "camera_color_optical_frame"
     people = [d for msg in detections for d in msg.detections]
     assert people and all(d.class_name == "person" and d.x_max > d.x_min for d in people)
