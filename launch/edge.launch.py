@@ -5,7 +5,7 @@ and the tests use): camera sources, style_transfer (SCHED_FIFO), detection (belo
 Every node gets config/edge.yaml (or params_file:=...) and then this graph's own settings.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, TimerAction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -51,10 +51,12 @@ def _nodes(context):
     if not params_file:
         from ament_index_python.packages import get_package_share_directory
         params_file = f"{get_package_share_directory('muon_ad_ros')}/config/edge.yaml"
-    return [Node(package="muon_ad_ros", executable=s.executable, name=s.name, namespace=s.namespace,
-                 parameters=[params_file, s.parameters], remappings=list(s.remaps), output="screen",
-                 emulate_tty=True)
-            for s in specs]
+    # one process every START_STAGGER_S seconds (simultaneous DDS participants sometimes never matched)
+    return [TimerAction(period=k * graph.START_STAGGER_S, actions=[
+                Node(package="muon_ad_ros", executable=s.executable, name=s.name, namespace=s.namespace,
+                     parameters=[params_file, s.parameters], remappings=list(s.remaps), output="screen",
+                     emulate_tty=True)])
+            for k, s in enumerate(specs)]
 
 
 def generate_launch_description():

@@ -47,8 +47,12 @@ class GraphProcesses:
         self.env = graph.node_env(env)
         self.prefix: list[str] = []     # e.g. setpriv ... to run the nodes without CAP_SYS_NICE
 
+    stagger = graph.START_STAGGER_S
+
     def start(self) -> "GraphProcesses":
-        for spec in self.specs:
+        for k, spec in enumerate(self.specs):
+            if k and self.stagger:
+                time.sleep(self.stagger)
             pfile = self.log_dir / f"{spec.name}.params.yaml"
             pfile.write_text(params_yaml(spec))
             log = open(self.log_dir / f"{spec.name}.log", "w")

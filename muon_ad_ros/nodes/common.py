@@ -350,13 +350,15 @@ def declare_params(node: Node, params: Iterable[Param], check: Callable[[dict], 
 
 
 def make_executor(kind: str | None = None, context=None):
-    """Returns the executor the nodes spin in: the two-thread MultiThreadedExecutor, or with
-    `MUON_AD_EXECUTOR=single` a SingleThreadedExecutor. Measured in the graph benchmark (60 s at 30 Hz),
-    single: 0.2 % missed frames vs 5.6 % (its profile: the thread pool's hand-off took ~15 % of the style
-    node's busy time); but with it the style node sometimes served no frames or parameter services for the
-    first 10-20 s (1 of 4 runs of two node tests; a demo run without stylized frames) and stalled ~1 s
-    under overload, so it is opt-in. (rclpy's EventsExecutor: its timers did not fire in this rclpy.)"""
-    kind = kind or os.environ.get("MUON_AD_EXECUTOR", "multi")
+    """Returns the executor the nodes spin in: a SingleThreadedExecutor, or with `MUON_AD_EXECUTOR=multi`
+    the two-thread MultiThreadedExecutor. Inference runs in its own thread either way; the executor only
+    hands over frames, timers and services. Measured in the graph benchmark (60 s at 30 Hz, three runs
+    each): single 0.1 / 0.2 / 0.4 % missed frames, multi 1.8 / 5.6 / 8.0 % (its thread pool's hand-off took
+    ~15 % of the style node's busy samples). Under overload (input above the ~34 Hz the style node
+    sustains, SCHED_FIFO inference never idle) single showed ~1 s output stalls in 8 s probes where multi
+    did not. The first-contact stalls once blamed on single also happen with multi (py-spy: nodes idle,
+    DDS discovery pending). (rclpy's EventsExecutor: its timers did not fire in this rclpy.)"""
+    kind = kind or os.environ.get("MUON_AD_EXECUTOR", "single")
     if kind == "single":
         return SingleThreadedExecutor(context=context)
     if kind == "multi":

@@ -130,3 +130,24 @@ def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):
     assert prof["self"][0] == {"function": "run (onnxruntime_inference_collection.py)", "pct": 60.0}
     incl = {e["function"]: e["pct"] for e in prof["inclusive"]}
     assert incl["<module> (node.py)"] == 100.0 and incl["_loop (common.py)"] == 90.0
+
+
+def test_node_processes_start_one_stagger_apart(tmp_path):
+    import sys
+
+    from muon_ad_ros.runner import GraphProcesses
+    specs = [s for s in graph.edge_graph(("realsense",)) if s.name in ("style_transfer", "detection", "controller")]
+    g = GraphProcesses(specs, tmp_path / "logs")
+    # each "node" only records when it started
+    g.prefix = [sys.executable, "-c", f"import time, uuid; open(r'{tmp_path}/' + uuid.uuid4().hex, 'w')"
+                                      ".write(repr(time.monotonic()))"]
+    g.start()
+    assert all(code == 0 for code in [p.wait(30) for p in g.procs.values()])
+    starts = sorted(float(p.read_text()) for p in tmp_path.iterdir() if p.is_file())
+    assert len(starts) == 3
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.8 * graph.START_STAGGER_S > 0
+
+
+def test_launch_file_staggers_the_node_starts():
+    src = (ROOT / "launch" / "edge.launch.py").read_text()
+    assert "TimerAction(period=k * graph.START_STAGGER_S" in src

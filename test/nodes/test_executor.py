@@ -1,4 +1,4 @@
-"""The executor the nodes spin in: the two-thread one by default, single-threaded on request."""
+"""The executor the nodes spin in: single-threaded by default, the two-thread one on request."""
 import pytest
 import rclpy
 from rclpy.context import Context
@@ -15,10 +15,10 @@ def context():
     rclpy.shutdown(context=ctx)
 
 
-def test_default_is_multi_threaded_and_single_can_be_asked_for(context, monkeypatch):
+def test_default_is_single_threaded_and_multi_can_be_asked_for(context, monkeypatch):
     monkeypatch.delenv("MUON_AD_EXECUTOR", raising=False)
-    assert type(make_executor(context=context)) is MultiThreadedExecutor
-    monkeypatch.setenv("MUON_AD_EXECUTOR", "single")
     assert type(make_executor(context=context)) is SingleThreadedExecutor
+    monkeypatch.setenv("MUON_AD_EXECUTOR", "multi")
+    assert type(make_executor(context=context)) is MultiThreadedExecutor
     with pytest.raises(ValueError, match="MUON_AD_EXECUTOR"):
         make_executor("events", context=context)
