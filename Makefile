@@ -20,7 +20,7 @@ build: env
 	  || { cat $(CURDIR)/log-build.txt; exit 1; }
 
 test: build
-	$(RUN) python -m pytest -q test
+	$(RUN) python -m pytest -q -rfER test
 
 test-core: env
 	$(RUN) python -m pytest -q test/core test/runtime test/detect
