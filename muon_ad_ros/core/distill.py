@@ -60,7 +60,7 @@ class TrainConfig:
     # the style loss (not in METHOD.md): AD at block5/block9 left the style's palette unmatched (mosaic
     # came out orange-red). Measured, 600 steps each: mosaic at r=1.0 mobilenet Gram 257 (the 2000-step
     # model without it: 349), SSIM to content 0.54; ihc Gram 51 (82), held-out multistyle26 Gram 0.0018
-    # (0.0026); weight 3 with block5 too matched more (172) but drew a coloured frame.
+    # (0.0026); weight 3 with block5 too matched more (172) but drew a coloured frame (border not yet left out).
     stats_layers: tuple[str, ...] = ("rgb", "block2")
     stats_weight: float = 1.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
