@@ -39,6 +39,8 @@ def node_command(spec: graph.NodeSpec, params_file: str, python: str = sys.execu
 class GraphProcesses:
     """The graph's node processes; stop() ends them (SIGINT, then SIGTERM, then SIGKILL)."""
 
+    stagger = graph.START_STAGGER_S     # seconds between node process starts (see graph.py)
+
     def __init__(self, specs: list[graph.NodeSpec], log_dir: str | Path | None = None, env: dict | None = None):
         self.specs = specs
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="muon_ad_ros_logs_"))
@@ -46,8 +48,6 @@ class GraphProcesses:
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = graph.node_env(env)
         self.prefix: list[str] = []     # e.g. setpriv ... to run the nodes without CAP_SYS_NICE
-
-    stagger = graph.START_STAGGER_S
 
     def start(self) -> "GraphProcesses":
         for k, spec in enumerate(self.specs):

@@ -105,8 +105,11 @@ def test_looping_replays_and_stamps_keep_increasing(recording):
         if f is not None:
             frames.append(f)
     numbers = [f.number for f in frames]
-    assert len(frames) > N + 2 and numbers[:N] == list(range(N)) and src.state == STREAMING
-    assert min(numbers[N:]) < N - 1                      # the second pass started again
+    # The first pass runs without gaps to the last frame. Its first few frames can be missing: once in
+    # ~25 suite runs, under load, the pipeline delivered 5, 6, 7, 0, 1, ... (librealsense's start-up sync).
+    first = numbers[0]
+    assert len(frames) > N + 2 and numbers[:N - first] == list(range(first, N)) and src.state == STREAMING, numbers
+    assert min(numbers[N - first:]) < N - 1              # the second pass started again
     assert all(b > a for a, b in zip([f.stamp_ns for f in frames], [f.stamp_ns for f in frames][1:]))
     assert src.stamps.reanchors >= 1
     src.close()

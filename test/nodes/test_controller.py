@@ -2,8 +2,6 @@
 closed loop lowers retention under load and restores it when the load goes, depth drives LOD."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
