@@ -51,11 +51,18 @@ def test_manual_mode_sets_the_style_node(probe, start_nodes, bundle):
 
 
 def test_target_fps_degrades_under_load_and_restores_after(probe, start_nodes, bundle):
-    g = start_nodes(specs(bundle, mode="target_fps", target_fps=60.0, period=0.5, step=0.2, resolution_min=1.0))
+    # A target above the camera rate: the style node (1 thread) drops frames at 100 Hz and cannot reach
+    # it, however fast this machine runs the tiny model (at target 60 a faster head once held 55 FPS,
+    # inside the band, and nothing degraded).
+    g = start_nodes(specs(bundle, mode="target_fps", target_fps=120.0, period=0.5, step=0.2, resolution_min=1.0))
     diags = probe.collect(DiagnosticArray, "/diagnostics")
-    cam = Camera(probe, TOPIC)
+    cam = Camera(probe, TOPIC, rate=5.0)
     try:
-        cam.rate = 100.0      # more frames than the style node (1 thread, ~25 ms a frame) can take
+        # the graph connected first (frames reach the controller through the style node), then the load
+        assert wait_for(lambda: float((diag_values(diags, "controller: control") or {}).get("stylized_fps", 0)) > 0,
+                        30), (g.log("controller"), diag_values(diags, "controller: control"),
+                              diag_values(diags, "style_transfer: style"))
+        cam.rate = 100.0      # more frames than the style node (1 thread) can take
         assert wait_for(lambda: probe.get_params("/style_transfer", "retention")[0] <= 0.41, 45), (
             g.log("controller"), diag_values(diags, "controller: control"))
         d = diag_values(diags, "controller: control")
