@@ -22,7 +22,6 @@ import numpy as np
 SIZES = ("320x240", "640x480", "1280x720")
 BACKENDS = ("onnxruntime-fp32", "onnxruntime-fp16", "torch")
 CURVE = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def machine_info() -> dict:
@@ -88,12 +87,10 @@ def cycler(items: list):
 
 def default_model(tmp: Path) -> tuple[Path, str]:
     """Return (the shipped default bundle, its name), or an untrained student exported into tmp."""
-    shipped = sorted(p.parent for p in MODELS_DIR.glob("*/model.json"))
-    named = MODELS_DIR / "DEFAULT"  # the style node's default (nodes/style_transfer.default_model_dir)
-    if named.is_file() and (MODELS_DIR / named.read_text().strip() / "model.json").is_file():
-        shipped.insert(0, MODELS_DIR / named.read_text().strip())
-    if shipped:
-        return shipped[0], shipped[0].name
+    from ..runtime.style import default_model_dir
+    shipped = default_model_dir()  # the style node's default
+    if (shipped / "model.json").is_file():
+        return shipped, shipped.name
     import torch
 
     from .export import export_bundle

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,21 +15,11 @@ from muon_ad_ros.nodes import common
 from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
 from muon_ad_ros.params import style_transfer as style_params
 from muon_ad_ros.runtime import realtime
-from muon_ad_ros.runtime.style import open_style_backend
+from muon_ad_ros.runtime.style import default_model_dir, open_style_backend
 
-MODELS_ROOT = Path(__file__).resolve().parent.parent / "models"
 # cv2 conversion into an rgb8 buffer, per accepted input encoding (None: already rgb8)
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
           "mono8": cv2.COLOR_GRAY2RGB}
-
-
-def default_model_dir() -> str:
-    """Returns the shipped default style bundle (models/DEFAULT names it, else the first bundle)."""
-    named = MODELS_ROOT / "DEFAULT"
-    if named.is_file():
-        return str(MODELS_ROOT / named.read_text().strip())
-    bundles = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
-    return str(bundles[0]) if bundles else str(MODELS_ROOT / "default")
 
 
 class FrameBuffers:
@@ -83,7 +72,7 @@ class StyleTransferNode(Node):
 
     # -- parameters ---------------------------------------------------------------------------
     def _model_key(self, values: dict) -> tuple:
-        return (values["model_dir"] or default_model_dir(), values["backend"], values["precision"],
+        return (values["model_dir"] or str(default_model_dir()), values["backend"], values["precision"],
                 values["threads"])
 
     def _open(self, key: tuple):

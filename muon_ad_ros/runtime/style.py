@@ -17,6 +17,17 @@ import numpy as np
 
 KINDS = ("onnxruntime", "torch", "tensorrt")
 MULTIPLE, MIN_SIDE = 8, 64  # the student's input constraint (core/student.py)
+MODELS_ROOT = Path(__file__).resolve().parent.parent / "models"
+
+
+def default_model_dir() -> Path:
+    """Returns the shipped default style bundle (models/DEFAULT names it, else the first bundle; a path
+    without a bundle when none is shipped, which the backends then report as missing)."""
+    named = MODELS_ROOT / "DEFAULT"
+    if named.is_file():
+        return MODELS_ROOT / named.read_text().strip()
+    bundles = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
+    return bundles[0] if bundles else MODELS_ROOT / "default"
 
 
 class ModelError(ValueError):

@@ -197,3 +197,13 @@ def test_tensorrt_backend_matches_onnxruntime(bundle, tmp_path):
     ref = open_style_backend("onnxruntime", bundle).infer(frame, 1.0).astype(int)
     be = open_style_backend("tensorrt", bundle, precision="fp16", cache_dir=tmp_path)
     assert np.abs(be.infer(frame, 1.0).astype(int) - ref).max() <= 4
+
+
+def test_default_model_is_the_bundle_models_default_names_and_it_loads():
+    from muon_ad_ros.runtime import style
+    named = (style.MODELS_ROOT / "DEFAULT").read_text().strip()
+    assert style.default_model_dir() == style.MODELS_ROOT / named
+    backend = open_style_backend("onnxruntime", style.default_model_dir(), threads=1)
+    out = backend.infer(np.zeros((64, 96, 3), np.uint8), 0.4)
+    assert out.shape == (64, 96, 3) and out.dtype == np.uint8
+    backend.close()
