@@ -1,8 +1,11 @@
 """The package's one TensorRT engine builder: ONNX -> cached plan, shared by every TensorRT backend
 (detection, the style runtime and `muon-ad export`). METHOD.md section 6 (deployment). Written against
-the TensorRT Python API 8.5-10.x (the name-based tensor API) with a path for 11.x (strongly typed
-FP16, no DLA, no INT8 calibrator); tensorrt, torch (CUDA buffers) and OpenCV (calibration images) are
-imported only when an engine is built or run.
+the name-based tensor API of TensorRT 8.6-11.x; the differences between releases are detected from the
+module (`build_settings`): 11.x has no precision flags and no INT8 calibrator, so its FP16 engines come
+from an FP16-cast ONNX model and its INT8 engines from Q/DQ pairs scaled on the calibration images.
+`make check-tensorrt` checks every TensorRT name used here against real releases (docs/tensorrt.md).
+tensorrt, torch (CUDA buffers), OpenCV (calibration images) and onnxruntime (ONNX rewrites) are imported
+only when an engine is built or run.
 
 Cache: one `<model stem>-<key>.engine` (+ `.json` report) per key = sha256 of the ONNX bytes, the
 TensorRT and CUDA versions, the GPU name and compute capability, the DLA core, the precision, the
@@ -17,9 +20,12 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:   # annotations only: they tell muon_ad_ros/bench/tensorrt_api.py the TensorRT types
+    import tensorrt
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "muon_ad_ros", "engines")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -117,7 +123,7 @@ def _gpu_name(torch) -> str:
     return f"{torch.cuda.get_device_name()} ({major}.{minor})"
 
 
-def build_or_load(req: EngineRequest, log: Callable[[str], None] = print):
+def build_or_load(req: EngineRequest, log: Callable[[str], None] = print) -> tuple[tensorrt.ICudaEngine, EngineReport]:
     """Returns (ICudaEngine, EngineReport): the cached plan when its key matches, else a new build
     (written to the cache atomically, with a JSON report beside it)."""
     check_request(req)   # a bad request is a ValueError even where TensorRT is absent
@@ -166,24 +172,92 @@ def check_request(req: EngineRequest) -> None:
         raise ValueError(f"retention must be in (0, 1], got {req.retention!r}")
 
 
-def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
-    """Returns (serialized plan bytes, EngineReport) for a fresh build."""
-    strongly_typed = not hasattr(trt.BuilderFlag, "FP16")    # TensorRT 11 dropped precision flags
-    builder = trt.Builder(logger)
+@dataclass(frozen=True)
+class BuildSettings:
+    """How one TensorRT release builds a precision, decided from its module alone (no GPU needed)."""
+
+    network_flags: int               # bit mask for Builder.create_network
+    strongly_typed: bool             # precision comes from the ONNX tensor types, not from builder flags
+    onnx_transform: str              # "" | "fp16" (cast the model to FP16) | "qdq" (INT8 Q/DQ from calibration)
+    builder_flags: tuple = ()        # trt.BuilderFlag members to set
+    implicit_int8: bool = False      # an IInt8EntropyCalibrator2 on the builder config
+
+
+def build_settings(trt, precision: str) -> BuildSettings:
+    """Returns how this TensorRT release builds `precision`. 8.x-10.x: precision builder flags (FP16, INT8
+    with the entropy calibrator). 11.x has neither: its networks are strongly typed, so FP16 casts the
+    ONNX model and INT8 inserts Q/DQ pairs scaled from the same calibration images."""
+    check_precision(precision)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):   # needed on 8.x, ignored on 10
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):   # required on 8.x, a no-op on 10.x
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+    weak = hasattr(trt.BuilderFlag, "FP16")
+    if weak:
+        implicit = hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(trt.BuilderFlag, "INT8")
+        if precision == "fp16":
+            return BuildSettings(flags, False, "", (trt.BuilderFlag.FP16,))
+        if precision == "int8" and implicit:
+            # layers without INT8 kernels run FP16, not FP32
+            return BuildSettings(flags, False, "", (trt.BuilderFlag.INT8, trt.BuilderFlag.FP16), implicit_int8=True)
+        if precision == "int8":
+            return BuildSettings(flags, False, "qdq")
+        return BuildSettings(flags, False, "")
+    if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} has neither precision flags nor strongly typed "
+                                  "networks")
+    flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return BuildSettings(flags, True, {"fp32": "", "fp16": "fp16", "int8": "qdq"}[precision])
+
+
+def fp16_model(model_bytes: bytes) -> bytes:
+    """Returns the ONNX model with FP16 weights and activations (inputs and outputs stay FP32)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(onnx.load_from_string(model_bytes), keep_io_types=True).SerializeToString()
+
+
+def qdq_model(model_bytes: bytes, batches: Callable[[], Iterable[np.ndarray]]) -> bytes:
+    """Returns the ONNX model with INT8 QuantizeLinear/DequantizeLinear pairs (symmetric: TensorRT takes
+    zero points of 0 only; weights per output channel) whose activation ranges come from `batches()`."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    name = onnx.load_from_string(model_bytes).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.iterator = iter(batches())
+
+        def get_next(self):
+            batch = next(self.iterator, None)
+            return None if batch is None else {name: np.ascontiguousarray(batch, np.float32)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_qdq.onnx")
+        with open(src, "wb") as f:
+            f.write(model_bytes)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def _build(trt, torch, logger, req: EngineRequest, key: str, path: str) -> tuple[bytes, EngineReport]:
+    """Returns (serialized plan bytes, EngineReport) for a fresh build."""
+    settings = build_settings(trt, req.precision)
+    builder = trt.Builder(logger)
+    network = builder.create_network(settings.network_flags)
     parser = trt.OnnxParser(network, logger)
-    model_bytes = open(req.onnx_path, "rb").read()
-    if strongly_typed and req.precision == "fp16":
-        # Strongly typed networks take their precision from the tensor types: convert the model.
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-        model_bytes = convert_float_to_float16(onnx.load_from_string(model_bytes),
-                                               keep_io_types=True).SerializeToString()
+    with open(req.onnx_path, "rb") as f:
+        model_bytes = f.read()
+    if settings.onnx_transform == "fp16":
+        model_bytes = fp16_model(model_bytes)
+    elif settings.onnx_transform == "qdq":
+        model_bytes = qdq_model(model_bytes, req.calibration)
     if not parser.parse(model_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ValueError(f"TensorRT cannot parse {req.onnx_path}: {errors}")
@@ -205,16 +279,14 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
     dynamic = any(d < 0 for i in range(network.num_inputs) for d in network.get_input(i).shape)
     if dynamic:
         config.add_optimization_profile(profile)
-    if req.precision == "fp16" and not strongly_typed:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if req.precision == "int8":
-        if strongly_typed or not hasattr(trt, "IInt8EntropyCalibrator2"):
-            raise TensorRTUnavailable(f"TensorRT {trt.__version__} has no INT8 calibrator; give a "
-                                      "Q/DQ-quantized ONNX model instead")
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.set_flag(trt.BuilderFlag.FP16)   # layers without INT8 kernels run FP16, not FP32
+    for flag in settings.builder_flags:
+        config.set_flag(flag)
+    if settings.implicit_int8:
+        if not hasattr(config, "int8_calibrator"):
+            raise TensorRTUnavailable(f"TensorRT {trt.__version__} has an INT8 calibrator class but no "
+                                      "IBuilderConfig.int8_calibrator")
         config.int8_calibrator = make_calibrator(trt, torch, req.calibration, path[:-len(".engine")] + ".calib")
-        if dynamic:
+        if dynamic and hasattr(config, "set_calibration_profile"):
             config.set_calibration_profile(profile)
     dla_layers, fallback = [], []
     device = f"GPU {_gpu_name(torch)}"
@@ -238,7 +310,7 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str):
     return bytes(plan), report
 
 
-def deserialize(trt, logger, plan: bytes, dla_core: int = -1, path: str = "plan"):
+def deserialize(trt, logger, plan: bytes, dla_core: int = -1, path: str = "plan") -> tensorrt.ICudaEngine:
     """Returns the ICudaEngine of a serialized plan (DLA plans need the runtime's DLA core set first)."""
     runtime = trt.Runtime(logger)
     if dla_core >= 0:
@@ -250,14 +322,14 @@ def deserialize(trt, logger, plan: bytes, dla_core: int = -1, path: str = "plan"
     return engine
 
 
-def load_plan(path: str, dla_core: int = -1):
+def load_plan(path: str, dla_core: int = -1) -> tensorrt.ICudaEngine:
     """Returns the ICudaEngine of a prebuilt plan file (.engine/.plan)."""
     trt, _ = _import()
     with open(path, "rb") as f:
         return deserialize(trt, trt.Logger(trt.Logger.WARNING), f.read(), dla_core, path)
 
 
-def inspect_layers(trt, engine) -> list:
+def inspect_layers(trt, engine: tensorrt.ICudaEngine) -> list:
     """Returns the built engine's layers as the inspector names them (DLA subgraphs show up as
     `{ForeignNode[first...last]}`)."""
     info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
@@ -316,6 +388,8 @@ def calibration_source(images, hw: tuple[int, int], prepare: Callable = resized)
 
 def make_calibrator(trt, torch, batches: Callable[[], Iterable[np.ndarray]], cache_file: str):
     """Returns an IInt8EntropyCalibrator2 feeding `batches()` to the builder (cached in `cache_file`)."""
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} has no INT8 calibrator (explicit Q/DQ only)")
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -346,7 +420,8 @@ def make_calibrator(trt, torch, batches: Callable[[], Iterable[np.ndarray]], cac
 class EngineRunner:
     """Runs an engine with pre-allocated CUDA buffers (torch tensors) for every input and output."""
 
-    def __init__(self, engine, input_shapes: dict | None = None, default_shape: tuple | None = None):
+    def __init__(self, engine: tensorrt.ICudaEngine, input_shapes: dict | None = None,
+                 default_shape: tuple | None = None):
         trt, torch = _import()
         self.torch = torch
         self.engine = engine
