@@ -96,6 +96,27 @@ class TrainConfig:
     threads: int = 1  # measured: with other jobs on the 2 cores, 2 threads ran 7x slower per step than 1
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Returns the torch device of a --device value: auto = CUDA when torch sees a GPU, else the CPU; raises
+    ValueError naming what is missing when CUDA is asked for and absent."""
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            built = torch.version.cuda or "no CUDA (a CPU-only build)"
+            raise ValueError(f"device cuda: torch {torch.__version__} (built with {built}) sees no CUDA GPU")
+        # TF32 matmuls/convolutions round to 10-bit mantissas; FP32 keeps CUDA results within float
+        # tolerance of the CPU path
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(name)
+
+
 FAST = dict(iters=12, batch=1, crop=64, style_side=96, validate_every=4, reorder_every=5, checkpoint_every=6,
             style_layers=("block5", "block9"))
 
@@ -115,20 +136,23 @@ def total_variation(y: torch.Tensor) -> torch.Tensor:
 class Distiller:
     """One distillation run: model, loss, optimizer, curriculum and pruning state, checkpointable."""
 
-    def __init__(self, cfg: TrainConfig, style: np.ndarray, content: list[np.ndarray]):
+    def __init__(self, cfg: TrainConfig, style: np.ndarray, content: list[np.ndarray], device="cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.student = Student(StudentConfig(subpixel=cfg.subpixel))
+        # initialized on the CPU whatever the device: the same seed gives the same weights everywhere
+        self.student = Student(StudentConfig(subpixel=cfg.subpixel)).to(self.device)
         stats = tuple(cfg.stats_layers) if cfg.stats_weight else ()
         layers = tuple(l for l in dict.fromkeys(cfg.style_layers + cfg.content_layers + stats) if l != "rgb")
-        net = feature_network(cfg.network, layers)
-        self.loss_fn = AttentionDistillation(net, style_views(style, cfg.style_side, self.rng), cfg.loss,
+        net = feature_network(cfg.network, layers).to(self.device)
+        views = [v.to(self.device) for v in style_views(style, cfg.style_side, self.rng)]
+        self.loss_fn = AttentionDistillation(net, views, cfg.loss,
                                              cfg.style_layers, cfg.content_layers, cfg.content_weight,
                                              gen_border=cfg.loss_border, stats_layers=stats,
                                              stats_weight=cfg.stats_weight)
         self.content = [data.resize_max(c, 512, 8) for c in content]
-        self.val = data.random_crops(self.content, cfg.crop, 4, np.random.default_rng(12345))
+        self.val = data.random_crops(self.content, cfg.crop, 4, np.random.default_rng(12345)).to(self.device)
         self.optimizer = self._optimizer()
         for g in self.optimizer.param_groups:
             g["base_lr"] = g["lr"]
@@ -164,7 +188,7 @@ class Distiller:
         frozen = {id(p) for b in self.student.attention_blocks() for p in b.parameters()} if st.freeze_style else set()
         params = [p for p in self.student.parameters() if id(p) not in frozen]
         r = self.retention(step, st.tau_k)
-        x = data.random_crops(self.content, cfg.crop, cfg.batch, self.rng)
+        x = data.random_crops(self.content, cfg.crop, cfg.batch, self.rng).to(self.device)
         self.student.train()
         y = self.student(x, 1.0 if cfg.self_distill else r)
         losses = self.loss_fn(y, x)
@@ -221,14 +245,15 @@ class Distiller:
     @torch.no_grad()
     def reorder(self) -> None:
         """Order channels by importance (heads by entropy) and permute the optimizer state the same way."""
-        scores = self.importance.scores()
+        # orders are computed on the CPU (the same stable sort on every device), indices moved to the weights
+        scores = {k: v.cpu() for k, v in self.importance.scores().items()}
         for b in self.student.attention_blocks():  # METHOD.md section 4: heads selected by entropy
-            scores[b.name] = b.head_entropy.clone()
+            scores[b.name] = b.head_entropy.cpu()
         params = self.student.channel_params()
         for name, score in scores.items():
             order = torch.argsort(score.to(torch.float64), descending=True, stable=True)
             for p, dim, block in params[name]:
-                idx = (order[:, None] * block + torch.arange(block)[None, :]).flatten()
+                idx = (order[:, None] * block + torch.arange(block)[None, :]).flatten().to(p.device)
                 for k, v in self.optimizer.state.get(p, {}).items():
                     if torch.is_tensor(v) and v.shape == p.shape:
                         v.copy_(v.index_select(dim, idx))
@@ -316,6 +341,8 @@ def main(argv=None) -> int:
     p.add_argument("--stats-weight", type=float, default=d.stats_weight,
                    help=f"weight of the colour/feature moment loss at {','.join(d.stats_layers)} (0: AD only)")
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto: CUDA when torch sees a GPU, else the CPU")
     p.add_argument("--fast", action="store_true", help="tiny run for tests (seconds)")
     p.add_argument("--no-export", action="store_true", help="skip writing the ONNX bundle")
     a = p.parse_args(argv)
@@ -332,6 +359,10 @@ def main(argv=None) -> int:
         p.error(f"--iters must be >= 1, got {cfg.iters}")
     if cfg.stats_weight < 0:
         p.error(f"--stats-weight must be >= 0, got {cfg.stats_weight}")
+    try:
+        device = resolve_device(a.device)
+    except ValueError as exc:
+        p.error(str(exc))
     torch.set_num_threads(cfg.threads)
     style, source, licence = data.style_image(a.style)
     name = a.name or (a.style if a.style in data.STYLES else Path(a.style).stem)
@@ -339,12 +370,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ck_dir = Path(a.checkpoint_dir) if a.checkpoint_dir else out
     ck_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Distiller(cfg, style, data.content_images(a.content))
+    trainer = Distiller(cfg, style, data.content_images(a.content), device)
     if a.resume:
         trainer.resume(Path(a.resume))
     record = {"command": "muon-ad distill " + shlex.join(argv), "seed": cfg.seed, "git_commit": _git_commit(),
               "git_dirty": _git_dirty(),
-              "train_config": dataclasses.asdict(cfg), "torch": str(torch.__version__),
+              "train_config": dataclasses.asdict(cfg), "torch": str(torch.__version__), "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "content": a.content or f"scikit-image: {', '.join(data.CONTENT_TRAIN)}",
               "style_source": source, "style_licence": licence}
     style_meta = {"name": name, "source": source, "licence": licence}
@@ -371,6 +403,7 @@ def main(argv=None) -> int:
                                 "projected_fraction": float(np.mean([r.get("projected", False)
                                                                       for r in trainer.log]))})
     (out / "training.json").write_text(json.dumps({**record, "log": trainer.log}, indent=1) + "\n")
+    trainer.student.cpu()   # the bundle is exported and checked on the CPU
     if not a.no_export:
         from .export import export_bundle
         export_bundle(trainer.student, out, style_meta={**style_meta, "image": style}, training_record=record)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from .distill import DEVICES, resolve_device
 from .features import TRAINING_NETWORK, feature_network
 from .losses import FORMS, AttentionDistillation
 from .muon import muon_update_image
@@ -24,22 +25,23 @@ UNSHUFFLE = 4
 def stylize_image(content: np.ndarray, style: np.ndarray, iters: int = 200, lr: float = 0.02,
                   optimizer: str = "muon", max_side: int = 384, form: str = "ad_l1",
                   content_weight: float = 0.25, network: str = TRAINING_NETWORK, seed: int = 0,
-                  tv_weight: float = 3.0, callback=None) -> np.ndarray:
+                  tv_weight: float = 3.0, callback=None, device="cpu") -> np.ndarray:
     """Return the stylized (H', W', 3) uint8 image (content scaled to max_side, sides multiples of 8).
 
     ``optimizer`` 'muon' (muon_update_image on the unshuffled latent) or 'adam' (AD's original choice).
     ``tv_weight`` weights a total-variation term (not in METHOD.md): without it the optimized pixels pick up
     high-frequency noise that the stride-8/16 feature layers do not see. ``callback(step, losses)`` is
-    called after every step if given.
+    called after every step if given. ``device`` is where the optimization runs (a torch device or name).
     """
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     if optimizer not in ("muon", "adam"):
         raise ValueError(f"optimizer must be 'muon' or 'adam', got {optimizer!r}")
     torch.manual_seed(seed)
-    c = data.to_tensor(data.resize_max(data.to_rgb(content), max_side, 8 * UNSHUFFLE))
-    s = data.to_tensor(data.resize_max(data.to_rgb(style), max_side, 8))
-    loss_fn = AttentionDistillation(feature_network(network), s, form=form, content_weight=content_weight)
+    device = torch.device(device)
+    c = data.to_tensor(data.resize_max(data.to_rgb(content), max_side, 8 * UNSHUFFLE)).to(device)
+    s = data.to_tensor(data.resize_max(data.to_rgb(style), max_side, 8)).to(device)
+    loss_fn = AttentionDistillation(feature_network(network).to(device), s, form=form, content_weight=content_weight)
     z = F.pixel_unshuffle(c, UNSHUFFLE).clone().requires_grad_(True)
     momentum = torch.zeros_like(z)
     adam = torch.optim.Adam([z], lr=lr) if optimizer == "adam" else None
@@ -75,7 +77,12 @@ def main(argv=None) -> int:
     p.add_argument("--content-weight", type=float, default=0.25)
     p.add_argument("--tv-weight", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when torch sees a GPU, else the CPU")
     a = p.parse_args(argv)
+    try:
+        device = resolve_device(a.device)
+    except ValueError as exc:
+        p.error(str(exc))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from tqdm import tqdm
     bar = tqdm(total=a.iters, desc="stylize", unit="it")
@@ -87,8 +94,8 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     out = stylize_image(data.load_image(a.content), data.style_image(a.style)[0], a.iters, a.lr, a.optimizer,
                         a.max_side, a.loss, a.content_weight, seed=a.seed, tv_weight=a.tv_weight,
-                        callback=progress)
+                        callback=progress, device=device)
     bar.close()
     data.save_image(a.out, out)
-    print(f"wrote {a.out} ({out.shape[1]}x{out.shape[0]}) in {time.perf_counter() - t:.1f} s")
+    print(f"wrote {a.out} ({out.shape[1]}x{out.shape[0]}) on {device} in {time.perf_counter() - t:.1f} s")
     return 0

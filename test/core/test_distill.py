@@ -122,3 +122,35 @@ def test_self_distillation_trains_the_full_network_and_a_random_level():
     assert calls[1::2] == [r["retention"] for r in trainer.log]
     # the early schedule floor is 0.95; self-distillation draws every level from the start
     assert min(r["retention"] for r in trainer.log) < 0.9
+
+
+def _fast_log(tmp_path, device):
+    out = tmp_path / device
+    assert distill.main(["--style", "mosaic", "--fast", "--iters", "4", "--out", str(out), "--no-export",
+                         "--device", device]) == 0
+    record = json.loads((out / "training.json").read_text())
+    return record, [(r["loss"], r["style"], r["content"]) for r in record["log"]]
+
+
+def test_distill_device_auto_gives_the_cpu_results(tmp_path):
+    cpu, cpu_log = _fast_log(tmp_path, "cpu")
+    auto, auto_log = _fast_log(tmp_path, "auto")
+    assert cpu["device"] == "cpu" and cpu["gpu"] is None
+    if torch.cuda.is_available():   # auto picked CUDA: the same run within float tolerance
+        assert auto["device"].startswith("cuda") and auto["gpu"]
+        assert np.allclose(auto_log, cpu_log, rtol=2e-3, atol=1e-5)
+    else:
+        assert auto["device"] == "cpu" and auto_log == cpu_log
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_distill_and_stylize_device_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), "--device", "cuda"])
+    assert exit_info.value.code == 2 and "device cuda: torch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        stylize.main(["--content", "x.png", "--style", "mosaic", "--out", str(tmp_path / "o.png"),
+                      "--device", "cuda"])
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="tpu"):
+        distill.resolve_device("tpu")
