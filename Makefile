@@ -6,7 +6,8 @@ RUN := VENV=$(VENV) tools/rosenv.sh
 DEMO_SECONDS ?= 40
 OUT ?= out
 
-.PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method soak clean
+.PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method soak clean \
+	check-tensorrt gpu-check
 
 env:
 	@VENV=$(VENV) tools/env.sh
@@ -44,6 +45,17 @@ bench-method: build
 
 soak: build
 	$(RUN) python -m muon_ad_ros.runner soak --seconds 600 --out $(OUT)/soak
+
+# Not part of `make test` (about 100 MB per release): installs the TensorRT Python bindings of each supported
+# release into ~/.cache/muon_ad_ros/tensorrt/<version>, checks every TensorRT name the package uses against
+# them, then runs the tests that need them. PLANT=BuilderFlag.NO_SUCH_FLAG adds a name to show it failing.
+check-tensorrt: env
+	$(RUN) python -m muon_ad_ros.bench.tensorrt_api $(if $(PLANT),--plant $(PLANT))
+	$(RUN) python -m pytest -q -rs test/runtime/test_tensorrt_api.py
+
+# For a machine with an NVIDIA GPU and no network (skips what it cannot run, with the reason).
+gpu-check: env
+	$(RUN) python -m muon_ad_ros.cli gpu-check --out $(OUT)/gpu_check
 
 clean:
 	rm -rf build install log $(OUT)

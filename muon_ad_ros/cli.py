@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": ("muon_ad_ros.core.evaluate", "contact sheet and metrics against the CPU peer"),
     "export": ("muon_ad_ros.core.export", "ONNX (FP32/FP16) bundle and TensorRT engines"),
     "make-recording": ("muon_ad_ros.camera.recording", "RealSense recording from bundled photographs"),
+    "gpu-check": ("muon_ad_ros.bench.gpu_check", "every GPU path once (torch CUDA, TensorRT, ORT CUDA, distill)"),
 }
 BENCHES = {
     "model": ("muon_ad_ros.core.bench_model", "student latency per resolution/backend/retention vs the peer"),
