@@ -5,8 +5,8 @@ and the tests use): camera sources, style_transfer (SCHED_FIFO), detection (belo
 Every node gets config/edge.yaml (or params_file:=...) and then this graph's own settings.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, TimerAction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
 from muon_ad_ros import graph
@@ -51,17 +51,15 @@ def _nodes(context):
     if not params_file:
         from ament_index_python.packages import get_package_share_directory
         params_file = f"{get_package_share_directory('muon_ad_ros')}/config/edge.yaml"
-    # one process every START_STAGGER_S seconds (simultaneous DDS participants sometimes never matched)
-    return [TimerAction(period=k * graph.START_STAGGER_S, actions=[
-                Node(package="muon_ad_ros", executable=s.executable, name=s.name, namespace=s.namespace,
-                     parameters=[params_file, s.parameters], remappings=list(s.remaps), output="screen",
-                     emulate_tty=True)])
-            for k, s in enumerate(specs)]
+    return [Node(package="muon_ad_ros", executable=s.executable, name=s.name, namespace=s.namespace,
+                 parameters=[params_file, s.parameters], remappings=list(s.remaps), output="screen",
+                 emulate_tty=True)
+            for s in specs]
 
 
 def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ARGS.items()]
-        # Sensor-data QoS images between processes need Fast DDS's LARGE_DATA transports (see graph.py).
-        + [SetEnvironmentVariable(k, v) for k, v in graph.TRANSPORT_ENV.items()]
+        # The graph's Fast DDS profile (graph.transport_profile) unless the user's shell names one.
+        + [SetEnvironmentVariable(k, EnvironmentVariable(k, default_value=v)) for k, v in graph.transport_env().items()]
         + [OpaqueFunction(function=_nodes)])

@@ -5,13 +5,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from muon_ad_ros.params import NODE_KINDS, node_params
 
-# Images travel as sensor-data QoS (best effort). Over Fast DDS's default UDP transport a lost
-# fragment drops the whole 640x480 frame: 92-100% were lost between processes in our measurement.
-# LARGE_DATA uses shared memory locally and TCP across hosts: 0% loss, p50 2.8 ms (ENVIRONMENT.md).
-TRANSPORT_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def transport_profile() -> Path:
+    """Returns the Fast DDS profile of the graph (config/fastdds.xml): shared memory with a segment that
+    holds whole frames, plus UDPv4. Images travel as sensor-data QoS (best effort); through Fast DDS's
+    default 512 KiB segment a 640x480 frame falls back to UDP fragments and one lost fragment drops it,
+    while this profile's publishers reach default ROS 2 processes whole (docs/transport.md has the
+    measurements)."""
+    source_tree = Path(__file__).resolve().parent.parent / "config" / "fastdds.xml"
+    if source_tree.exists():
+        return source_tree
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory("muon_ad_ros")) / "config" / "fastdds.xml"
+
+
+def transport_env() -> dict:
+    """Returns the environment variables of the graph's transport; a profile the user set is kept."""
+    return {PROFILE_VAR: os.environ.get(PROFILE_VAR) or str(transport_profile()),
+            "RMW_IMPLEMENTATION": os.environ.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp"}
+
 
 CAMERA_TOPIC = "/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
@@ -19,11 +37,6 @@ CSI_TOPIC = "/csi/image_raw"
 STYLE_PRIORITY = 80       # SCHED_FIFO priority of the style inference thread
 DETECTION_NICE = 5        # detection ranks below style: normal scheduling, lower nice priority
 DETECTION_RATE = 0.0      # detection rate_limit (Hz) in the edge graph; 0 = every frame its worker can take
-# Seconds between starting one node process and the next. Measured (Fast DDS 3.2, LARGE_DATA, one host,
-# style_transfer + detection + controller started together 25 times under a long-lived participant):
-# started at once, 3 of 25 starts left a subscription unmatched for the whole 40 s watched (every node
-# idle in py-spy dumps); started 0.5 s apart, 0 of 50.
-START_STAGGER_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,6 @@ def _join(namespace: str, sub: str) -> str:
 def node_env(base: dict | None = None) -> dict:
     """Returns the environment a node process needs (the transport settings added)."""
     env = dict(os.environ if base is None else base)
-    for k, v in TRANSPORT_ENV.items():
+    for k, v in transport_env().items():
         env.setdefault(k, v)
     return env

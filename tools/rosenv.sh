@@ -9,8 +9,8 @@ export AMENT_PREFIX_PATH="$here/install/muon_ad_ros:$VENV${AMENT_PREFIX_PATH:+:$
 export CMAKE_PREFIX_PATH="$VENV"
 export PYTHONPATH="$here:$here/install/muon_ad_ros/lib/python3.11/site-packages${PYTHONPATH:+:$PYTHONPATH}"
 export LD_LIBRARY_PATH="$here/install/muon_ad_ros/lib:$VENV/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# Large images over sensor-data (best-effort) QoS between processes: without this Fast DDS
-# fragments them over UDP and loses 92-100% of 640x480 frames (ENVIRONMENT.md, measured).
-export FASTDDS_BUILTIN_TRANSPORTS=${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}
+# The graph's Fast DDS profile (shared memory large enough for whole frames, plus UDPv4): its images
+# reach default ROS 2 processes without loss, and those processes need no variable (docs/transport.md).
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$here/config/fastdds.xml}
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 exec "$@"

@@ -15,6 +15,7 @@ from muon_ad_ros.camera.model import CameraModel
 from muon_ad_ros.camera.source import ENDED, RECONNECTING, STARTING, Frame, Pacer
 from muon_ad_ros.nodes import common
 from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes.links import LinkMonitor
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:
@@ -44,6 +45,7 @@ class CameraNode(Node):
         self.diag = common.Diagnostics(self, f"muon_ad_ros/{name}")
         self.values = common.declare_params(self, self.params, check, self._on_change)
         self.qos = common.image_qos()
+        self.links = LinkMonitor(self, self.diag, lambda: self.values["frame_timeout"])
         self.source = None
         self.source_error = ""
         self.throttled = 0
@@ -57,9 +59,10 @@ class CameraNode(Node):
         self.thread.start()
 
     def publisher(self, msg_type, topic: str):
-        """Returns a sensor-data QoS publisher that logs incompatible-QoS events."""
+        """Returns a sensor-data QoS publisher that logs incompatible-QoS events and is recreated when
+        DDS leaves a listed subscriber unmatched (nodes.links)."""
         _, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
-        return self.create_publisher(msg_type, topic, self.qos, event_callbacks=pub_cb)
+        return self.links.publisher(msg_type, topic, self.qos, event_callbacks=pub_cb)
 
     def _on_change(self, name: str, value):
         if name not in self.live_params:

@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image
 from muon_ad_ros.msg import PruningState
 from muon_ad_ros.nodes import common
 from muon_ad_ros.nodes.common import OK, WARN
+from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import controller as controller_params
 
 DETECTION_RATE_START = 10.0   # first rate_limit the loop gives detection when style is at its floor
@@ -44,8 +45,10 @@ class ControllerNode(Node):
         det = self.values["detection_node"]
         self.det_client = self.create_client(SetParameters, f"{ns}/{det}/set_parameters") if det else None
         self.arrivals = collections.deque(maxlen=1000)     # (receipt monotonic, latency ms)
-        self.create_subscription(PruningState, "stylized/pruning_state", self._on_state, common.reliable_qos())
-        self.create_subscription(Image, "depth", self._on_depth, common.image_qos())
+        # no stale_timeout of its own: a peer listed but unmatched for three control periods (2 s at least)
+        self.links = LinkMonitor(self, self.diag, lambda: max(2.0, 3 * self.values["period"]))
+        self.links.subscription(PruningState, "stylized/pruning_state", self._on_state, common.reliable_qos())
+        self.links.subscription(Image, "depth", self._on_depth, common.image_qos())
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
         self.drop_ratio = (float("nan"), 0.0)   # (dropped / received between two reports, when)

@@ -32,6 +32,7 @@ from muon_ad_ros.detect.draw import annotate, class_color
 from muon_ad_ros.msg import Detection, DetectionArray
 from muon_ad_ros.nodes import common
 from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import detection as detection_params
 
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
@@ -85,16 +86,16 @@ class DetectionNode(Node):
         self.qos = common.image_qos()
         image_topic = self.resolve_topic_name("image")
         sub_cb, _ = common.qos_event_callbacks(self, image_topic, self.qos)
-        self.create_subscription(Image, "image", self._on_image, self.qos, event_callbacks=sub_cb)
+        self.links = LinkMonitor(self, self.diag, lambda: self.values["stale_timeout"])
+        self.links.subscription(Image, "image", self._on_image, self.qos, event_callbacks=sub_cb, expect_data=True)
         # camera_info beside the image (image_transport convention), whatever `image` is remapped to.
         self.create_subscription(CameraInfo, image_topic.rsplit("/", 1)[0] + "/camera_info",
                                  self._on_camera_info, self.qos)
-        self.det_pub = self.create_publisher(DetectionArray, "detections", common.reliable_qos())
-        self.marker_pub = self.create_publisher(MarkerArray, "detections/markers", common.reliable_qos())
+        self.det_pub = self.links.publisher(DetectionArray, "detections", common.reliable_qos())
+        self.marker_pub = self.links.publisher(MarkerArray, "detections/markers", common.reliable_qos())
         annotated = self.resolve_topic_name("detections/image_annotated")
         _, pub_cb = common.qos_event_callbacks(self, annotated, self.qos)
-        self.image_pub = self.create_publisher(Image, "detections/image_annotated", self.qos,
-                                               event_callbacks=pub_cb)
+        self.image_pub = self.links.publisher(Image, "detections/image_annotated", self.qos, event_callbacks=pub_cb)
         self.diag.add_provider(self._report)
 
         self.slot = common.LatestFrame()

@@ -13,6 +13,7 @@ from sensor_msgs.msg import Image
 from muon_ad_ros.msg import PruningState
 from muon_ad_ros.nodes import common
 from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import style_transfer as style_params
 from muon_ad_ros.runtime import realtime
 from muon_ad_ros.runtime.style import default_model_dir, open_style_backend
@@ -57,14 +58,15 @@ class StyleTransferNode(Node):
         self.slots = [common.LatestFrame() for _ in topics]
         self.wake = threading.Event()
         self.image_pubs, self.subs = [], []
+        self.links = LinkMonitor(self, self.diag, lambda: self.values["stale_timeout"])
         for k, topic in enumerate(topics):
             out = "stylized/image_raw" if k == 0 else f"stylized/image_raw_{k}"
             sub_cb, _ = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
             _, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(out), self.qos)
-            self.subs.append(self.create_subscription(Image, topic, lambda m, k=k: self._on_image(k, m), self.qos,
-                                                      event_callbacks=sub_cb))
-            self.image_pubs.append(self.create_publisher(Image, out, self.qos, event_callbacks=pub_cb))
-        self.state_pub = self.create_publisher(PruningState, "stylized/pruning_state", common.reliable_qos())
+            self.subs.append(self.links.subscription(Image, topic, lambda m, k=k: self._on_image(k, m), self.qos,
+                                                     event_callbacks=sub_cb, expect_data=True))
+            self.image_pubs.append(self.links.publisher(Image, out, self.qos, event_callbacks=pub_cb))
+        self.state_pub = self.links.publisher(PruningState, "stylized/pruning_state", common.reliable_qos())
         self.diag.add_provider(self._report)
         self._running = True
         self.worker = threading.Thread(target=self._work, name="style_inference", daemon=True)
