@@ -6,7 +6,8 @@ RUN := VENV=$(VENV) tools/rosenv.sh
 DEMO_SECONDS ?= 40
 OUT ?= out
 
-.PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method soak clean \
+.PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method \
+	bench-transport bench-startup soak clean \
 	check-tensorrt gpu-check
 
 env:
@@ -29,7 +30,7 @@ test-core: env
 demo: build
 	$(RUN) python -m muon_ad_ros.runner demo --seconds $(DEMO_SECONDS) --out $(OUT)/demo
 
-bench: bench-model bench-detect bench-graph
+bench: bench-model bench-detect bench-transport bench-startup bench-graph
 
 bench-graph: build
 	$(RUN) python -m muon_ad_ros.cli bench graph --out $(OUT)/bench
@@ -39,6 +40,12 @@ bench-model: build
 
 bench-detect: build
 	$(RUN) python -m muon_ad_ros.cli bench detect --out $(OUT)/bench
+
+bench-transport: build
+	$(RUN) python -m muon_ad_ros.cli bench transport --out $(OUT)/bench
+
+bench-startup: build
+	$(RUN) python -m muon_ad_ros.cli bench startup --out $(OUT)/bench
 
 bench-method: build
 	$(RUN) python -m muon_ad_ros.cli bench method --out $(OUT)/bench

@@ -20,7 +20,9 @@ BENCHES = {
     "model": ("muon_ad_ros.core.bench_model", "student latency per resolution/backend/retention vs the peer"),
     "detect": ("muon_ad_ros.detect.bench", "detector latency per backend at 640x480"),
     "method": ("muon_ad_ros.core.bench_method", "Muon vs AdamW distillation, ablation"),
-    "graph": ("muon_ad_ros.bench_graph", "the edge graph at fixed camera rates, max sustainable rate"),
+    "graph": ("muon_ad_ros.bench.graph", "the edge graph at fixed camera rates, max sustainable rate"),
+    "transport": ("muon_ad_ros.bench.transport", "Fast DDS transports side by side, to/from default processes"),
+    "startup": ("muon_ad_ros.bench.startup", "the whole graph started N times at once: time to the first frames"),
 }
 
 

@@ -39,7 +39,7 @@ def node_command(spec: graph.NodeSpec, params_file: str, python: str = sys.execu
 class GraphProcesses:
     """The graph's node processes; stop() ends them (SIGINT, then SIGTERM, then SIGKILL)."""
 
-    stagger = graph.START_STAGGER_S     # seconds between node process starts (see graph.py)
+    stagger = 0.0       # seconds between node process starts (muon-ad bench startup --stagger compares)
 
     def __init__(self, specs: list[graph.NodeSpec], log_dir: str | Path | None = None, env: dict | None = None):
         self.specs = specs

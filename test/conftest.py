@@ -11,31 +11,16 @@ import pytest
 
 # Concurrent test runs on one machine must not hear each other's nodes.
 if "MUON_AD_ROS_TEST_DOMAIN" not in os.environ:
-    # at most 101: higher domains put DDS ports into Linux's ephemeral range (32768+), where the TCP
-    # connections of the LARGE_DATA transport take their local ports (ROS 2 domain ID guidance)
     os.environ["MUON_AD_ROS_TEST_DOMAIN"] = str(random.Random(os.getpid()).randint(20, 100))
 os.environ["ROS_DOMAIN_ID"] = os.environ["MUON_AD_ROS_TEST_DOMAIN"]
-os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+# The test process is a graph process: same transport profile as the nodes (tests that play a default
+# ROS 2 process start one without it).
+for _k, _v in __import__("muon_ad_ros.graph", fromlist=["transport_env"]).transport_env().items():
+    os.environ.setdefault(_k, _v)
 
-
-# Every wait in these tests ends as soon as its condition holds; the scale only lengthens a failing one.
-# Measured: on a loaded 2-core machine, 1 in ~8 runs of the style/controller node tests saw no DDS
-# discovery or first data between freshly started processes for 15-20 s (all nodes idle in py-spy dumps;
-# one node started alone: 0 of 120 start-ups; three started together: 3 of 25, see
-# graph.START_STAGGER_S; Fast DDS LARGE_DATA with tcp_negotiation_timeout=50 did not remove it).
-# Functional tests wait longer than that; latency is measured by the benchmarks.
+# Every wait in these tests ends as soon as its condition holds; the scale only lengthens a failing one
+# (a loaded 2-core CI machine runs node start-up, discovery and inference side by side).
 TIMEOUT_SCALE = float(os.environ.get("MUON_AD_TEST_TIMEOUT_SCALE", "2"))
-# Tests that start node processes are rerun up to twice (each attempt with new processes and a new
-# probe participant): besides the short stalls above, with the nodes started 0.5 s apart, a probe per
-# test and the scaled waits, 1 of 2 node-suite runs still had two nodes' endpoints never match (135 s
-# watched; every process idle). Not isolated in Fast DDS 3.2 + LARGE_DATA; reruns are reported ("R").
-NODE_TEST_RERUNS = int(os.environ.get("MUON_AD_TEST_RERUNS", "2"))
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "start_nodes" in getattr(item, "fixturenames", ()) and NODE_TEST_RERUNS:
-            item.add_marker(pytest.mark.flaky(reruns=NODE_TEST_RERUNS))
 
 
 def wait_for(predicate, timeout: float = 10.0, period: float = 0.05):

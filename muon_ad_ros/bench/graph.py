@@ -5,8 +5,8 @@ A player process publishes recorded frames at fixed rates into the real graph (s
 detection, controller as separate processes); a collector process-side node counts what comes out.
 For each rate: delivered FPS, missed frames, camera-to-output latency p50/p90/p99/max, jitter, CPU
 use and peak resident memory per node. Then a bisection for the maximum sustainable rate
-(output >= input - 5 Hz and <= 5 % missed). Also the raw transport between two processes.
-Writes bench_graph.json and bench_graph.md into --out.
+(output >= input - 5 Hz and <= 5 % missed). A probe that fails is reported with its reason and the
+run goes on. Writes bench_graph.json and bench_graph.md into --out.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from muon_ad_ros import graph
-from muon_ad_ros.demo import Collector, machine, percentiles, process_stats
+from muon_ad_ros.bench.report import machine, percentiles, write_report
+from muon_ad_ros.demo import Collector, process_stats
 
 TOPIC = "/camera/color/image_raw"
 
@@ -123,12 +124,23 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
                warmup: float = 2.0, profile_dir: Path | None = None) -> dict:
     """Returns the figures of one fixed-rate probe (with py-spy profiles of the window into profile_dir)."""
     launched = time.time()
-    player = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench_graph", "play", frames_path, str(rate),
+    player = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.graph", "play", frames_path, str(rate),
                                str(warmup + seconds + 5.0), str(subscribers)], stdout=subprocess.PIPE,
                               env=graph.node_env())
+    try:
+        return _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir)
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.wait()
+
+
+def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) -> dict:
     # The window starts `warmup` seconds after the first frame arrives, not after the player starts.
     deadline = launched + 30.0
     while time.time() < deadline and not any(t >= launched for t, _ in list(col.arrivals["raw"])[-5:]):
+        if player.poll() is not None:
+            raise RuntimeError(f"the player exited with {player.returncode} before its first frame arrived")
         time.sleep(0.05)
     time.sleep(warmup)
     cpu0 = process_stats(pids)
@@ -139,7 +151,10 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
     cpu1 = process_stats(pids)
     for proc, _ in profiles.values():
         proc.wait(timeout=30)
-    out, _ = player.communicate(timeout=30)
+    # the player ends 5 s after the window, once it has had 15 s to see its subscribers
+    out, _ = player.communicate(timeout=45)
+    if player.returncode:
+        raise RuntimeError(f"the player exited with {player.returncode}")
     sent = json.loads(out.decode().strip().splitlines()[-1])
     with col.lock:
         styl = [(t, lat) for t, lat in col.arrivals["stylized"] if t0 <= t < t1]
@@ -166,9 +181,17 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
     }
 
 
+def safe_probe(rate: float, *args, **kwargs) -> dict:
+    """Returns probe_rate's figures, or {'input_hz', 'error'} when the probe failed."""
+    try:
+        return probe_rate(args[0], args[1], rate, *args[2:], **kwargs)
+    except Exception as exc:     # one failed probe must not lose the others' results
+        return {"input_hz": rate, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def sustainable(r: dict) -> bool:
     """ros2_benchmark's criterion: output >= input - 5 Hz and <= 5 % missed."""
-    return r["stylized_fps"] >= r["input_hz"] - 5 and r["missed_pct"] <= 5.0
+    return "error" not in r and r["stylized_fps"] >= r["input_hz"] - 5 and r["missed_pct"] <= 5.0
 
 
 def to_markdown(report: dict) -> str:
@@ -179,6 +202,9 @@ def to_markdown(report: dict) -> str:
              "| transport received, p50 / p99 ms | CPU % per node | RSS MB per node |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["fixed_rates"] + report["search"]:
+        if "error" in r:
+            lines.append(f"| {r['input_hz']:g} | probe failed: {r['error']} | | | | | | | |")
+            continue
         lat, tr = r["latency_ms"], r["transport"]
         lines.append(f"| {r['input_hz']:g} | {r['stylized_fps']} | {r['missed_frames']} ({r['missed_pct']} %) | "
                      f"{lat['p50']} / {lat['p90']} / {lat['p99']} / {lat['max']} | {r['jitter_ms']} | "
@@ -210,16 +236,13 @@ def main(argv=None) -> int:
                     help="detection rate_limit in Hz (0 = every frame it can take)")
     ap.add_argument("--profile", action="store_true",
                     help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
-    ap.add_argument("--transport-only", action="store_true",
-                    help="no nodes: player -> subscriber only (image transport between two processes)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     frames_path = out / "bench_frames.npy"
     np.save(frames_path, load_frames())
-    specs = [] if a.transport_only else graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection,
-                                                           controller_mode=a.controller_mode,
-                                                           detection_rate=a.detection_rate)
+    specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode,
+                             detection_rate=a.detection_rate)
     from muon_ad_ros.runner import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC)
@@ -231,18 +254,17 @@ def main(argv=None) -> int:
         # the collector, plus every node that reads the camera topic
         subscribers = 1 + sum(1 for s in specs if any(dst == TOPIC for _, dst in s.remaps))
         for rate in [float(r) for r in a.rates.split(",")]:
-            r = probe_rate(col, str(frames_path), rate, a.seconds, pids, subscribers,
+            r = safe_probe(rate, col, str(frames_path), a.seconds, pids, subscribers,
                            profile_dir=out / "logs" if a.profile else None)
             report["fixed_rates"].append(r)
-            print(json.dumps({k: r[k] for k in ("input_hz", "stylized_fps", "missed_pct", "latency_ms")}), flush=True)
-        if a.transport_only:
-            a.search_steps = 0
+            print(json.dumps({k: r[k] for k in ("input_hz", "stylized_fps", "missed_pct", "latency_ms", "error")
+                              if k in r}), flush=True)
         ok = [r["input_hz"] for r in report["fixed_rates"] if sustainable(r)]
-        bad = [r["input_hz"] for r in report["fixed_rates"] if not sustainable(r)]
+        bad = [r["input_hz"] for r in report["fixed_rates"] if "error" not in r and not sustainable(r)]
         lo, hi = (max(ok) if ok else 1.0), (min(x for x in bad if x > max(ok, default=0)) if bad else 120.0)
         for _ in range(a.search_steps):
             mid = round((lo + hi) / 2, 1)
-            r = probe_rate(col, str(frames_path), mid, a.seconds, pids, subscribers)
+            r = safe_probe(mid, col, str(frames_path), a.seconds, pids, subscribers)
             report["search"].append(r)
             lo, hi = (mid, hi) if sustainable(r) else (lo, mid)
         report["max_sustainable_hz"] = max((r["input_hz"] for r in report["fixed_rates"] + report["search"]
@@ -251,22 +273,12 @@ def main(argv=None) -> int:
     finally:
         g.stop()
         col.close()
-    allr = report["fixed_rates"] + report["search"]
-    report["peak_graph_rss_mb"] = round(max(sum(r["rss_mb"].values()) for r in allr), 1) if allr else float("nan")
-    if a.transport_only:
-        report["transport"] = [{"input_hz": r["input_hz"], **r["transport"]} for r in report["fixed_rates"]]
-        md = "\n".join([f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; command: "
-                        f"`{report['command']}`", "", "| input Hz | received | p50 ms | p99 ms |", "|---|---|---|---|"]
-                       + [f"| {t['input_hz']:g} | {t['received_pct']} % | {t['latency_ms']['p50']} | "
-                          f"{t['latency_ms']['p99']} |" for t in report["transport"]])
-        name = "bench_transport"
-    else:
-        md, name = to_markdown(report), "bench_graph"
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
-    (out / f"{name}.md").write_text(md + "\n")
+    ran = [r for r in report["fixed_rates"] + report["search"] if "error" not in r]
+    report["peak_graph_rss_mb"] = round(max(sum(r["rss_mb"].values()) for r in ran), 1) if ran else float("nan")
+    md = to_markdown(report)
+    write_report(out, "bench_graph", report, md + "\n")
     print(md)
-    print(f"\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
-    return 0
+    return 0 if ran else 1
 
 
 if __name__ == "__main__":

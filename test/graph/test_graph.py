@@ -119,7 +119,7 @@ def test_detection_rate_reaches_the_detection_node_and_is_validated():
 
 
 def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):
-    from muon_ad_ros.bench_graph import summarize_profile
+    from muon_ad_ros.bench.graph import summarize_profile
     raw = tmp_path / "p.txt"
     raw.write_text("<module> (/a/node.py:10);_loop (/a/common.py:5);"
                    "run (/x/onnxruntime_inference_collection.py:220) 60\n"
@@ -132,22 +132,22 @@ def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):
     assert incl["<module> (node.py)"] == 100.0 and incl["_loop (common.py)"] == 90.0
 
 
-def test_node_processes_start_one_stagger_apart(tmp_path):
-    import sys
-
-    from muon_ad_ros.runner import GraphProcesses
-    specs = [s for s in graph.edge_graph(("realsense",)) if s.name in ("style_transfer", "detection", "controller")]
-    g = GraphProcesses(specs, tmp_path / "logs")
-    # each "node" only records when it started
-    g.prefix = [sys.executable, "-c", f"import time, uuid; open(r'{tmp_path}/' + uuid.uuid4().hex, 'w')"
-                                      ".write(repr(time.monotonic()))"]
-    g.start()
-    assert all(code == 0 for code in [p.wait(30) for p in g.procs.values()])
-    starts = sorted(float(p.read_text()) for p in tmp_path.iterdir() if p.is_file())
-    assert len(starts) == 3
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.8 * graph.START_STAGGER_S > 0
-
-
-def test_launch_file_staggers_the_node_starts():
+def test_launch_file_sets_the_transport_profile_unless_the_shell_names_one():
     src = (ROOT / "launch" / "edge.launch.py").read_text()
-    assert "TimerAction(period=k * graph.START_STAGGER_S" in src
+    assert "EnvironmentVariable(k, default_value=v)" in src and "graph.transport_env()" in src
+
+
+def test_bench_graph_reports_a_failed_probe_and_goes_on(tmp_path):
+    from muon_ad_ros.bench.graph import safe_probe, sustainable, to_markdown
+    from muon_ad_ros.demo import Collector
+    col = Collector("", raw_topic="/bench_graph_test/image")
+    try:
+        # the player cannot read its frames: the probe fails with a reason instead of raising
+        r = safe_probe(30.0, col, str(tmp_path / "missing.npy"), 1.0, {}, 1)
+    finally:
+        col.close()
+    assert r["input_hz"] == 30.0 and "player exited" in r["error"], r
+    assert not sustainable(r)
+    md = to_markdown({"machine": {"cpu": "x", "cores": 2, "python": "3"}, "command": "c", "fixed_rates": [r],
+                      "search": [], "max_sustainable_hz": 0.0, "probe_seconds": 1.0, "peak_graph_rss_mb": 0})
+    assert "probe failed: RuntimeError: the player exited" in md
