@@ -25,10 +25,10 @@ test: build
 	$(RUN) python -m pytest -q -rfER test
 
 test-core: env
-	$(RUN) python -m pytest -q test/core test/runtime test/detect
+	$(RUN) python -m pytest -q test/train test/runtime test/detect
 
 demo: build
-	$(RUN) python -m muon_ad_ros.runner demo --seconds $(DEMO_SECONDS) --out $(OUT)/demo
+	$(RUN) python -m muon_ad_ros.cli demo --seconds $(DEMO_SECONDS) --out $(OUT)/demo
 
 bench: bench-model bench-detect bench-transport bench-startup bench-graph
 
@@ -51,7 +51,7 @@ bench-method: build
 	$(RUN) python -m muon_ad_ros.cli bench method --out $(OUT)/bench
 
 soak: build
-	$(RUN) python -m muon_ad_ros.runner soak --seconds 600 --out $(OUT)/soak
+	$(RUN) python -m muon_ad_ros.cli soak --seconds 600 --out $(OUT)/soak
 
 # Not part of `make test` (about 100 MB per release): installs the TensorRT Python bindings of each supported
 # release into ~/.cache/muon_ad_ros/tensorrt/<version>, checks every TensorRT name the package uses against

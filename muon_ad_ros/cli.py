@@ -9,17 +9,20 @@ import importlib
 import sys
 
 COMMANDS = {
-    "distill": ("muon_ad_ros.core.distill", "distill a real-time student for one style image (Muon + AD loss)"),
-    "stylize": ("muon_ad_ros.core.stylize", "per-image Muon-AD optimization (offline, highest quality)"),
-    "eval": ("muon_ad_ros.core.evaluate", "contact sheet and metrics against the CPU peer"),
-    "export": ("muon_ad_ros.core.export", "ONNX (FP32/FP16) bundle and TensorRT engines"),
+    "run": ("muon_ad_ros.launcher.cli", "run the edge graph without ros2 launch until Ctrl-C"),
+    "demo": ("muon_ad_ros.launcher.cli", "the graph on a recording for a bounded time; saves its output"),
+    "soak": ("muon_ad_ros.launcher.cli", "the demo graph for a long time; stability report"),
+    "distill": ("muon_ad_ros.train.distill", "distill a real-time student for one style image (Muon + AD loss)"),
+    "stylize": ("muon_ad_ros.train.stylize", "per-image Muon-AD optimization (offline, highest quality)"),
+    "eval": ("muon_ad_ros.train.evaluate", "contact sheet and metrics against the CPU peer"),
+    "export": ("muon_ad_ros.train.export", "ONNX (FP32/FP16) bundle and TensorRT engines"),
     "make-recording": ("muon_ad_ros.camera.recording", "RealSense recording from bundled photographs"),
     "gpu-check": ("muon_ad_ros.bench.gpu_check", "every GPU path once (torch CUDA, TensorRT, ORT CUDA, distill)"),
 }
 BENCHES = {
-    "model": ("muon_ad_ros.core.bench_model", "student latency per resolution/backend/retention vs the peer"),
-    "detect": ("muon_ad_ros.detect.bench", "detector latency per backend at 640x480"),
-    "method": ("muon_ad_ros.core.bench_method", "Muon vs AdamW distillation, ablation"),
+    "model": ("muon_ad_ros.bench.model", "student latency per resolution/backend/retention vs the peer"),
+    "detect": ("muon_ad_ros.bench.detect", "detector latency per backend at 640x480"),
+    "method": ("muon_ad_ros.bench.method", "Muon vs AdamW distillation, ablation"),
     "graph": ("muon_ad_ros.bench.graph", "the edge graph at fixed camera rates, max sustainable rate"),
     "transport": ("muon_ad_ros.bench.transport", "Fast DDS transports side by side, to/from default processes"),
     "startup": ("muon_ad_ros.bench.startup", "the whole graph started N times at once: time to the first frames"),
@@ -47,6 +50,8 @@ def main(argv=None) -> int:
         rest = rest[1:]
     elif cmd in COMMANDS:
         module = COMMANDS[cmd][0]
+        if module == "muon_ad_ros.launcher.cli":
+            rest = [cmd] + rest     # one parser holds run, demo and soak
     else:
         print(f"muon-ad: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """The one description of the edge graph: nodes, executables, parameters, remaps, QoS transport
-settings and priorities. launch/edge.launch.py, the launch-free runner (muon_ad_ros.runner) and the
+settings and priorities. launch/edge.launch.py, the launch-free runner (muon_ad_ros.launcher) and the
 tests all read it, because launch/launch_ros cannot be installed on the development machines."""
 from __future__ import annotations
 

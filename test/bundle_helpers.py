@@ -10,8 +10,8 @@ def tiny_bundle(out_dir: Path) -> str:
     import numpy as np
     import torch
 
-    from muon_ad_ros.core.export import export_bundle
-    from muon_ad_ros.core.student import Student, StudentConfig
+    from muon_ad_ros.train.export import export_bundle
+    from muon_ad_ros.model.student import Student, StudentConfig
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     calib = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(2)]

@@ -162,7 +162,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def start_nodes(tmp_path, request):
     """Returns a function that starts graph.NodeSpec processes; all are stopped at teardown."""
-    from muon_ad_ros.runner import GraphProcesses
+    from muon_ad_ros.launcher.processes import GraphProcesses
     graphs = request.node.muon_ad_graphs = []
 
     def start(specs, env: dict | None = None, prefix: list[str] | None = None):

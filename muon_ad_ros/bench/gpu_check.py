@@ -125,7 +125,7 @@ def environment() -> dict:
 
 def style_torch_cuda(ctx) -> dict:
     torch = _torch_cuda()
-    from muon_ad_ros.core.export import load_checkpoint
+    from muon_ad_ros.train.export import load_checkpoint
     student, _, _ = load_checkpoint(ctx["model_dir"] / "student.pt")
     x = torch.from_numpy(_frame().transpose(2, 0, 1)[None] / np.float32(255)).float()
     out = {"model": str(ctx["model_dir"]), "input_hw": list(FRAME_HW), "levels": {}}
@@ -236,7 +236,7 @@ def onnxruntime_cuda(ctx) -> dict:
 
 def distill_cuda(ctx) -> dict:
     _torch_cuda()
-    from muon_ad_ros.core import data, distill
+    from muon_ad_ros.train import data, distill
     cfg = distill.TrainConfig(**distill.FAST | {"iters": 3})
     logs = {}
     for device in ("cpu", "cuda"):
@@ -266,7 +266,7 @@ PARTS = {"style_torch_cuda": style_torch_cuda, "style_tensorrt_fp16": style_tens
 
 def run(out: Path, parts=None, distill_steps: int = DISTILL_STEPS, model_dir=None, log=print) -> dict:
     """Runs the parts and returns the report (also written to out/gpu_check.json)."""
-    from muon_ad_ros.runtime.style import default_model_dir
+    from muon_ad_ros.model.bundle import default_model_dir
     out.mkdir(parents=True, exist_ok=True)
     ctx = {"out": out, "model_dir": Path(model_dir) if model_dir else default_model_dir(),
            "calibration": calibration_folder(out), "distill_steps": distill_steps}

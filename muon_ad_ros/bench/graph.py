@@ -21,7 +21,7 @@ import numpy as np
 
 from muon_ad_ros import graph
 from muon_ad_ros.bench.report import machine, percentiles, write_report
-from muon_ad_ros.demo import Collector, process_stats
+from muon_ad_ros.launcher.demo import Collector, process_stats
 
 TOPIC = "/camera/color/image_raw"
 
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     np.save(frames_path, load_frames())
     specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode,
                              detection_rate=a.detection_rate)
-    from muon_ad_ros.runner import GraphProcesses
+    from muon_ad_ros.launcher.processes import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC)
     report = {"machine": machine(), "command": "muon-ad bench graph " + " ".join(argv or sys.argv[1:]),

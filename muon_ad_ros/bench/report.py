@@ -10,15 +10,23 @@ from pathlib import Path
 import numpy as np
 
 
-def machine() -> dict:
-    """Returns what the figures were measured on."""
+def machine(*libraries: str) -> dict:
+    """Returns what the figures were measured on: CPU, cores, load, Python, kernel and the versions of the
+    named libraries (those not installed are left out)."""
+    import importlib
     cpu = ""
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release(), "machine": platform.machine()}
+    info = {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
+            "python": platform.python_version(), "kernel": platform.release(), "machine": platform.machine()}
+    for name in libraries:
+        try:
+            info[name] = importlib.import_module(name).__version__
+        except ImportError:
+            pass
+    return info
 
 
 def percentiles(values, qs=(50, 90, 99)) -> dict:

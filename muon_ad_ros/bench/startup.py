@@ -24,8 +24,8 @@ def first_after(col, kind: str, t0: float) -> float | None:
 
 def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
     from muon_ad_ros import graph
-    from muon_ad_ros.demo import Collector, ensure_recording
-    from muon_ad_ros.runner import GraphProcesses
+    from muon_ad_ros.launcher.demo import Collector, ensure_recording
+    from muon_ad_ros.launcher.processes import GraphProcesses
     specs = graph.edge_graph(("realsense",), recording=str(ensure_recording()))
     col = Collector()
     rows = []

@@ -7,18 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from muon_ad_ros.errors import BackendUnavailable, ModelError  # noqa: F401  (raised by every detector)
+
 BACKENDS = ("opencv_hog", "onnxruntime", "tensorrt")
 LAYOUTS = ("auto", "yolov5", "yolov8", "end2end")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
-
-
-class ModelError(ValueError):
-    """A model (or labels/calibration) file that is missing, corrupt or of the wrong shape; the
-    message names the file."""
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend's library or hardware is absent on this machine (e.g. TensorRT without a GPU)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import style_transfer as style_params
 from muon_ad_ros.runtime import realtime
-from muon_ad_ros.runtime.style import default_model_dir, open_style_backend
+from muon_ad_ros.model.bundle import default_model_dir
+from muon_ad_ros.runtime.style import open_style_backend
 
 # cv2 conversion into an rgb8 buffer, per accepted input encoding (None: already rgb8)
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,

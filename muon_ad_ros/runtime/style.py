@@ -1,75 +1,22 @@
 """Style-transfer inference backends behind one interface: ONNX Runtime (default), torch, TensorRT.
 
-A backend opens a model bundle (model.json + one model per retention level, see core/export.py),
+A backend opens a model bundle (model.json + one model per retention level, see train/export.py),
 loads every level at open time so that switching retention never pauses for a reload, and keeps
 its input/output buffers per frame shape so the hot path allocates nothing (METHOD.md section 6).
 No rclpy, and no torch import unless the torch or TensorRT backend is asked for.
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from muon_ad_ros.errors import BackendUnavailable, ModelError
+from muon_ad_ros.model.bundle import MIN_SIDE, MULTIPLE, PruningInfo, read_bundle
+
 KINDS = ("onnxruntime", "torch", "tensorrt")
-MULTIPLE, MIN_SIDE = 8, 64  # the student's input constraint (core/student.py)
-MODELS_ROOT = Path(__file__).resolve().parent.parent / "models"
-
-
-def default_model_dir() -> Path:
-    """Returns the shipped default style bundle (models/DEFAULT names it, else the first bundle; a path
-    without a bundle when none is shipped, which the backends then report as missing)."""
-    named = MODELS_ROOT / "DEFAULT"
-    if named.is_file():
-        return MODELS_ROOT / named.read_text().strip()
-    bundles = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
-    return bundles[0] if bundles else MODELS_ROOT / "default"
-
-
-class ModelError(ValueError):
-    """A model bundle file is missing, corrupt or of the wrong shape; the message names the file."""
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend cannot run on this machine (no GPU, no TensorRT); the message says why."""
-
-
-@dataclass
-class PruningInfo:
-    """The pruning state a retention level runs with (from model.json)."""
-
-    level: float
-    retention_per_stage: list[float]
-    kept_attention_layers: list[int]
-    attention_entropy: list[float]  # per attention block; NaN where the block is skipped
-    flops_fraction: float
-
-
-def read_bundle(model_dir: str | Path) -> tuple[Path, dict]:
-    """Return (directory, parsed model.json) after checking that every level's model file exists."""
-    root = Path(model_dir)
-    path = root / "model.json"
-    if not root.is_dir():
-        raise ModelError(f"model directory not found: {root}")
-    if not path.is_file():
-        raise ModelError(f"{path}: missing (a model bundle needs model.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
-    levels = meta.get("levels") if isinstance(meta, dict) else None
-    if not levels or not all(isinstance(lv, dict) and "retention" in lv and "onnx" in lv for lv in levels):
-        raise ModelError(f"{path}: needs a non-empty 'levels' list of {{'retention', 'onnx', ...}}")
-    for lv in levels:
-        if not (root / lv["onnx"]).is_file():
-            raise ModelError(f"{root / lv['onnx']}: missing (listed in {path} for retention {lv['retention']})")
-    return root, meta
-
-
 class StyleBackend:
     """Common part of the backends: level choice, pruning state, frame buffers and conversions."""
 
@@ -228,7 +175,7 @@ class TorchBackend(StyleBackend):
         super().__init__(model_dir, precision)
         import torch
 
-        from ..core.student import Student, StudentConfig
+        from muon_ad_ros.model.student import Student, StudentConfig
 
         if precision != "fp32":
             raise ValueError(f"torch backend precision must be fp32 on CPU, got {precision!r}")
@@ -272,14 +219,13 @@ class TensorRTBackend(StyleBackend):
     def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", input_hw=(480, 640),
                  dla_core: int | None = None, cache_dir=None, calibration_dir=None):
         super().__init__(model_dir, precision)
-        from ..core.export import engine_request
         from . import tensorrt_engine as te
 
         self.input_hw = tuple(input_hw)
         self.device = f"dla{dla_core}" if dla_core is not None else "cuda:0"
         self.contexts, self.reports = {}, {}
         for level in self.levels:
-            req = engine_request(self.root / self._info[level]["onnx"], precision, self.input_hw, level, dla_core,
+            req = te.engine_request(self.root / self._info[level]["onnx"], precision, self.input_hw, level, dla_core,
                                  calibration_dir, cache_dir)
             try:
                 engine, self.reports[level] = te.build_or_load(req)   # cached: built once per key

@@ -20,6 +20,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
@@ -461,3 +462,21 @@ class EngineRunner:
             out = {name: self.buffers[name].cpu() for name in self.outputs}
         self.stream.synchronize()
         return {name: t.numpy() for name, t in out.items()}
+
+
+def engine_request(onnx_path: str | Path, precision: str = "fp16", input_hw: tuple[int, int] = (480, 640),
+                   retention: float = 1.0, dla_core: int | None = None, calibration_dir: str | Path | None = None,
+                   cache_dir: str | Path | None = None) -> EngineRequest:
+    """Returns the builder's request for one bundle level: a static (1, 3, H, W) input (the DLA takes static
+    shapes only), the retention level in the cache key, and for INT8 calibration frames from calibration_dir
+    (default: the bundled photographs) resized to the engine's input."""
+    from muon_ad_ros.model.bundle import INPUT_NAME, MIN_SIDE, MULTIPLE, PHOTOS_DIR, check_retention
+    h, w = (int(v) for v in input_hw)
+    if min(h, w) < MIN_SIDE or h % MULTIPLE or w % MULTIPLE:
+        raise ValueError(f"engine input must be HxW with sides >= {MIN_SIDE} and multiples of {MULTIPLE}, got {h}x{w}")
+    calibration, calibration_id = None, ""
+    if check_precision(precision) == "int8":
+        calibration, calibration_id = calibration_source(str(calibration_dir or PHOTOS_DIR), (h, w))
+    return EngineRequest(str(onnx_path), precision, -1 if dla_core is None else int(dla_core),
+                         {INPUT_NAME: (1, 3, h, w)}, str(cache_dir or ""), calibration=calibration,
+                         calibration_id=calibration_id, retention=check_retention(retention))

@@ -7,7 +7,7 @@ import yaml
 
 from muon_ad_ros import config_gen, graph
 from muon_ad_ros.params import NODE_KINDS, Param, node_params, validate_all
-from muon_ad_ros.runner import node_command, params_yaml
+from muon_ad_ros.launcher.processes import node_command, params_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_PARAMS = [(kind, p) for kind in NODE_KINDS for p in node_params(kind)[0]]
@@ -139,7 +139,7 @@ def test_launch_file_sets_the_transport_profile_unless_the_shell_names_one():
 
 def test_bench_graph_reports_a_failed_probe_and_goes_on(tmp_path):
     from muon_ad_ros.bench.graph import safe_probe, sustainable, to_markdown
-    from muon_ad_ros.demo import Collector
+    from muon_ad_ros.launcher.demo import Collector
     col = Collector("", raw_topic="/bench_graph_test/image")
     try:
         # the player cannot read its frames: the probe fails with a reason instead of raising

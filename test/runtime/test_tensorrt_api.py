@@ -106,8 +106,8 @@ def test_values_are_followed_through_names_self_annotations_and_subclasses(tmp_p
 
 def test_the_package_modules_touching_tensorrt_are_all_walked():
     names = {p.relative_to(api.PACKAGE).as_posix() for p in api.trt_modules()}
-    assert {"runtime/tensorrt_engine.py", "detect/yolo_trt.py", "runtime/style.py", "core/export.py"} <= names
-    assert "core/student.py" not in names and "bench/tensorrt_api.py" not in names
+    assert {"runtime/tensorrt_engine.py", "detect/yolo_trt.py", "runtime/style.py", "train/export.py"} <= names
+    assert "model/student.py" not in names and "bench/tensorrt_api.py" not in names
     found = api.merge(api.collect())
     by_name = {api.dotted(p): e for p, e in found.items()}
     assert by_name["ICudaEngine().create_execution_context().execute_async_v3"]["optional"] is False

@@ -1,6 +1,6 @@
 """The shared TensorRT builder: the cache key, request checks and INT8 calibration sources run
 everywhere; building an engine needs an NVIDIA GPU with TensorRT and is tested in test/detect,
-test/core/test_export.py and test/runtime/test_style.py (skipped elsewhere)."""
+test/train/test_export.py and test/runtime/test_style.py (skipped elsewhere)."""
 import importlib.util
 import os
 

@@ -1,7 +1,7 @@
 """`muon-ad bench method` end to end at tiny settings: the report's structure, not its figures."""
 import json
 
-from muon_ad_ros.core import bench_method
+from muon_ad_ros.bench import method as bench_method
 
 
 def test_bench_method_fast_writes_reports(tmp_path):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_RETENTION = 0.4
+from muon_ad_ros.model.bundle import check_retention
 
 
 @dataclass
@@ -66,14 +66,6 @@ def kept(channels: int, retention: float, multiple: int = 1) -> int:
     """Return how many of `channels` a retention keeps: ceil(r * C) rounded up to `multiple`."""
     k = math.ceil(retention * channels - 1e-6)
     return max(1, min(channels, -(-k // multiple) * multiple))
-
-
-def check_retention(retention: float) -> float:
-    """Return `retention` as a float, or raise ValueError when it is outside [0.4, 1.0]."""
-    r = float(retention)
-    if not (MIN_RETENTION - 1e-6 <= r <= 1.0 + 1e-6) or math.isnan(r):
-        raise ValueError(f"retention must be in [{MIN_RETENTION}, 1.0], got {retention!r}")
-    return min(1.0, max(MIN_RETENTION, r))
 
 
 def check_input(x: torch.Tensor) -> None:
@@ -149,7 +141,7 @@ class AttentionBlock(nn.Module):
 
     @property
     def keep(self) -> bool:
-        """Return the entropy gate KeepLayer_i, set by core/pruning.py (METHOD.md section 4)."""
+        """Return the entropy gate KeepLayer_i, set by train/pruning.py (METHOD.md section 4)."""
         return bool(self.keep_gate)
 
     @keep.setter
@@ -190,6 +182,10 @@ class AttentionBlock(nn.Module):
 
 class Student(nn.Module):
     """Feed-forward style network: (N,3,H,W) RGB in [0,1] -> the stylized frame, same shape."""
+
+    # the layers that read the image and write the output (and the colour path beside them): AdamW's,
+    # not Muon's (train/muon.py muon_param_groups)
+    io_layers = ("stem", "out", "skip")
 
     def __init__(self, config: StudentConfig | None = None):
         super().__init__()
@@ -236,7 +232,7 @@ class Student(nn.Module):
     def channel_params(self) -> dict[str, list[tuple[torch.Tensor, int, int]]]:
         """Return {group: [(parameter, dim, block)]}: where each group's members sit in the weights.
 
-        Member m of a group occupies indices m*block .. m*block+block-1 along `dim`. core/pruning.py
+        Member m of a group occupies indices m*block .. m*block+block-1 along `dim`. train/pruning.py
         reduces per-weight scores over the other dims (and the block) to one score per member.
         """
         params: dict[str, list] = {g: [] for g in self.channel_groups()}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from muon_ad_ros.core import export
-from muon_ad_ros.core.student import Student
+from muon_ad_ros.train import export
+from muon_ad_ros.model.student import Student
 from muon_ad_ros.runtime.style import BackendUnavailable, ModelError, PruningInfo, open_style_backend
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
@@ -200,10 +200,10 @@ def test_tensorrt_backend_matches_onnxruntime(bundle, tmp_path):
 
 
 def test_default_model_is_the_bundle_models_default_names_and_it_loads():
-    from muon_ad_ros.runtime import style
-    named = (style.MODELS_ROOT / "DEFAULT").read_text().strip()
-    assert style.default_model_dir() == style.MODELS_ROOT / named
-    backend = open_style_backend("onnxruntime", style.default_model_dir(), threads=1)
+    from muon_ad_ros.model import bundle
+    named = (bundle.MODELS_ROOT / "DEFAULT").read_text().strip()
+    assert bundle.default_model_dir() == bundle.MODELS_ROOT / named
+    backend = open_style_backend("onnxruntime", bundle.default_model_dir(), threads=1)
     out = backend.infer(np.zeros((64, 96, 3), np.uint8), 0.4)
     assert out.shape == (64, 96, 3) and out.dtype == np.uint8
     backend.close()

@@ -3,7 +3,7 @@
 METHOD.md section 6 (deployment). A bundle holds one ONNX per retention level so the runtime loads
 them all at start and switches level without a reload pause. TensorRT engines of a bundle's levels
 come from the package's one builder, runtime/tensorrt_engine.py (FP16/INT8, optional DLA core with GPU
-fallback, cached under a key that includes the retention level); engine_request maps a level onto it.
+fallback, cached under a key that includes the retention level); runtime.tensorrt_engine.engine_request maps a level onto it.
 """
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..runtime import tensorrt_engine as te
-from ..runtime.tensorrt_engine import file_sha256
-from .student import FixedRetention, Student, StudentConfig, check_retention
+from muon_ad_ros.runtime import tensorrt_engine as te
+from muon_ad_ros.runtime.tensorrt_engine import file_sha256
+from muon_ad_ros.model.bundle import INPUT_NAME, OUTPUT_NAME, check_retention
+from muon_ad_ros.model.student import FixedRetention, Student, StudentConfig
 
 FORMAT_VERSION = 1
 LEVELS = (1.0, 0.7, 0.4)
 OPSET = 17
 MAX_ONNX_BYTES = 5 * 1024 * 1024
-INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 
 
 def level_tag(retention: float) -> str:
@@ -206,25 +206,6 @@ def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
 
 
 # -- TensorRT ---------------------------------------------------------------------------------------
-def engine_request(onnx_path: str | Path, precision: str = "fp16", input_hw: tuple[int, int] = (480, 640),
-                   retention: float = 1.0, dla_core: int | None = None, calibration_dir: str | Path | None = None,
-                   cache_dir: str | Path | None = None) -> te.EngineRequest:
-    """Return the shared builder's request for one bundle level: a static (1, 3, H, W) input (the DLA
-    takes static shapes only), the retention level in the cache key, and for INT8 calibration frames
-    from calibration_dir (default: the bundled photographs) resized to the engine's input."""
-    h, w = (int(v) for v in input_hw)
-    if min(h, w) < 64 or h % 8 or w % 8:
-        raise ValueError(f"engine input must be HxW with sides >= 64 and multiples of 8, got {h}x{w}")
-    calibration, calibration_id = None, ""
-    if te.check_precision(precision) == "int8":
-        from . import data
-        images = str(calibration_dir) if calibration_dir else data.content_images(split="train")
-        calibration, calibration_id = te.calibration_source(images, (h, w))
-    return te.EngineRequest(str(onnx_path), precision, -1 if dla_core is None else int(dla_core),
-                            {INPUT_NAME: (1, 3, h, w)}, str(cache_dir or ""), calibration=calibration,
-                            calibration_id=calibration_id, retention=check_retention(retention))
-
-
 def _hw(text: str) -> tuple[int, int]:
     """Return (H, W) from an 'HxW' argument."""
     try:
@@ -269,7 +250,7 @@ def main(argv=None) -> int:
               f"flops x{lv['flops_fraction']:.2f} attention {lv['kept_attention_layers']}")
     if a.trt:
         for lv in meta["levels"]:
-            req = engine_request(Path(a.out) / lv["onnx"], a.trt, a.trt_shape, lv["retention"], a.dla_core,
+            req = te.engine_request(Path(a.out) / lv["onnx"], a.trt, a.trt_shape, lv["retention"], a.dla_core,
                                  a.calibration, a.engine_cache)
             try:
                 _, report = te.build_or_load(req)

@@ -1,7 +1,7 @@
 """Entropy-driven dynamic pruning (METHOD.md section 4): layer gate, head selection, channel importance,
 retention schedule and distance-aware (depth) retention.
 
-The student (core/student.py) runs a retention r by slicing the first ceil(r*C) channels of each group;
+The student (model/student.py) runs a retention r by slicing the first ceil(r*C) channels of each group;
 this module decides the ORDER of those channels (importance scores) and which attention layers and
 heads survive.
 """

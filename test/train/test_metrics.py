@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from muon_ad_ros.core import data, metrics
+from muon_ad_ros.train import data, metrics
 
 
 @pytest.fixture(scope="module")

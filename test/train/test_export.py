@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from muon_ad_ros.core import data, export
-from muon_ad_ros.core.student import Student
+from muon_ad_ros.train import data, export
+from muon_ad_ros.model.student import Student
 from muon_ad_ros.runtime import tensorrt_engine as te
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
@@ -73,7 +73,7 @@ def test_onnx_is_opset_17_with_named_dynamic_io(bundle):
 
 
 def test_head_resize_input_is_reshaped_away_from_the_conv(bundle):
-    # core/student.py: a Reshape between the head's conv and its full-resolution Resize keeps ONNX
+    # model/student.py: a Reshape between the head's conv and its full-resolution Resize keeps ONNX
     # Runtime from resizing in its blocked 8-channel layout (measured 1.1-1.2 ms a frame at 640x480)
     model = onnx.load(str(bundle / "student_r040.onnx"))
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -121,7 +121,7 @@ def test_student_pt_loads_with_weights_only_and_reproduces_the_gate(bundle, stud
 
 def test_distill_checkpoint_with_config_and_record_loads(tmp_path):
     cfg = {"widths": [16, 32], "res_hidden": 32}
-    from muon_ad_ros.core.student import StudentConfig
+    from muon_ad_ros.model.student import StudentConfig
     net = Student(StudentConfig(widths=(16, 32), res_hidden=32))
     path = tmp_path / "ckpt.pt"
     torch.save({"student": net.state_dict(), "config": cfg, "record": {"seed": 1}, "style": {"name": "x"}}, path)
@@ -154,21 +154,22 @@ def test_level_tag_and_bad_level():
 
 def test_engine_request_maps_a_bundle_level_onto_the_shared_builder(bundle, tmp_path):
     onnx_path = bundle / "student_r040.onnx"
-    req = export.engine_request(onnx_path, "fp16", (480, 640), 0.4, dla_core=0, cache_dir=tmp_path)
+    req = te.engine_request(onnx_path, "fp16", (480, 640), 0.4, dla_core=0, cache_dir=tmp_path)
     assert req.onnx_path == str(onnx_path) and req.precision == "fp16" and req.dla_core == 0
     assert req.input_shapes == {export.INPUT_NAME: (1, 3, 480, 640)}   # static: the DLA needs it
     assert req.retention == 0.4 and req.cache_dir == str(tmp_path) and req.calibration is None
-    assert export.engine_request(onnx_path).dla_core == -1   # no DLA core: GPU only
+    assert te.engine_request(onnx_path).dla_core == -1   # no DLA core: GPU only
     with pytest.raises(ValueError, match="bf8"):
-        export.engine_request(onnx_path, "bf8")
+        te.engine_request(onnx_path, "bf8")
     with pytest.raises(ValueError, match="470x640"):
-        export.engine_request(onnx_path, "fp16", (470, 640))
+        te.engine_request(onnx_path, "fp16", (470, 640))
 
 
 def test_int8_request_calibrates_on_the_bundled_photographs_as_the_model_sees_frames(bundle):
-    req = export.engine_request(bundle / "student_r100.onnx", "int8", (96, 128))
+    req = te.engine_request(bundle / "student_r100.onnx", "int8", (96, 128))
+    from muon_ad_ros.model.bundle import PHOTOS_DIR
     frames = list(req.calibration())
-    assert len(frames) == len(data.CONTENT_TRAIN) and req.calibration_id
+    assert len(frames) == len(te.calibration_files(str(PHOTOS_DIR))) >= 4 and req.calibration_id
     assert {f.shape for f in frames} == {(1, 3, 96, 128)} and {f.dtype for f in frames} == {np.dtype(np.float32)}
     assert 0.0 <= min(f.min() for f in frames) and max(f.max() for f in frames) <= 1.0
     # the same frames through the bundle's ONNX give a finite stylized frame: the input matches the model
@@ -189,7 +190,7 @@ def test_export_cli_says_why_engines_are_skipped_without_tensorrt(student, tmp_p
 
 @pytest.mark.skipif(not HAS_TRT, reason="no NVIDIA GPU / TensorRT on this machine")
 def test_engine_is_built_once_and_cached(bundle, tmp_path):
-    req = export.engine_request(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
+    req = te.engine_request(bundle / "student_r100.onnx", "fp16", cache_dir=tmp_path)
     _, first = te.build_or_load(req)
     _, again = te.build_or_load(req)
     assert first.built and not again.built and first.path == again.path and first.retention == 1.0
@@ -201,6 +202,6 @@ def test_int8_engine_with_calibration_and_dla_report(bundle, tmp_path):
     import tensorrt as trt
     if trt.Builder(trt.Logger()).num_DLA_cores == 0:
         pytest.skip("this GPU has no DLA core")
-    _, report = te.build_or_load(export.engine_request(bundle / "student_r040.onnx", "int8", retention=0.4,
+    _, report = te.build_or_load(te.engine_request(bundle / "student_r040.onnx", "int8", retention=0.4,
                                                        dla_core=0, cache_dir=tmp_path))
     assert report.built and report.dla_layers and report.device == "DLA0 + GPU fallback"

@@ -2,7 +2,7 @@
 
 SSIM is scikit-image's; the style distances are the two classic statistics of a style (Gatys' Gram
 matrices, and the channel mean/std of AdaIN) computed on a frozen feature network from
-core/features.py (or any callable returning {layer: (N,C,h,w)}), so a distance can be measured on
+train/features.py (or any callable returning {layer: (N,C,h,w)}), so a distance can be measured on
 a network the student was not trained with.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def style_distance(image: np.ndarray, style: np.ndarray, network: str | FeatureF
                    kind: str = "gram", max_side: int = 384) -> float:
     """Return the style distance of image to style: mean over layers of the squared Gram (or mean/std) gap.
 
-    `network`: a core/features.py network name or a callable x -> {layer: features}.
+    `network`: a train/features.py network name or a callable x -> {layer: features}.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

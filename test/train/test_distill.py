@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from muon_ad_ros.core import data, distill, stylize
+from muon_ad_ros.train import data, distill, stylize
 
 
 def test_distill_fast_writes_bundle_and_record(tmp_path):

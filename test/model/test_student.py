@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from muon_ad_ros.core.student import SlicedConv, Student, StudentConfig, check_retention
+from muon_ad_ros.model.bundle import check_retention
+from muon_ad_ros.model.student import SlicedConv, Student, StudentConfig
 
 
 @pytest.fixture(scope="module")

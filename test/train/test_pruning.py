@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from muon_ad_ros.core.curriculum import Curriculum
-from muon_ad_ros.core.projection import cosine, project_conflict
-from muon_ad_ros.core.pruning import (ChannelImportance, apply_layer_gate, attention_entropy,
+from muon_ad_ros.train.curriculum import Curriculum
+from muon_ad_ros.train.projection import cosine, project_conflict
+from muon_ad_ros.train.pruning import (ChannelImportance, apply_layer_gate, attention_entropy,
                                       depth_retention_map, frame_retention, keep_layers, prune_mask,
                                       retention_schedule, select_heads)
-from muon_ad_ros.core.student import Student, StudentConfig
+from muon_ad_ros.model.student import Student, StudentConfig
 
 
 # -- projection ----------------------------------------------------------------------------------

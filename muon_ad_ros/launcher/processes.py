@@ -1,14 +1,9 @@
-"""Launch-free runner: starts the edge graph of graph.py as one process per node (what
-launch/edge.launch.py does on a ROS 2 machine), and the bounded demo that records its output.
-
-  python -m muon_ad_ros.runner run  [--cameras realsense] [--recording PATH] ...   (until Ctrl-C)
-  python -m muon_ad_ros.runner demo --seconds 40 --out out/demo
-"""
+"""Starts the edge graph of graph.py as one process per node, as launch/edge.launch.py does on a ROS 2
+machine: the command line and parameters file of each node, and the runner's graph arguments (every
+argument of the launch file has a --flag twin)."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -122,48 +117,3 @@ def specs_from_args(a: argparse.Namespace) -> list[graph.NodeSpec]:
                             detection_backend=a.detection_backend, detection_model=a.detection_model,
                             detection_rate=a.detection_rate, controller_mode=a.controller_mode,
                             target_fps=a.target_fps, style_input=a.style_input)
-
-
-def cmd_run(a) -> int:
-    with GraphProcesses(specs_from_args(a), a.log_dir) as g:
-        print(f"graph running ({', '.join(g.procs)}); logs in {g.log_dir}; Ctrl-C stops it", flush=True)
-        try:
-            while all(g.alive().values()):
-                time.sleep(0.5)
-            print(f"a node exited: {g.alive()}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 0
-
-
-def cmd_demo(a) -> int:
-    from muon_ad_ros import demo
-    return demo.run_demo(a)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m muon_ad_ros.runner", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run the edge graph until Ctrl-C")
-    _graph_args(run)
-    run.add_argument("--log-dir", default=None)
-    demo = sub.add_parser("demo", help="run the demo graph on a recording for a bounded time and save its output")
-    _graph_args(demo)
-    demo.add_argument("--seconds", type=float, default=40.0)
-    demo.add_argument("--out", default="out/demo")
-    soak = sub.add_parser("soak", help="run the demo graph for a long time and report stability")
-    _graph_args(soak)
-    soak.add_argument("--seconds", type=float, default=600.0)
-    soak.add_argument("--out", default="out/soak")
-    a = ap.parse_args(argv)
-    if a.cmd == "run":
-        return cmd_run(a)
-    if a.cmd == "demo":
-        return cmd_demo(a)
-    from muon_ad_ros import demo as demo_mod
-    return demo_mod.run_soak(a)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,32 +12,17 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from muon_ad_ros.bench.report import machine
+
 SIZES = ("320x240", "640x480", "1280x720")
 BACKENDS = ("onnxruntime-fp32", "onnxruntime-fp16", "torch")
 CURVE = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-
-
-def machine_info() -> dict:
-    """Return the CPU model, core count, load average and library versions of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-    import torch
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
 
 
 def session_options(threads: int):
@@ -87,14 +72,14 @@ def cycler(items: list):
 
 def default_model(tmp: Path) -> tuple[Path, str]:
     """Return (the shipped default bundle, its name), or an untrained student exported into tmp."""
-    from ..runtime.style import default_model_dir
+    from muon_ad_ros.model.bundle import default_model_dir
     shipped = default_model_dir()  # the style node's default
     if (shipped / "model.json").is_file():
         return shipped, shipped.name
     import torch
 
-    from .export import export_bundle
-    from .student import Student
+    from muon_ad_ros.train.export import export_bundle
+    from muon_ad_ros.model.student import Student
     torch.manual_seed(0)
     export_bundle(Student(), tmp / "untrained", calibration_images=torch.rand(1, 3, 64, 64), fp16=True,
                   style_meta={"name": "untrained"})
@@ -105,7 +90,7 @@ def frames_at(size: str, count: int) -> list[np.ndarray]:
     """Return `count` evaluation photographs resized to a 'WxH' size."""
     import cv2
 
-    from . import data
+    from muon_ad_ros.train import data
     w, h = (int(v) for v in size.lower().split("x"))
     photos = data.content_images(split="eval")
     return [cv2.resize(photos[i % len(photos)], (w, h), interpolation=cv2.INTER_AREA) for i in range(count)]
@@ -145,7 +130,7 @@ class Peer:
 
 def bench_sizes(model_dir: Path, a, peer: Peer | None) -> dict:
     """Return {size: {entry: percentiles}} for every backend x level and the peer, plus ratios."""
-    from ..runtime.style import ModelError, open_style_backend
+    from muon_ad_ros.runtime.style import ModelError, open_style_backend
     backends = {}
     for spec in a.backends:
         kind, _, precision = spec.partition("-")
@@ -187,9 +172,9 @@ def pruning_curve(model_dir: Path, a) -> list[dict]:
     """Return per retention: FLOPs fraction, ORT latency at 640x480, SSIM to unpruned output and content."""
     import torch
 
-    from . import data
-    from .export import export_onnx, load_checkpoint
-    from .metrics import ssim
+    from muon_ad_ros.train import data
+    from muon_ad_ros.train.export import export_onnx, load_checkpoint
+    from muon_ad_ros.train.metrics import ssim
     import onnxruntime as ort
     student, _, _ = load_checkpoint(model_dir / "student.pt")
     for blk in student.attention_blocks():
@@ -267,12 +252,12 @@ def main(argv=None) -> int:
     command = "muon-ad bench model " + " ".join(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, name = (Path(a.model), a.model) if a.model else default_model(Path(tmp))
-        report = {"model": name, "command": command.strip(), "threads": a.threads, "machine": machine_info()}
+        report = {"model": name, "command": command.strip(), "threads": a.threads, "machine": machine("onnxruntime", "torch")}
         print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
               f"load average {report['machine']['load_average'][0]:.2f}; model: {name}")
         peer = None
         if not a.no_peer:
-            from . import data
+            from muon_ad_ros.train import data
             style = data.load_image(model_dir / "style.png") if (model_dir / "style.png").is_file() \
                 else data.style_image("mosaic")[0]
             peer = Peer(a.threads, style)

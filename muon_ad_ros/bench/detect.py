@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -18,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from muon_ad_ros.bench.report import machine
 from muon_ad_ros.detect import DetectorConfig, make_detector
 from muon_ad_ros.detect.synthetic import conv_yolo_model
 
@@ -25,14 +25,9 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 YOLOV8N_GMACS = 4.4   # Ultralytics' published 8.7 GFLOPs at 640
 
 
-def machine() -> dict:
-    """Returns what the numbers depend on: CPU, cores, load, library versions, GPU if any."""
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+def ort_providers() -> list[str]:
     import onnxruntime as ort
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(), "platform": platform.platform(), "opencv": cv2.__version__,
-            "onnxruntime": ort.__version__, "onnxruntime_providers": ort.get_available_providers()}
+    return ort.get_available_providers()
 
 
 def frames() -> list[np.ndarray]:
@@ -88,8 +83,8 @@ def to_markdown(report: dict) -> str:
     """Returns the report as a Markdown table with the machine above it."""
     m = report["machine"]
     lines = [f"# Detection latency at 640x480 ({report['date']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average_1m']} at start and "
-             f"{m.get('load_average_1m_end', '?')} at the end (other processes share the cores); OpenCV {m['opencv']}, "
+             f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average'][0]:.2f} at start and "
+             f"{m.get('load_average_1m_end', '?')} at the end (other processes share the cores); OpenCV {m['cv2']}, "
              f"onnxruntime {m['onnxruntime']} ({', '.join(m['onnxruntime_providers'])}).", "",
              f"Command: `{report['command']}`", "", report["model_note"], "",
              "| configuration | runs as | p50 ms | p90 ms | p99 ms | FPS at p50 | boxes/frame | note |",
@@ -124,7 +119,7 @@ def main(argv=None) -> int:
                     f"random-weight YOLOv8-layout network ({gmacs:.2f} GMACs at 640x640; YOLOv8n: {YOLOV8N_GMACS}) "
                     "stands in: latency is representative, its boxes are not.")
         report = {"date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["muon-ad bench detect", *(argv or [])]),
-                  "machine": machine(), "model_note": note, "results": []}
+                  "machine": {**machine("cv2", "onnxruntime"), "onnxruntime_providers": ort_providers()}, "model_note": note, "results": []}
         print(json.dumps(report["machine"], indent=1))
         for label, cfg, case_note in cases(model, not a.model):
             result = {"label": label, "note": case_note, **time_detector(cfg, images, a.runs)}

@@ -1,6 +1,6 @@
 """`muon-ad distill`: distill a real-time student for one style image with the Muon-AD recipe.
 
-METHOD.md sections 1-5: AD loss on the frozen pretrained feature network (core/features.py), Muon for the
+METHOD.md sections 1-5: AD loss on the frozen pretrained feature network (train/features.py), Muon for the
 hidden weights, gradient-conflict projection (off by default, see TrainConfig), the three-phase curriculum,
 and pruning-aware training: with self-distillation (the default) every step trains the full network on the
 AD loss and a random retention in [0.4, 1] to reproduce it; without it (``self_distill=0``) every step runs
@@ -28,7 +28,8 @@ from .losses import FORMS, AttentionDistillation
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
 from .pruning import ChannelImportance, apply_layer_gate, retention_schedule
-from .student import MIN_RETENTION, Student, StudentConfig
+from muon_ad_ros.model.bundle import MIN_RETENTION
+from muon_ad_ros.model.student import Student, StudentConfig
 
 
 @dataclass
@@ -273,7 +274,7 @@ class Distiller:
         return apply_layer_gate(self.student)
 
     def checkpoint(self, path: Path, **extra) -> None:
-        """Write a resumable checkpoint (also read by core/export.py's load_checkpoint); ``extra`` keys added."""
+        """Write a resumable checkpoint (also read by train/export.py's load_checkpoint); ``extra`` keys added."""
         torch.save({**extra, "student": self.student.state_dict(), "config": dataclasses.asdict(self.student.config),
                     "optimizer": self.optimizer.state_dict(), "curriculum": self.curriculum.state_dict(),
                     "step": self.step, "log": self.log, "rng": self.rng.bit_generator.state,
@@ -412,7 +413,7 @@ def main(argv=None) -> int:
 
 
 def _git_dirty() -> bool | None:
-    """Return whether core/ (the training code) differs from the recorded commit (None outside a git checkout)."""
+    """Return whether train/ (the training code) differs from the recorded commit (None outside a git checkout)."""
     import subprocess
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -14,26 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from muon_ad_ros.bench.report import machine, percentiles
 
-
-def machine() -> dict:
-    """Returns what the figures were measured on."""
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release(), "machine": platform.machine()}
-
-
-def percentiles(values, qs=(50, 90, 99)) -> dict:
-    """Returns {'p50': .., 'p90': .., 'p99': .., 'max': .., 'n': ..} of a list (NaN when empty)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return {**{f"p{q}": float("nan") for q in qs}, "max": float("nan"), "n": 0}
-    return {**{f"p{q}": round(float(np.percentile(arr, q)), 2) for q in qs}, "max": round(float(arr.max()), 2),
-            "n": int(arr.size)}
 
 
 class Collector:
@@ -178,7 +158,7 @@ def process_stats(pids: dict[str, int]) -> dict[str, dict]:
 
 def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sample_every: float = 5.0):
     """Runs the graph of runner arguments `a` for warmup + seconds; returns (collector, graph, summary)."""
-    from muon_ad_ros.runner import GraphProcesses, specs_from_args
+    from muon_ad_ros.launcher.processes import GraphProcesses, specs_from_args
     specs = specs_from_args(a)
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector(a.namespace, video_path=out / "stylized.mp4", snapshot_dir=out)

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from muon_ad_ros.core import data, distill, stylize
+from muon_ad_ros.train import data, distill, stylize
 
 
 def test_stylize_on_the_auto_device_matches_the_cpu():

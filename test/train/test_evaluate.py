@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from muon_ad_ros.core import bench_model, data, evaluate, export
-from muon_ad_ros.core.student import Student
+from muon_ad_ros.bench import model as bench_model
+from muon_ad_ros.train import data, evaluate, export
+from muon_ad_ros.model.student import Student
 
 
 @pytest.fixture(scope="module")

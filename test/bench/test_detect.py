@@ -2,7 +2,7 @@
 never asserted)."""
 import json
 
-from muon_ad_ros.detect import bench
+from muon_ad_ros.bench import detect as bench
 
 
 def test_bench_writes_json_and_markdown_for_every_backend(tmp_path, capsys):

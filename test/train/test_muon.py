@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from muon_ad_ros.core.muon import (Muon, muon_param_groups, muon_update_image, update_scale,
+from muon_ad_ros.train.muon import (Muon, muon_param_groups, muon_update_image, update_scale,
                                    zeropower_via_newtonschulz5)
 
 
@@ -111,6 +111,22 @@ def test_param_groups_send_edges_and_vectors_to_adamw():
     assert muon_ids == {id(net[1].weight)}
     with pytest.raises(ValueError, match="1-D"):
         Muon([{"params": [net[1].bias], "use_muon": True}])
+
+
+def test_param_groups_of_the_student_by_role():
+    """The student's input conv and output conv go to AdamW with every bias and gain, whatever order the
+    parameters are registered in; every hidden conv (down, residual, attention, up, dec) to Muon."""
+    from muon_ad_ros.model.student import Student
+    student = Student()
+    muon, adam = muon_param_groups(student)
+    names = {id(p): n for n, p in student.named_parameters()}
+    muon_names = {names[id(p)] for p in muon["params"]}
+    adam_names = {names[id(p)] for p in adam["params"]}
+    assert {"stem.weight", "out.weight", "colour_gain"} <= adam_names
+    assert all(n.endswith(".bias") or n in ("stem.weight", "out.weight", "colour_gain") for n in adam_names)
+    hidden = {n for n, p in student.named_parameters()
+              if p.ndim == 4 and n not in ("stem.weight", "out.weight", "colour_gain")}
+    assert muon_names == hidden and "down.weight" in muon_names and "attn.0.q.weight" in muon_names
 
 
 def test_image_update_reduces_a_quadratic():

@@ -115,18 +115,29 @@ class Muon(torch.optim.Optimizer):
         p.addcdiv_(state["exp_avg"], denom, value=-g["lr"] / (1 - b1 ** state["step"]))
 
 
-def muon_param_groups(model: torch.nn.Module, exclude: tuple[str, ...] = ()) -> list[dict]:
-    """Return [muon group, adamw group]: hidden >=2-D weights to Muon; biases, norms, first/last layer to AdamW.
+def is_gain(p: torch.Tensor) -> bool:
+    """Return whether a parameter is a vector in disguise (biases, norms, gains shaped (1, C, 1, 1)):
+    at most one of its dimensions is larger than 1, so it has no matrix for Newton-Schulz to orthogonalize."""
+    return sum(d > 1 for d in p.shape) <= 1
 
-    The first and last >=2-D weights in registration order count as the first and last layers;
-    names starting with any prefix in ``exclude`` also go to AdamW.
+
+def muon_param_groups(model: torch.nn.Module, exclude: tuple[str, ...] = ()) -> list[dict]:
+    """Return [muon group, adamw group] by role: every hidden matrix and conv to Muon; the input and output
+    layers, gains, biases and norms to AdamW.
+
+    The input and output layers are the modules the model names in ``io_layers`` (the student does), else
+    the first and last modules, in registration order, that hold a weight matrix. Names starting with any
+    prefix in ``exclude`` also go to AdamW.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    matrices = [n for n, p in named if p.ndim >= 2]
-    edge = {matrices[0], matrices[-1]} if matrices else set()
+    io = tuple(getattr(model, "io_layers", ()))
+    if not io:
+        owners = [n.rsplit(".", 1)[0] for n, p in named if "." in n and not is_gain(p)]
+        io = (owners[0], owners[-1]) if owners else ()
     hidden, other = [], []
     for n, p in named:
-        to_adam = p.ndim < 2 or n in edge or (bool(exclude) and n.startswith(exclude))
+        owner = n.rsplit(".", 1)[0] if "." in n else ""
+        to_adam = is_gain(p) or owner in io or (bool(exclude) and n.startswith(exclude))
         (other if to_adam else hidden).append(p)
     return [g for g in ({"params": hidden, "use_muon": True}, {"params": other, "use_muon": False}) if g["params"]]
 

@@ -5,9 +5,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from muon_ad_ros.core import data
-from muon_ad_ros.core.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
-from muon_ad_ros.core.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, content_loss,
+from muon_ad_ros.train import data
+from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
+from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, content_loss,
                                      stats_loss, tokens, total_loss)
 
 
@@ -47,7 +47,7 @@ def test_kl_zero_for_same_distribution_and_positive_otherwise():
     torch.manual_seed(0)
     f = torch.randn(1, 8, 4, 4)
     kv = tokens(f)
-    from muon_ad_ros.core.losses import attention_weights
+    from muon_ad_ros.train.losses import attention_weights
     marginal = attention_weights(kv, kv).mean(1)
     assert ad_kl(f, kv, marginal).item() == pytest.approx(0.0, abs=1e-6)
     assert ad_kl(torch.randn(1, 8, 4, 4) * 3, kv, marginal).item() > 1e-3

@@ -1,0 +1,53 @@
+"""The graph without `ros2 launch`: `muon-ad run` (until Ctrl-C), `muon-ad demo` (bounded, records its
+output) and `muon-ad soak` (long run, stability report).
+
+  muon-ad run  [--cameras realsense] [--recording PATH] ...
+  muon-ad demo --seconds 40 --out out/demo
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from muon_ad_ros.launcher import demo
+from muon_ad_ros.launcher.processes import GraphProcesses, _graph_args, specs_from_args
+
+
+def cmd_run(a) -> int:
+    with GraphProcesses(specs_from_args(a), a.log_dir) as g:
+        print(f"graph running ({', '.join(g.procs)}); logs in {g.log_dir}; Ctrl-C stops it", flush=True)
+        try:
+            while all(g.alive().values()):
+                time.sleep(0.5)
+            print(f"a node exited: {g.alive()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="muon-ad", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the edge graph until Ctrl-C")
+    _graph_args(run)
+    run.add_argument("--log-dir", default=None)
+    dem = sub.add_parser("demo", help="run the demo graph on a recording for a bounded time and save its output")
+    _graph_args(dem)
+    dem.add_argument("--seconds", type=float, default=40.0)
+    dem.add_argument("--out", default="out/demo")
+    soak = sub.add_parser("soak", help="run the demo graph for a long time and report stability")
+    _graph_args(soak)
+    soak.add_argument("--seconds", type=float, default=600.0)
+    soak.add_argument("--out", default="out/soak")
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        return cmd_run(a)
+    if a.cmd == "demo":
+        return demo.run_demo(a)
+    return demo.run_soak(a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The student network and the model bundle format (model.json + one ONNX file per retention level)."""
