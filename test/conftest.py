@@ -59,7 +59,7 @@ class Probe:
 
     def collect(self, msg_type, topic: str, qos=None) -> list:
         """Returns a list that fills with messages received on `topic`."""
-        from muon_ad_ros.nodes.common import image_qos
+        from muon_ad_ros.nodes.qos import image_qos
         from sensor_msgs.msg import Image
         box: list = []
         qos = qos or (image_qos(5) if msg_type is Image else 10)
@@ -105,7 +105,7 @@ class Camera:
         import numpy as np
         from sensor_msgs.msg import Image
 
-        from muon_ad_ros.nodes.common import image_qos
+        from muon_ad_ros.nodes.qos import image_qos
         self.pub = probe.node.create_publisher(Image, topic, image_qos())
         self.clock = probe.node.get_clock()
         self.img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -118,7 +118,7 @@ class Camera:
         from sensor_msgs.msg import Image
         from std_msgs.msg import Header
 
-        from muon_ad_ros.nodes.common import fill_image
+        from muon_ad_ros.nodes.images import fill_image
         msg = Image()
         while self.run:
             hdr = Header(frame_id="cam")

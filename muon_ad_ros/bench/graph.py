@@ -49,7 +49,8 @@ def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from muon_ad_ros.nodes.common import fill_image, image_qos
+    from muon_ad_ros.nodes.images import fill_image
+    from muon_ad_ros.nodes.qos import image_qos
     frames = np.load(frames_path)
     rclpy.init()
     node = rclpy.create_node("bench_player")

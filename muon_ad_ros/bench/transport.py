@@ -91,7 +91,7 @@ def clean_env(extra: dict, domain: int) -> dict:
 def _qos(name: str, depth: int):
     from rclpy.qos import ReliabilityPolicy
 
-    from muon_ad_ros.nodes.common import image_qos
+    from muon_ad_ros.nodes.qos import image_qos
     qos = image_qos(depth)
     if name == "reliable":
         qos.reliability = ReliabilityPolicy.RELIABLE
@@ -104,7 +104,7 @@ def publish(width: int, height: int, rate: float, seconds: float, out: str, qos:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from muon_ad_ros.nodes.common import fill_image
+    from muon_ad_ros.nodes.images import fill_image
     rclpy.init()
     node = rclpy.create_node("bench_transport_pub")
     pub = node.create_publisher(Image, TOPIC, _qos(qos, 1))
@@ -131,7 +131,7 @@ def subscribe(seconds: float, t_start: float, out: str, qos: str = "sensor") -> 
     import rclpy
     from sensor_msgs.msg import Image
 
-    from muon_ad_ros.nodes.common import stamp_seconds
+    from muon_ad_ros.nodes.images import stamp_seconds
     rclpy.init()
     node = rclpy.create_node("bench_transport_sub")
     seqs: list[int] = []

@@ -27,9 +27,9 @@ class Collector:
         from sensor_msgs.msg import Image
 
         from muon_ad_ros.msg import DetectionArray, PruningState
-        from muon_ad_ros.nodes import common
+        from muon_ad_ros.nodes import images, qos
 
-        self.common = common
+        self.images = images
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         if not rclpy.ok():
             rclpy.init()
@@ -43,14 +43,14 @@ class Collector:
         self.writer = None
         self.last = {}
         self.start_wall = time.time()
-        qos = common.image_qos()
-        self.node.create_subscription(Image, f"{ns}/stylized/image_raw", lambda m: self._on_image("stylized", m), qos)
+        sensor = qos.image_qos()
+        self.node.create_subscription(Image, f"{ns}/stylized/image_raw", lambda m: self._on_image("stylized", m), sensor)
         self.node.create_subscription(Image, f"{ns}/detections/image_annotated",
-                                      lambda m: self._on_image("annotated", m), qos)
-        self.node.create_subscription(Image, f"{ns}{raw_topic}", lambda m: self._on_image("raw", m), qos)
-        self.node.create_subscription(DetectionArray, f"{ns}/detections", self._on_detections, common.reliable_qos())
+                                      lambda m: self._on_image("annotated", m), sensor)
+        self.node.create_subscription(Image, f"{ns}{raw_topic}", lambda m: self._on_image("raw", m), sensor)
+        self.node.create_subscription(DetectionArray, f"{ns}/detections", self._on_detections, qos.reliable_qos())
         self.node.create_subscription(PruningState, f"{ns}/stylized/pruning_state", self._on_state,
-                                      common.reliable_qos())
+                                      qos.reliable_qos())
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.executor = rclpy.executors.SingleThreadedExecutor()
         self.executor.add_node(self.node)
@@ -64,7 +64,7 @@ class Collector:
 
     def _latency(self, header) -> tuple[float, float]:
         now = time.time()
-        return now, (now - self.common.stamp_seconds(header.stamp)) * 1e3
+        return now, (now - self.images.stamp_seconds(header.stamp)) * 1e3
 
     def _on_image(self, kind: str, msg):
         now, lat = self._latency(msg.header)
@@ -73,8 +73,8 @@ class Collector:
         if kind == "raw" and self.snapshot_dir is None:
             return
         try:
-            frame = self.common.image_view(msg, ("rgb8",), 8192)
-        except self.common.ImageError:
+            frame = self.images.image_view(msg, ("rgb8",), 8192)
+        except self.images.ImageError:
             return
         self.last[kind] = frame     # a view of the message's own buffer: no per-frame copy
         if kind == "stylized" and self.video_path is not None:
@@ -87,7 +87,7 @@ class Collector:
         now, lat = self._latency(msg.header)
         with self.lock:
             self.arrivals["detections"].append((now, lat))
-            self.detections.append({"stamp": self.common.stamp_seconds(msg.header.stamp), "frame_id": msg.header.frame_id,
+            self.detections.append({"stamp": self.images.stamp_seconds(msg.header.stamp), "frame_id": msg.header.frame_id,
                                     "backend": msg.backend, "latency_ms": round(lat, 2),
                                     "boxes": [{"box": [round(d.x_min, 1), round(d.y_min, 1), round(d.x_max, 1),
                                                        round(d.y_max, 1)], "class_id": d.class_id,

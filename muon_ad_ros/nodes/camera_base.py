@@ -13,8 +13,8 @@ from std_msgs.msg import Header
 
 from muon_ad_ros.camera.model import CameraModel
 from muon_ad_ros.camera.source import ENDED, RECONNECTING, STARTING, Frame, Pacer
-from muon_ad_ros.nodes import common
-from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos
+from muon_ad_ros.nodes.diagnostics import ERROR, OK, STALE, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
 
 
@@ -41,10 +41,10 @@ class CameraNode(Node):
 
     def __init__(self, name: str, check):
         super().__init__(name)
-        self.stats = common.FrameStats()
-        self.diag = common.Diagnostics(self, f"muon_ad_ros/{name}")
-        self.values = common.declare_params(self, self.params, check, self._on_change)
-        self.qos = common.image_qos()
+        self.stats = frames.FrameStats()
+        self.diag = diagnostics.Diagnostics(self, f"muon_ad_ros/{name}")
+        self.values = declare.declare_params(self, self.params, check, self._on_change)
+        self.qos = qos.image_qos()
         self.links = LinkMonitor(self, self.diag, lambda: self.values["frame_timeout"])
         self.source = None
         self.source_error = ""
@@ -61,7 +61,7 @@ class CameraNode(Node):
     def publisher(self, msg_type, topic: str):
         """Returns a sensor-data QoS publisher that logs incompatible-QoS events and is recreated when
         DDS leaves a listed subscriber unmatched (nodes.links)."""
-        _, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
+        _, pub_cb = qos.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
         return self.links.publisher(msg_type, topic, self.qos, event_callbacks=pub_cb)
 
     def _on_change(self, name: str, value):
@@ -139,7 +139,7 @@ class CameraNode(Node):
         else:
             level, msg = OK, f"streaming {src.name}"
         level, msg = self.refine(level, msg)
-        values = self.stats.key_values() + common.kv(
+        values = self.stats.key_values() + diagnostics.kv(
             state=src.state if src else "none", source=src.name if src else "", frames_read=src.frames if src else 0,
             reconnects=src.reconnects if src else 0, throttled=self.throttled,
             last_error=(src.last_error if src else self.source_error) or "", fps_limit=self.values["fps"],
@@ -178,5 +178,5 @@ class CameraNode(Node):
 
 def image_msg(array, encoding: str, hdr: Header) -> Image:
     """Returns an Image of `array` (one tobytes copy, never element-wise)."""
-    return common.fill_image(Image(), array, encoding, hdr)
+    return images.fill_image(Image(), array, encoding, hdr)
 

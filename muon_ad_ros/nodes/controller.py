@@ -14,8 +14,8 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from muon_ad_ros.msg import PruningState
-from muon_ad_ros.nodes import common
-from muon_ad_ros.nodes.common import OK, WARN
+from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos, spin
+from muon_ad_ros.nodes.diagnostics import OK, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import controller as controller_params
 
@@ -37,9 +37,9 @@ def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, 
 class ControllerNode(Node):
     def __init__(self):
         super().__init__("controller")
-        self.values = common.declare_params(self, controller_params.PARAMS, controller_params.check,
+        self.values = declare.declare_params(self, controller_params.PARAMS, controller_params.check,
                                             self._on_change)
-        self.diag = common.Diagnostics(self, "muon_ad_ros/controller")
+        self.diag = diagnostics.Diagnostics(self, "muon_ad_ros/controller")
         ns = self.get_namespace().rstrip("/")
         self.style_client = self.create_client(SetParameters, f"{ns}/{self.values['style_node']}/set_parameters")
         det = self.values["detection_node"]
@@ -47,13 +47,13 @@ class ControllerNode(Node):
         self.arrivals = collections.deque(maxlen=1000)     # (receipt monotonic, latency ms)
         # no stale_timeout of its own: a peer listed but unmatched for three control periods (2 s at least)
         self.links = LinkMonitor(self, self.diag, lambda: max(2.0, 3 * self.values["period"]))
-        self.links.subscription(PruningState, "stylized/pruning_state", self._on_state, common.reliable_qos())
-        self.links.subscription(Image, "depth", self._on_depth, common.image_qos())
+        self.links.subscription(PruningState, "stylized/pruning_state", self._on_state, qos.reliable_qos())
+        self.links.subscription(Image, "depth", self._on_depth, qos.image_qos())
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
         self.drop_ratio = (float("nan"), 0.0)   # (dropped / received between two reports, when)
         self.depth = None
-        self.depth_stats = common.FrameStats()
+        self.depth_stats = frames.FrameStats()
         self.retention = self.values["retention"] if self.values["mode"] == "manual" else self.values["retention_max"]
         self.scale = self.values["resolution_scale"] if self.values["mode"] == "manual" else 1.0
         self.detection_rate = None      # None: the loop has not limited detection
@@ -72,14 +72,14 @@ class ControllerNode(Node):
             self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
 
     def _on_state(self, msg: PruningState):
-        latency = (time.time() - common.stamp_seconds(msg.header.stamp)) * 1e3
+        latency = (time.time() - images.stamp_seconds(msg.header.stamp)) * 1e3
         self.arrivals.append((time.monotonic(), latency))
 
     def _on_depth(self, msg: Image):
         self.depth_stats.on_input()
         try:
-            self.depth = (common.image_view(msg, common.DEPTH_ENCODINGS, 8192), msg.encoding)
-        except common.ImageError as exc:
+            self.depth = (images.image_view(msg, images.DEPTH_ENCODINGS, 8192), msg.encoding)
+        except images.ImageError as exc:
             self.depth_stats.on_bad(exc.reason)
             self.get_logger().warning(f"depth frame rejected: {exc}", throttle_duration_sec=5.0)
 
@@ -204,7 +204,7 @@ class ControllerNode(Node):
 
     def _report(self):
         fps, p50, n = self._window()
-        self.diag.status("control", self.level, self.decision, common.kv(
+        self.diag.status("control", self.level, self.decision, diagnostics.kv(
             mode=self.values["mode"], stylized_fps=f"{fps:.2f}", stylized_latency_p50_ms=f"{p50:.1f}",
             retention=f"{self.retention:.3f}", resolution_scale=f"{self.scale:.3f}",
             detection_rate_limit=_rate(self.detection_rate), style_node_ready=self.style_client.service_is_ready(),
@@ -217,7 +217,7 @@ def _rate(rate) -> str:
 
 
 def main(args=None) -> int:
-    return common.run_node(ControllerNode, args)
+    return spin.run_node(ControllerNode, args)
 
 
 if __name__ == "__main__":

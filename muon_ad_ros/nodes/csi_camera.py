@@ -7,9 +7,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from muon_ad_ros.camera.model import load_calibration
 from muon_ad_ros.camera.opencv_source import OpenCVSource, imx219_pipeline
 from muon_ad_ros.camera.source import Frame
-from muon_ad_ros.nodes import common
+from muon_ad_ros.nodes import spin
 from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header, image_msg
-from muon_ad_ros.nodes.common import OK, WARN
+from muon_ad_ros.nodes.diagnostics import OK, WARN
 from muon_ad_ros.params import csi_camera as csi_params
 
 
@@ -84,7 +84,7 @@ class CsiCameraNode(CameraNode):
 
 
 def main(args=None) -> int:
-    return common.run_node(CsiCameraNode, args)
+    return spin.run_node(CsiCameraNode, args)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from muon_ad_ros.detect import DetectorConfig, Filters, make_detector
 from muon_ad_ros.detect.draw import annotate, class_color
 from muon_ad_ros.msg import Detection, DetectionArray
-from muon_ad_ros.nodes import common
-from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos, spin
+from muon_ad_ros.nodes.diagnostics import ERROR, OK, STALE, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import detection as detection_params
 
@@ -69,36 +69,36 @@ def renice_process(nice: int) -> str:
 class DetectionNode(Node):
     def __init__(self):
         super().__init__("detection")
-        self.stats = common.FrameStats()
-        self.diag = common.Diagnostics(self, "muon_ad_ros/detection")
+        self.stats = frames.FrameStats()
+        self.diag = diagnostics.Diagnostics(self, "muon_ad_ros/detection")
         self.detector = None
         self.load_error = ""
         self.loading = ""
         self.rate_skipped = 0
         self._next_allowed = 0.0
         self.camera_info: CameraInfo | None = None
-        self.values = common.declare_params(self, detection_params.PARAMS, detection_params.check, self._on_change)
+        self.values = declare.declare_params(self, detection_params.PARAMS, detection_params.check, self._on_change)
         self.add_on_set_parameters_callback(self._check_paths)
         self.nice_note = renice_process(self.values["nice"])
         if self.nice_note:
             self.get_logger().warning(self.nice_note)
 
-        self.qos = common.image_qos()
+        self.qos = qos.image_qos()
         image_topic = self.resolve_topic_name("image")
-        sub_cb, _ = common.qos_event_callbacks(self, image_topic, self.qos)
+        sub_cb, _ = qos.qos_event_callbacks(self, image_topic, self.qos)
         self.links = LinkMonitor(self, self.diag, lambda: self.values["stale_timeout"])
         self.links.subscription(Image, "image", self._on_image, self.qos, event_callbacks=sub_cb, expect_data=True)
         # camera_info beside the image (image_transport convention), whatever `image` is remapped to.
         self.create_subscription(CameraInfo, image_topic.rsplit("/", 1)[0] + "/camera_info",
                                  self._on_camera_info, self.qos)
-        self.det_pub = self.links.publisher(DetectionArray, "detections", common.reliable_qos())
-        self.marker_pub = self.links.publisher(MarkerArray, "detections/markers", common.reliable_qos())
+        self.det_pub = self.links.publisher(DetectionArray, "detections", qos.reliable_qos())
+        self.marker_pub = self.links.publisher(MarkerArray, "detections/markers", qos.reliable_qos())
         annotated = self.resolve_topic_name("detections/image_annotated")
-        _, pub_cb = common.qos_event_callbacks(self, annotated, self.qos)
+        _, pub_cb = qos.qos_event_callbacks(self, annotated, self.qos)
         self.image_pub = self.links.publisher(Image, "detections/image_annotated", self.qos, event_callbacks=pub_cb)
         self.diag.add_provider(self._report)
 
-        self.slot = common.LatestFrame()
+        self.slot = frames.LatestFrame()
         self._running = True
         self._reload = threading.Event()
         self._reload.set()
@@ -165,8 +165,8 @@ class DetectionNode(Node):
     def _on_image(self, msg: Image):
         self.stats.on_input()
         try:
-            view = common.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
-        except common.ImageError as exc:
+            view = images.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
+        except images.ImageError as exc:
             self.stats.on_bad(exc.reason)
             return
         rate = self.values["rate_limit"]
@@ -207,7 +207,7 @@ class DetectionNode(Node):
                 self.stats.on_bad("publish")
                 self.get_logger().error(f"publishing failed: {exc}", throttle_duration_sec=5.0)
                 continue
-            self.stats.on_output(common.stamp_seconds(msg.header.stamp))
+            self.stats.on_output(images.stamp_seconds(msg.header.stamp))
 
     def _publish(self, msg: Image, rgb: np.ndarray, boxes, backend: str):
         self.det_pub.publish(DetectionArray(header=msg.header, backend=backend, detections=[
@@ -215,7 +215,7 @@ class DetectionNode(Node):
                       class_name=b.class_name, score=b.score) for b in boxes]))
         self.marker_pub.publish(self._markers(msg, boxes))
         if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
-            self.image_pub.publish(common.fill_image(Image(), annotate(rgb, boxes), "rgb8", msg.header))
+            self.image_pub.publish(images.fill_image(Image(), annotate(rgb, boxes), "rgb8", msg.header))
 
     def _markers(self, msg: Image, boxes) -> MarkerArray:
         """Returns DELETEALL plus a rectangle and a label per box, at marker_depth in the optical frame."""
@@ -257,7 +257,7 @@ class DetectionNode(Node):
     def _report(self):
         d = self.detector
         values = self.stats.key_values()
-        values += common.kv(backend=d.name if d else "none", precision=d.precision if d else "none",
+        values += diagnostics.kv(backend=d.name if d else "none", precision=d.precision if d else "none",
                             device=d.device if d else "none", model=d.model if d else "",
                             fallback=d.fallback if d else "",
                             fallback_layers=len(d.fallback_layers) if d else 0,
@@ -289,7 +289,7 @@ class DetectionNode(Node):
 
 
 def main(args=None) -> int:
-    return common.run_node(DetectionNode, args)
+    return spin.run_node(DetectionNode, args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Callable
 from rclpy.node import Node
 from rclpy.qos import QoSCompatibility, QoSProfile, qos_check_compatible
 
-from muon_ad_ros.nodes.common import ERROR, OK, Diagnostics, kv
+from muon_ad_ros.nodes.diagnostics import ERROR, OK, Diagnostics, kv
 
 MAX_BACKOFF_S = 60.0
 

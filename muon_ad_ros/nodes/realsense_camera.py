@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sensor_msgs.msg import CameraInfo, Image
 
-from muon_ad_ros.nodes import common
+from muon_ad_ros.nodes import spin
 from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header, image_msg
 from muon_ad_ros.params import realsense_camera as rs_params
 from muon_ad_ros.camera.realsense import RealSenseSource  # noqa: I001 (after rclpy: camera/librealsense.py)
@@ -68,7 +68,7 @@ class RealSenseCameraNode(CameraNode):
 
 
 def main(args=None) -> int:
-    return common.run_node(RealSenseCameraNode, args)
+    return spin.run_node(RealSenseCameraNode, args)
 
 
 if __name__ == "__main__":

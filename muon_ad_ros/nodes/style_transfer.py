@@ -11,8 +11,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from muon_ad_ros.msg import PruningState
-from muon_ad_ros.nodes import common
-from muon_ad_ros.nodes.common import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos, spin
+from muon_ad_ros.nodes.diagnostics import ERROR, OK, STALE, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import style_transfer as style_params
 from muon_ad_ros.runtime import realtime
@@ -39,14 +39,14 @@ class FrameBuffers:
 class StyleTransferNode(Node):
     def __init__(self):
         super().__init__("style_transfer")
-        self.stats = common.FrameStats()
-        self.diag = common.Diagnostics(self, "muon_ad_ros/style_transfer")
+        self.stats = frames.FrameStats()
+        self.diag = diagnostics.Diagnostics(self, "muon_ad_ros/style_transfer")
         self.backend = None
         self.backend_key = None
         self.backend_note = ""
         self._pending = None
         self._started = False
-        self.values = common.declare_params(self, style_params.PARAMS, self._check, self._on_change)
+        self.values = declare.declare_params(self, style_params.PARAMS, self._check, self._on_change)
         self._started = True
         self._open_initial_backend()
 
@@ -54,20 +54,20 @@ class StyleTransferNode(Node):
         self._rt_dirty = True
         self.buffers: FrameBuffers | None = None
         self.last_state = None
-        self.qos = common.image_qos()
+        self.qos = qos.image_qos()
         topics = self.values["input_topics"]
-        self.slots = [common.LatestFrame() for _ in topics]
+        self.slots = [frames.LatestFrame() for _ in topics]
         self.wake = threading.Event()
         self.image_pubs, self.subs = [], []
         self.links = LinkMonitor(self, self.diag, lambda: self.values["stale_timeout"])
         for k, topic in enumerate(topics):
             out = "stylized/image_raw" if k == 0 else f"stylized/image_raw_{k}"
-            sub_cb, _ = common.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
-            _, pub_cb = common.qos_event_callbacks(self, self.resolve_topic_name(out), self.qos)
+            sub_cb, _ = qos.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
+            _, pub_cb = qos.qos_event_callbacks(self, self.resolve_topic_name(out), self.qos)
             self.subs.append(self.links.subscription(Image, topic, lambda m, k=k: self._on_image(k, m), self.qos,
                                                      event_callbacks=sub_cb, expect_data=True))
             self.image_pubs.append(self.links.publisher(Image, out, self.qos, event_callbacks=pub_cb))
-        self.state_pub = self.links.publisher(PruningState, "stylized/pruning_state", common.reliable_qos())
+        self.state_pub = self.links.publisher(PruningState, "stylized/pruning_state", qos.reliable_qos())
         self.diag.add_provider(self._report)
         self._running = True
         self.worker = threading.Thread(target=self._work, name="style_inference", daemon=True)
@@ -166,8 +166,8 @@ class StyleTransferNode(Node):
     def _process(self, k: int, msg: Image):
         backend = self.backend
         try:
-            view = common.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
-        except common.ImageError as exc:
+            view = images.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
+        except images.ImageError as exc:
             self.stats.on_bad(exc.reason)
             return
         if backend is None:
@@ -194,10 +194,10 @@ class StyleTransferNode(Node):
             self.get_logger().error(f"inference failed on a {w}x{h} frame: {exc}", throttle_duration_sec=5.0)
             return
         infer_ms = (time.perf_counter() - t0) * 1e3
-        self.image_pubs[k].publish(common.fill_image(Image(), out, "rgb8", msg.header))
+        self.image_pubs[k].publish(images.fill_image(Image(), out, "rgb8", msg.header))
         self.last_state = self._pruning_state(backend, retention, msg.header, infer_ms)
         self.state_pub.publish(self.last_state)
-        self.stats.on_output(common.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
+        self.stats.on_output(images.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
 
     def _pruning_state(self, backend, retention: float, header, infer_ms: float) -> PruningState:
         info = backend.pruning_state(retention)
@@ -212,16 +212,16 @@ class StyleTransferNode(Node):
         values = self.stats.key_values()
         rt = self.rt_status
         if rt is not None:
-            values += common.kv(sched_policy=rt.policy_name, sched_priority=rt.priority,
+            values += diagnostics.kv(sched_policy=rt.policy_name, sched_priority=rt.priority,
                                 sched_requested=self.values["sched_priority"], inference_thread_id=rt.thread_id,
                                 cpu_affinity=list(rt.cpu_affinity), sched_note=rt.reason)
         b = self.backend
-        values += common.kv(backend=b.name if b else "none", precision=b.precision if b else "none",
+        values += diagnostics.kv(backend=b.name if b else "none", precision=b.precision if b else "none",
                             device=b.device if b else "none", model_dir=self.backend_key[0] if self.backend_key else "",
                             retention=self.values["retention"], resolution_scale=self.values["resolution_scale"])
         st = self.last_state
         if st is not None:
-            values += common.kv(retention_level=round(st.retention_level, 3),
+            values += diagnostics.kv(retention_level=round(st.retention_level, 3),
                                 kept_attention_layers=list(st.kept_attention_layers),
                                 flops_fraction=round(st.flops_fraction, 3), inference_ms=round(st.inference_ms, 1))
         stale = self.stats.stale_reason(self.values["stale_timeout"])
@@ -245,7 +245,7 @@ class StyleTransferNode(Node):
 
 
 def main(args=None) -> int:
-    return common.run_node(StyleTransferNode, args)
+    return spin.run_node(StyleTransferNode, args)
 
 
 if __name__ == "__main__":

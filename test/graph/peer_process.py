@@ -18,7 +18,8 @@ import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from muon_ad_ros.nodes.common import fill_image, image_qos, reliable_qos, stamp_seconds
+from muon_ad_ros.nodes.images import fill_image, stamp_seconds
+from muon_ad_ros.nodes.qos import image_qos, reliable_qos
 
 
 def observe(seconds: float, node_name: str) -> dict:

@@ -34,6 +34,14 @@ def test_transport_profile_is_shipped_and_set_for_nodes():
     assert "FASTDDS_BUILTIN_TRANSPORTS" not in env
 
 
+def test_fast_dds_2_distributions_get_the_profile_under_its_older_name_too():
+    humble = graph.transport_env({"ROS_DISTRO": "humble"})
+    assert humble[graph.LEGACY_PROFILE_VAR] == humble[graph.PROFILE_VAR] == str(graph.transport_profile())
+    assert graph.LEGACY_PROFILE_VAR not in graph.transport_env({"ROS_DISTRO": "kilted"})
+    mine = graph.transport_env({graph.LEGACY_PROFILE_VAR: "/etc/my.xml", "ROS_DISTRO": "jazzy"})
+    assert mine[graph.PROFILE_VAR] == mine[graph.LEGACY_PROFILE_VAR] == "/etc/my.xml"
+
+
 def test_default_environment_process_discovers_the_graph_and_receives_its_images(probe, start_nodes):
     g = start_nodes([graph.NodeSpec("style_transfer", "style_transfer", "", {"threads": 1},
                                     (("image", TOPIC),))])

@@ -17,7 +17,7 @@ from conftest import diag_values, wait_for
 from muon_ad_ros import graph
 from muon_ad_ros.camera import recording as rec
 from muon_ad_ros.camera.model import load_calibration
-from muon_ad_ros.nodes.common import image_qos
+from muon_ad_ros.nodes.qos import image_qos
 
 W, H, FPS, N = 160, 120, 30, 12
 RS_STATUS, CSI_STATUS = "realsense_camera: camera", "csi_camera: camera"

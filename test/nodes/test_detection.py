@@ -19,7 +19,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from conftest import diag_values, wait_for
 from muon_ad_ros import graph
 from muon_ad_ros.detect.synthetic import fixed_output_model
-from muon_ad_ros.nodes.common import fill_image, image_qos
+from muon_ad_ros.nodes.images import fill_image
+from muon_ad_ros.nodes.qos import image_qos
 
 TOPIC = "/test_det/image_raw"
 STATUS = "detection: detection"

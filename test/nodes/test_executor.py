@@ -4,7 +4,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
-from muon_ad_ros.nodes.common import make_executor
+from muon_ad_ros.nodes.spin import make_executor
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from std_msgs.msg import Header
 from conftest import diag_values, wait_for
 from muon_ad_ros import graph
 from muon_ad_ros.msg import DetectionArray
-from muon_ad_ros.nodes.common import fill_image, image_qos
+from muon_ad_ros.nodes.images import fill_image
+from muon_ad_ros.nodes.qos import image_qos
 
 CAM = "/fuzz_cam/image_raw"
 INFO = "/fuzz_cam/camera_info"

@@ -1,0 +1,63 @@
+"""/diagnostics: status levels, key/value helpers and the publisher of a node's latest statuses."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
+                          DiagnosticStatus.STALE)
+
+
+def resident_mb() -> float:
+    """Returns this process's resident set size in MiB (from /proc, no extra dependency)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def kv(**items) -> list[KeyValue]:
+    """Returns diagnostic key/values from keyword arguments."""
+    return [KeyValue(key=k, value=str(v)) for k, v in items.items()]
+
+
+class Diagnostics:
+    """Publishes the node's latest statuses on /diagnostics every `period` seconds."""
+
+    def __init__(self, node: Node, hardware_id: str, period: float = 1.0):
+        self.node = node
+        self.hardware_id = hardware_id
+        self._statuses: dict[str, DiagnosticStatus] = {}
+        self._lock = threading.Lock()
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._providers: list[Callable[[], None]] = []
+        node.create_timer(period, self.publish)
+
+    def add_provider(self, fn: Callable[[], None]):
+        """Registers a function called before each publication to refresh statuses."""
+        self._providers.append(fn)
+
+    def status(self, name: str, level: int, message: str, values: list[KeyValue] | None = None):
+        """Sets the status `<node name>: <name>` published from now on."""
+        full = f"{self.node.get_name()}: {name}"
+        st = DiagnosticStatus(level=level, name=full, message=message, hardware_id=self.hardware_id,
+                              values=list(values or []))
+        with self._lock:
+            self._statuses[full] = st
+
+    def publish(self):
+        for fn in self._providers:
+            try:
+                fn()
+            except Exception as exc:  # a broken provider must not stop diagnostics
+                self.status("diagnostics", ERROR, f"provider failed: {exc}")
+        arr = DiagnosticArray()
+        arr.header.stamp = self.node.get_clock().now().to_msg()
+        with self._lock:
+            arr.status = list(self._statuses.values())
+        for st in arr.status:
+            if not any(v.key == "resident_mb" for v in st.values):
+                st.values.append(KeyValue(key="resident_mb", value=f"{resident_mb():.1f}"))
+        self._pub.publish(arr)
