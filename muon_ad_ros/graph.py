@@ -10,6 +10,9 @@ from pathlib import Path
 from muon_ad_ros.params import NODE_KINDS, node_params
 
 PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
+# Fast DDS 2.x (Humble, Iron, Jazzy) reads the profile from the older variable name; 3.x warns about it.
+LEGACY_PROFILE_VAR = "FASTRTPS_DEFAULT_PROFILES_FILE"
+FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
 
 
 def transport_profile() -> Path:
@@ -25,10 +28,14 @@ def transport_profile() -> Path:
     return Path(get_package_share_directory("muon_ad_ros")) / "config" / "fastdds.xml"
 
 
-def transport_env() -> dict:
+def transport_env(environ: dict | None = None) -> dict:
     """Returns the environment variables of the graph's transport; a profile the user set is kept."""
-    return {PROFILE_VAR: os.environ.get(PROFILE_VAR) or str(transport_profile()),
-            "RMW_IMPLEMENTATION": os.environ.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp"}
+    environ = os.environ if environ is None else environ
+    profile = environ.get(PROFILE_VAR) or environ.get(LEGACY_PROFILE_VAR) or str(transport_profile())
+    env = {PROFILE_VAR: profile, "RMW_IMPLEMENTATION": environ.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp"}
+    if environ.get("ROS_DISTRO", "") in FASTDDS2_DISTROS:
+        env[LEGACY_PROFILE_VAR] = profile
+    return env
 
 
 CAMERA_TOPIC = "/camera/color/image_raw"
