@@ -19,22 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from muon_ad_ros.bench.report import machine
+from muon_ad_ros.runtime.onnx import session_options
 
 SIZES = ("320x240", "640x480", "1280x720")
 BACKENDS = ("onnxruntime-fp32", "onnxruntime-fp16", "torch")
 CURVE = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-
-
-def session_options(threads: int):
-    """Return ONNX Runtime options as the style backend sets them (no busy-waiting between runs).
-
-    Idle worker threads that spin would steal the CPU from the next model in the round-robin.
-    """
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return opts
 
 
 def percentiles(ms: list[float], cpu_ms: list[float] | None = None) -> dict:

@@ -7,6 +7,7 @@ import numpy as np
 from muon_ad_ros.detect.base import Box, Detector, DetectorConfig, ModelError, check_model_file
 from muon_ad_ros.detect.boxes import letterbox, num_classes, postprocess, resolve_layout
 from muon_ad_ros.detect.labels import class_names
+from muon_ad_ros.runtime.onnx import fp16_model, session_options
 
 DEFAULT_INPUT = 640  # for models exported with dynamic height/width and input_size 0
 
@@ -46,11 +47,7 @@ class OnnxYoloDetector(Detector):
                 providers.insert(0, "CUDAExecutionProvider")
             elif cfg.device == "gpu":
                 self.fallback = "this onnxruntime has no CUDAExecutionProvider; running on CPU"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cfg.threads
-        # Detection shares the cores with the style process by design; spinning worker threads then
-        # fight it for the CPU (measured: 97 ms with spinning vs 57 ms without, 2 threads, one core busy).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(cfg.threads)
         source = self.model
         try:
             session = ort.InferenceSession(source, opts, providers=providers)
@@ -104,13 +101,11 @@ class OnnxYoloDetector(Detector):
 
 
 def to_fp16(path: str) -> bytes:
-    """Returns the serialized FP16 version of an FP32 ONNX model (inputs and outputs kept FP32 so
-    the caller's buffers do not change)."""
+    """Returns the serialized FP16 version of an FP32 ONNX model file."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     try:
-        model = onnx.load(path)
+        onnx.load(path, load_external_data=False)
     except Exception as exc:
         raise ModelError(f"model file {path} is not a valid ONNX protobuf: {exc}") from exc
-    return convert_float_to_float16(model, keep_io_types=True).SerializeToString()
+    with open(path, "rb") as f:
+        return fp16_model(f.read())

@@ -15,6 +15,7 @@ import numpy as np
 
 from muon_ad_ros.errors import BackendUnavailable, ModelError
 from muon_ad_ros.model.bundle import MIN_SIDE, MULTIPLE, PruningInfo, read_bundle
+from muon_ad_ros.runtime.onnx import session_options
 
 KINDS = ("onnxruntime", "torch", "tensorrt")
 class StyleBackend:
@@ -115,14 +116,7 @@ class OnnxRuntimeBackend(StyleBackend):
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"onnxruntime precision must be fp32 or fp16, got {precision!r}")
         key = "onnx" if precision == "fp32" else "onnx_fp16"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        # busy-waiting worker threads would take CPU from the detector running beside style transfer
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        opts = session_options(threads, spin)
         self.sessions = {}
         for level in self.levels:
             file = self._info[level].get(key)

@@ -210,14 +210,6 @@ def build_settings(trt, precision: str) -> BuildSettings:
     return BuildSettings(flags, True, {"fp32": "", "fp16": "fp16", "int8": "qdq"}[precision])
 
 
-def fp16_model(model_bytes: bytes) -> bytes:
-    """Returns the ONNX model with FP16 weights and activations (inputs and outputs stay FP32)."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    return convert_float_to_float16(onnx.load_from_string(model_bytes), keep_io_types=True).SerializeToString()
-
-
 def qdq_model(model_bytes: bytes, batches: Callable[[], Iterable[np.ndarray]]) -> bytes:
     """Returns the ONNX model with INT8 QuantizeLinear/DequantizeLinear pairs (symmetric: TensorRT takes
     zero points of 0 only; weights per output channel) whose activation ranges come from `batches()`."""
@@ -256,6 +248,7 @@ def _build(trt, torch, logger, req: EngineRequest, key: str, path: str) -> tuple
     with open(req.onnx_path, "rb") as f:
         model_bytes = f.read()
     if settings.onnx_transform == "fp16":
+        from muon_ad_ros.runtime.onnx import fp16_model
         model_bytes = fp16_model(model_bytes)
     elif settings.onnx_transform == "qdq":
         model_bytes = qdq_model(model_bytes, req.calibration)

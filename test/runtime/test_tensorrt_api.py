@@ -210,7 +210,8 @@ def test_qdq_model_quantizes_symmetrically_and_stays_close_to_fp32(tmp_path):
 
 def test_fp16_model_keeps_float32_inputs_and_outputs(tmp_path):
     path = _model(tmp_path)
-    model = onnx.load_from_string(te.fp16_model(open(path, "rb").read()))
+    from muon_ad_ros.runtime.onnx import fp16_model
+    model = onnx.load_from_string(fp16_model(open(path, "rb").read()))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
