@@ -77,6 +77,13 @@ class Detector:
         """Returns the class_filter entries that name no class of this model."""
         return [c for c in self.filters.class_filter if class_ids(c, self.class_names) is None]
 
+    def close(self) -> None:
+        """Releases what runs inference (an ONNX Runtime session, a TensorRT engine and its context);
+        the detector is unusable afterwards."""
+        for attr in ("session", "context", "engine", "runner"):
+            if attr in self.__dict__:
+                setattr(self, attr, None)
+
     def describe(self) -> str:
         """Returns a one-line summary of what runs (backend, precision, device, fallback)."""
         text = f"{self.name} {self.precision} on {self.device}"

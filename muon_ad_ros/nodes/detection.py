@@ -286,6 +286,10 @@ class DetectionNode(Node):
         self._reload.set()
         self.worker.join(timeout=2.0)
         self.loader.join(timeout=2.0)
+        # The detector (an ONNX Runtime session or TensorRT engine) ends before DDS and the interpreter do.
+        detector, self.detector = self.detector, None
+        if detector is not None and not self.worker.is_alive():
+            getattr(detector, "close", lambda: None)()
 
 
 def main(args=None) -> int:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 
 def make_executor(kind: str | None = None, context=None):
@@ -26,23 +28,58 @@ def make_executor(kind: str | None = None, context=None):
     raise ValueError(f"MUON_AD_EXECUTOR must be 'single' or 'multi', got {kind!r}")
 
 
-def run_node(node_class, args=None, **kwargs) -> int:
-    """Returns the exit code after initialising rclpy, spinning `node_class` and shutting down."""
-    rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+class StopRequest:
+    """Set by SIGINT and SIGTERM, as often as they come: the handler only records the request, so a
+    second signal (the terminal's and launch's SIGINT both reach a node) cannot interrupt the cleanup."""
+
+    def __init__(self):
+        self.signals: list[int] = []
+
+    def __call__(self, signum, _frame):
+        self.signals.append(signum)
+
+    def __bool__(self) -> bool:
+        return bool(self.signals)
+
+
+def run_node(node_class, args=None, poll: float = 0.1, **kwargs) -> int:
+    """Returns the exit code (0 on SIGINT/SIGTERM) after initialising rclpy, spinning `node_class` until
+    a signal asks to stop, then closing the node (its threads joined, inference sessions closed) and
+    only then shutting the context down, so no thread publishes on an invalid context.
+
+    rclpy's own signal handlers are off: they shut the context down at the first signal while the
+    node's threads still publish, and let the second raise KeyboardInterrupt inside the cleanup. The
+    executor waits at most `poll` seconds, so a signal is seen within that time."""
+    stop = StopRequest()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = node_class(**kwargs)
         executor = make_executor()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop and rclpy.ok():
+            executor.spin_once(timeout_sec=poll)
+        executor.remove_node(node)
+        executor.shutdown()
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:
             close = getattr(node, "close", None)
             if close:
                 close()
+            left = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
+            if left:
+                node.get_logger().error(f"threads still running after close: {left}")
+            if stop:
+                names = [signal.Signals(s).name for s in stop.signals]
+                node.get_logger().info(f"stopped on {', '.join(names)}; threads and inference sessions closed")
             node.destroy_node()
         rclpy.try_shutdown()
+        # Python puts its own handlers back to the default (terminate) while the interpreter finalizes,
+        # which takes a while with DDS and ONNX Runtime to tear down; ignored signals stay ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     return 0
