@@ -1,7 +1,9 @@
 """`muon-ad bench startup`: the whole edge graph (RealSense recording, style, detection, controller)
 started N times with every node process started at once, as `ros2 launch` does; reported per start:
 seconds from spawning the processes to the first camera frame, first stylized frame and first
-detections seen by a separate observer process (this one), as percentiles with the count over 5 s.
+detections seen by an observer (this process), and until a process in the default ROS 2 environment
+(no Fast DDS variable, as `ros2 node list` / `ros2 param get` run) lists every node and has read the
+style node's retention parameter; percentiles with the count over 5 s.
 Writes bench_startup.json and bench_startup.md.
 """
 from __future__ import annotations
@@ -10,9 +12,71 @@ import argparse
 import time
 from pathlib import Path
 
+import json
+import os
+import subprocess
+import sys
+import threading
+
 from muon_ad_ros.bench.report import machine, percentiles, write_report
 
 LIMIT_S = 5.0
+NODES = ("realsense_camera", "style_transfer", "detection", "controller")
+
+
+def watch(seconds: float) -> int:
+    """Runs as the default-environment process: prints a JSON line with the wall time whenever the set of
+    listed graph nodes changes, and when a get_parameters call on a newly listed style node returns."""
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+    rclpy.init()
+    node = rclpy.create_node("startup_watch")
+    client = node.create_client(GetParameters, "/style_transfer/get_parameters")
+    seen: set = set()
+    future = None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.01)
+        names = {n for n in node.get_node_names() if n in NODES}
+        if names != seen:
+            if "style_transfer" not in names:
+                future = None
+            seen = names
+            print(json.dumps({"t": time.time(), "nodes": sorted(names)}), flush=True)
+        if "style_transfer" in names and future is None and client.service_is_ready():
+            future = client.call_async(GetParameters.Request(names=["retention"]))
+            future.add_done_callback(lambda f: print(json.dumps({"t": time.time(), "param": True}), flush=True))
+    rclpy.try_shutdown()
+    return 0
+
+
+class Watcher:
+    """The default-environment process and what it printed, with receipt order kept."""
+
+    def __init__(self, seconds: float):
+        from muon_ad_ros.bench.transport import FASTDDS_VARS
+        env = {k: v for k, v in os.environ.items() if k not in FASTDDS_VARS}
+        self.proc = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.startup", "_watch", str(seconds)],
+                                     env=env, stdout=subprocess.PIPE, text=True)
+        self.lines: list[dict] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def all_listed_after(self, t0: float) -> float | None:
+        """Returns seconds from t0 to the first report after it that lists every node."""
+        return next((e["t"] - t0 for e in list(self.lines) if e["t"] >= t0 and len(e.get("nodes", ())) == len(NODES)),
+                    None)
+
+    def param_after(self, t0: float) -> float | None:
+        return next((e["t"] - t0 for e in list(self.lines) if e["t"] >= t0 and e.get("param")), None)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def first_after(col, kind: str, t0: float) -> float | None:
@@ -28,6 +92,7 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
     from muon_ad_ros.launcher.processes import GraphProcesses
     specs = graph.edge_graph(("realsense",), recording=str(ensure_recording()))
     col = Collector()
+    watcher = Watcher(starts * (timeout + 10) + 60)
     rows = []
     try:
         for k in range(starts):
@@ -36,17 +101,25 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
             t0 = time.time()
             g.start()
             while time.time() < t0 + timeout and (first_after(col, "stylized", t0) is None
-                                                  or first_after(col, "detections", t0) is None):
+                                                  or first_after(col, "detections", t0) is None
+                                                  or watcher.param_after(t0) is None
+                                                  or watcher.all_listed_after(t0) is None):
                 time.sleep(0.02)
             row = {"start": k, **{f"first_{kind}_s": first_after(col, kind, t0)
-                                  for kind in ("raw", "stylized", "detections")}}
+                                  for kind in ("raw", "stylized", "detections")},
+                   "default_process_lists_all_s": watcher.all_listed_after(t0),
+                   "default_process_read_param_s": watcher.param_after(t0)}
             codes = g.stop()
             row["exit_codes"] = codes
             rows.append(row)
             print(row, flush=True)
-            time.sleep(0.5)     # the last samples of the stopped graph drain before the next start
+            # the stopped graph leaves the default process's node list before the next start
+            deadline = time.time() + 10
+            while time.time() < deadline and (not watcher.lines or watcher.lines[-1].get("nodes")):
+                time.sleep(0.05)
     finally:
         col.close()
+        watcher.close()
     styl = [r["first_stylized_s"] for r in rows]
     reached = [s for s in styl if s is not None]
     return {"machine": machine(), "starts": starts, "stagger_s": stagger, "timeout_s": timeout,
@@ -54,12 +127,17 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
             "first_raw_s": percentiles([r["first_raw_s"] for r in rows if r["first_raw_s"] is not None]),
             "first_detections_s": percentiles([r["first_detections_s"] for r in rows
                                                if r["first_detections_s"] is not None]),
+            "default_process_lists_all_s": percentiles([r["default_process_lists_all_s"] for r in rows
+                                                        if r["default_process_lists_all_s"] is not None]),
+            "default_process_read_param_s": percentiles([r["default_process_read_param_s"] for r in rows
+                                                         if r["default_process_read_param_s"] is not None]),
             "never": sum(s is None for s in styl), f"over_{LIMIT_S:g}_s": sum(s is None or s > LIMIT_S for s in styl),
             "rows": rows}
 
 
 def markdown(r: dict) -> str:
     s, c, d = r["first_stylized_s"], r["first_raw_s"], r["first_detections_s"]
+    n, p = r["default_process_lists_all_s"], r["default_process_read_param_s"]
     return "\n".join([
         f"# Start-up: the edge graph started {r['starts']} times, node processes {r['stagger_s']:g} s apart", "",
         f"Machine: {r['machine']['cpu']} ({r['machine']['cores']} cores). Seconds from spawning the node "
@@ -68,7 +146,11 @@ def markdown(r: dict) -> str:
         f"| camera frame | {c['p50']} | {c['p90']} | {c['p99']} | {c['max']} | | |",
         f"| stylized frame | {s['p50']} | {s['p90']} | {s['p99']} | {s['max']} | {r['never']} | "
         f"{r[f'over_{LIMIT_S:g}_s']} |",
-        f"| detections | {d['p50']} | {d['p90']} | {d['p99']} | {d['max']} | {r['starts'] - d['n']} | |", ""])
+        f"| detections | {d['p50']} | {d['p90']} | {d['p99']} | {d['max']} | {r['starts'] - d['n']} | |",
+        f"| default process lists every node | {n['p50']} | {n['p90']} | {n['p99']} | {n['max']} | "
+        f"{r['starts'] - n['n']} | |",
+        f"| default process read a parameter | {p['p50']} | {p['p90']} | {p['p99']} | {p['max']} | "
+        f"{r['starts'] - p['n']} | |", ""])
 
 
 def main(argv=None) -> int:
@@ -78,6 +160,10 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds one start may take")
     ap.add_argument("--stagger", type=float, default=0.0, help="seconds between node process starts")
     ap.add_argument("--out", default="out/bench")
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["_watch"]:
+        return watch(float(argv[1]))
     a = ap.parse_args(argv)
     out = Path(a.out)
     result = run(a.starts, a.timeout, out, a.stagger)
