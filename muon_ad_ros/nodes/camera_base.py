@@ -42,7 +42,7 @@ class CameraNode(Node):
     def __init__(self, name: str, check):
         super().__init__(name)
         self.stats = frames.FrameStats()
-        self.diag = diagnostics.Diagnostics(self, f"muon_ad_ros/{name}")
+        self.diag = diagnostics.Diagnostics(self)
         self.values = declare.declare_params(self, self.params, check, self._on_change)
         self.qos = qos.image_qos()
         self.links = LinkMonitor(self, self.diag, lambda: self.values["frame_timeout"])

@@ -8,7 +8,10 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.msg import ParameterEvent
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.parameter import parameter_value_to_python
+from rclpy.qos import qos_profile_parameter_events
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -39,25 +42,39 @@ class ControllerNode(Node):
         super().__init__("controller")
         self.values = declare.declare_params(self, controller_params.PARAMS, controller_params.check,
                                             self._on_change)
-        self.diag = diagnostics.Diagnostics(self, "muon_ad_ros/controller")
+        self.diag = diagnostics.Diagnostics(self)
         ns = self.get_namespace().rstrip("/")
-        self.style_client = self.create_client(SetParameters, f"{ns}/{self.values['style_node']}/set_parameters")
+        self.style_fqn = f"{ns}/{self.values['style_node']}"
+        self.style_client = self.create_client(SetParameters, f"{self.style_fqn}/set_parameters")
+        self.style_getter = self.create_client(GetParameters, f"{self.style_fqn}/get_parameters")
         det = self.values["detection_node"]
-        self.det_client = self.create_client(SetParameters, f"{ns}/{det}/set_parameters") if det else None
+        self.det_fqn = f"{ns}/{det}" if det else ""
+        self.det_client = self.create_client(SetParameters, f"{self.det_fqn}/set_parameters") if det else None
+        # What is in effect on the style node, from its parameter events and a read-back at (re)connection:
+        # someone else (`ros2 param set`, a params file) may set it.
+        self.style_actual: dict = {}
+        self.overrides = 0              # style node changes this controller did not make
+        self.last_override = ""
+        self.in_flight: dict = {}       # style values asked for, not yet answered
+        self._reading = 0.0             # when the read-back was sent (0 = none pending)
+        self.create_subscription(ParameterEvent, "/parameter_events", self._on_parameter_event,
+                                 qos_profile_parameter_events)
         self.arrivals = collections.deque(maxlen=1000)     # (receipt monotonic, latency ms)
         # no stale_timeout of its own: a peer listed but unmatched for three control periods (2 s at least)
         self.links = LinkMonitor(self, self.diag, lambda: max(2.0, 3 * self.values["period"]))
         self.links.subscription(PruningState, "stylized/pruning_state", self._on_state, qos.reliable_qos())
         self.links.subscription(Image, "depth", self._on_depth, qos.image_qos())
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.style_status = f"{diagnostics.status_prefix(self.style_fqn)}: style"
         self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
         self.drop_ratio = (float("nan"), 0.0)   # (dropped / received between two reports, when)
         self.depth = None
         self.depth_stats = frames.FrameStats()
-        self.retention = self.values["retention"] if self.values["mode"] == "manual" else self.values["retention_max"]
-        self.scale = self.values["resolution_scale"] if self.values["mode"] == "manual" else 1.0
+        self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
         self.detection_rate = None      # None: the loop has not limited detection
         self.pushed: dict = {}
+        if self.values["mode"] != "manual":
+            self._adopt_style_values()
         self.decision, self.level = "starting", OK
         self.timer = self.create_timer(self.values["period"], self._control)
         self.diag.add_provider(self._report)
@@ -67,7 +84,7 @@ class ControllerNode(Node):
             self.timer.cancel()
             self.timer = self.create_timer(value, self._control)
         if name == "mode" and value != "manual":
-            self.retention, self.scale = self.values["retention_max"], 1.0
+            self._adopt_style_values()
         if self.values["mode"] == "manual" and name in ("mode", "retention", "resolution_scale"):
             self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
 
@@ -84,9 +101,8 @@ class ControllerNode(Node):
             self.get_logger().warning(f"depth frame rejected: {exc}", throttle_duration_sec=5.0)
 
     def _on_diagnostics(self, msg: DiagnosticArray):
-        want = f"{self.values['style_node']}: style"
         for st in msg.status:
-            if st.name != want:
+            if st.name != self.style_status:
                 continue
             kv = {v.key: v.value for v in st.values}
             try:
@@ -96,6 +112,66 @@ class ControllerNode(Node):
             prev, self.style_counts = self.style_counts, counts
             if prev is not None and counts[0] > prev[0]:
                 self.drop_ratio = ((counts[1] - prev[1]) / (counts[0] - prev[0]), time.monotonic())
+
+    # -- what is in effect on the style and detection nodes ------------------------------------
+    FOLLOWED = ("retention", "resolution_scale")
+
+    def _on_parameter_event(self, msg: ParameterEvent):
+        if msg.node == self.style_fqn:
+            for how, params in (("declared", msg.new_parameters), ("changed", msg.changed_parameters)):
+                for p in params:
+                    if p.name in self.FOLLOWED:
+                        self._style_value(p.name, parameter_value_to_python(p.value), how)
+        elif self.det_fqn and msg.node == self.det_fqn:
+            for p in list(msg.new_parameters) + list(msg.changed_parameters):
+                if p.name == "rate_limit":
+                    self.pushed["rate_limit"] = float(parameter_value_to_python(p.value))
+
+    def _style_value(self, name: str, value, how: str):
+        """Records a value in effect on the style node (`how`: read back, declared at its start, or
+        changed). A change this controller did not ask for is an override: manual mode restores its own
+        setting on the next period, the loop modes continue from it."""
+        value = round(float(value), 4)
+        self.style_actual[name] = value
+        ours = self.in_flight.get(name) == value or self.pushed.get(name) == value
+        self.pushed[name] = value       # what _push compares with: the style node's real value
+        if ours:
+            return
+        if how == "changed":
+            self.overrides += 1
+            self.last_override = f"{name} {value:g} set on {self.style_fqn} by another node"
+            self.get_logger().info(f"{self.last_override}; "
+                                   f"{'restoring the manual setting' if self.values['mode'] == 'manual' else 'the loop continues from it'}")
+        if self.values["mode"] != "manual":
+            self._adopt_style_values()
+
+    def _adopt_style_values(self):
+        """Starts the loop from what is in effect on the style node (within the loop's bounds), or
+        from retention_max and full resolution while that is unknown."""
+        v = self.values
+        self.retention = min(v["retention_max"], max(v["retention_min"],
+                                                     self.style_actual.get("retention", v["retention_max"])))
+        self.scale = min(1.0, max(v["resolution_min"] if v["mode"] == "target_fps" else 0.25,
+                                  self.style_actual.get("resolution_scale", 1.0)))
+
+    def _read_style(self):
+        """Reads the style node's values once its service is up (and again after it restarts)."""
+        if not self.style_getter.service_is_ready():
+            self.style_actual.clear()     # gone: read again when it is back
+            return
+        if all(k in self.style_actual for k in self.FOLLOWED) or time.monotonic() - self._reading < 5.0:
+            return
+        self._reading = time.monotonic()
+        future = self.style_getter.call_async(GetParameters.Request(names=list(self.FOLLOWED)))
+
+        def done(f):
+            self._reading = 0.0
+            res = f.result()
+            if res is None or len(res.values) != len(self.FOLLOWED):
+                return
+            for name, v in zip(self.FOLLOWED, res.values):
+                self._style_value(name, parameter_value_to_python(v), "read")
+        future.add_done_callback(done)
 
     def _drops(self) -> float:
         """Returns the fraction of camera frames the style node dropped recently (NaN when unknown)."""
@@ -114,6 +190,7 @@ class ControllerNode(Node):
         return fps, float(np.median([lat for _, lat in recent])), len(recent)
 
     def _control(self):
+        self._read_style()
         mode = self.values["mode"]
         fps, p50, n = self._window()
         drops = self._drops()
@@ -190,11 +267,18 @@ class ControllerNode(Node):
     def _set(self, client, params: dict, who: str):
         if not params or not client.service_is_ready():
             return
+        if client is self.style_client and not all(k in self.style_actual for k in self.FOLLOWED):
+            return      # the loop starts from what is in effect: wait for the read-back
         req = SetParameters.Request(parameters=[Parameter(k, value=x).to_parameter_msg() for k, x in params.items()])
+        if client is self.style_client:
+            self.in_flight.update(params)
         future = client.call_async(req)
 
         def done(f, params=params):
             results = f.result().results if f.result() else []
+            if client is self.style_client:
+                for k in params:
+                    self.in_flight.pop(k, None)
             for (k, x), r in zip(params.items(), results):
                 if r.successful:
                     self.pushed[k] = x
@@ -207,9 +291,16 @@ class ControllerNode(Node):
         self.diag.status("control", self.level, self.decision, diagnostics.kv(
             mode=self.values["mode"], stylized_fps=f"{fps:.2f}", stylized_latency_p50_ms=f"{p50:.1f}",
             retention=f"{self.retention:.3f}", resolution_scale=f"{self.scale:.3f}",
+            style_retention=_known(self.style_actual.get("retention")),
+            style_resolution_scale=_known(self.style_actual.get("resolution_scale")),
+            style_overrides=self.overrides, last_style_override=self.last_override,
             detection_rate_limit=_rate(self.detection_rate), style_node_ready=self.style_client.service_is_ready(),
             depth_frames_received=self.depth_stats.received, depth_frames_bad=sum(self.depth_stats.bad.values()),
             **{f"depth_bad_{k}": v for k, v in sorted(self.depth_stats.bad.items())}))
+
+
+def _known(value) -> str:
+    return "unknown" if value is None else f"{value:.3f}"
 
 
 def _rate(rate) -> str:

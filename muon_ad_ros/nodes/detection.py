@@ -70,7 +70,7 @@ class DetectionNode(Node):
     def __init__(self):
         super().__init__("detection")
         self.stats = frames.FrameStats()
-        self.diag = diagnostics.Diagnostics(self, "muon_ad_ros/detection")
+        self.diag = diagnostics.Diagnostics(self)
         self.detector = None
         self.load_error = ""
         self.loading = ""

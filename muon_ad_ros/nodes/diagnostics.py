@@ -23,12 +23,20 @@ def kv(**items) -> list[KeyValue]:
     return [KeyValue(key=k, value=str(v)) for k, v in items.items()]
 
 
-class Diagnostics:
-    """Publishes the node's latest statuses on /diagnostics every `period` seconds."""
+def status_prefix(fully_qualified_name: str) -> str:
+    """Returns the node part of its status names: the full name without the leading slash
+    ("robot1/style_transfer"), so two robots on one /diagnostics stay apart."""
+    return fully_qualified_name.lstrip("/")
 
-    def __init__(self, node: Node, hardware_id: str, period: float = 1.0):
+
+class Diagnostics:
+    """Publishes the node's latest statuses on /diagnostics every `period` seconds, named
+    `<namespace/node>: <status>` with hardware id `muon_ad_ros/<namespace/node>`."""
+
+    def __init__(self, node: Node, period: float = 1.0):
         self.node = node
-        self.hardware_id = hardware_id
+        self.prefix = status_prefix(node.get_fully_qualified_name())
+        self.hardware_id = f"muon_ad_ros/{self.prefix}"
         self._statuses: dict[str, DiagnosticStatus] = {}
         self._lock = threading.Lock()
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -40,8 +48,8 @@ class Diagnostics:
         self._providers.append(fn)
 
     def status(self, name: str, level: int, message: str, values: list[KeyValue] | None = None):
-        """Sets the status `<node name>: <name>` published from now on."""
-        full = f"{self.node.get_name()}: {name}"
+        """Sets the status `<namespace/node>: <name>` published from now on."""
+        full = f"{self.prefix}: {name}"
         st = DiagnosticStatus(level=level, name=full, message=message, hardware_id=self.hardware_id,
                               values=list(values or []))
         with self._lock:

@@ -40,7 +40,7 @@ class StyleTransferNode(Node):
     def __init__(self):
         super().__init__("style_transfer")
         self.stats = frames.FrameStats()
-        self.diag = diagnostics.Diagnostics(self, "muon_ad_ros/style_transfer")
+        self.diag = diagnostics.Diagnostics(self)
         self.backend = None
         self.backend_key = None
         self.backend_note = ""

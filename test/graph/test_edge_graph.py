@@ -58,7 +58,7 @@ def test_edge_graph_end_to_end(probe, start_nodes, recording, bundle):
     assert annotated[-1].header.frame_id == "camera_color_optical_frame"
     assert np.frombuffer(annotated[-1].data, np.uint8).size == 640 * 480 * 3
 
-    names = ("realsense_camera: camera", "style_transfer: style", "detection: detection", "controller: control")
+    names = ("camera/realsense_camera: camera", "style_transfer: style", "detection: detection", "controller: control")
     assert wait_for(lambda: all(diag_values(diags, n) for n in names), 10), [diag_values(diags, n) for n in names]
     assert wait_for(lambda: "target_fps" in diag_values(diags, "controller: control")["message"], 5), \
         diag_values(diags, "controller: control")

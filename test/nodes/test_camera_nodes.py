@@ -20,7 +20,7 @@ from muon_ad_ros.camera.model import load_calibration
 from muon_ad_ros.nodes.qos import image_qos
 
 W, H, FPS, N = 160, 120, 30, 12
-RS_STATUS, CSI_STATUS = "realsense_camera: camera", "csi_camera: camera"
+RS_STATUS, CSI_STATUS = "camera/realsense_camera: camera", "csi/csi_camera: camera"
 OK, WARN, ERROR = 0, 1, 2          # diagnostic_msgs/DiagnosticStatus levels as diag_values returns them
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "camera_info_example.yaml"
 

@@ -92,3 +92,46 @@ def test_depth_lod_uses_depth_frames(probe, start_nodes, bundle):
     near = np.full((48, 64), 600, np.uint16)
     assert wait_for(lambda: retention_while_publishing(near) > 0.95, 20, period=0.1), (
         g.log("controller"), diag_values(diags, "controller: control"))
+
+
+def test_controller_follows_what_is_set_on_the_style_node_directly(probe, start_nodes, bundle):
+    # The style node starts at 0.7: target_fps begins from it, not from retention_max.
+    g = start_nodes([graph.NodeSpec("style_transfer", "style_transfer", "",
+                                    {"model_dir": bundle, "threads": 1, "sched_priority": 0, "retention": 0.7},
+                                    (("image", TOPIC),)),
+                     graph.NodeSpec("controller", "controller", "",
+                                    {"detection_node": "", "mode": "target_fps", "period": 0.2})])
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    control = lambda: diag_values(diags, "controller: control") or {}    # noqa: E731
+    logs = lambda: (g.log("controller")[-2000:], control())               # noqa: E731
+    assert wait_for(lambda: control().get("style_retention") == "0.700" and control().get("retention") == "0.700",
+                    30), logs()
+    assert control()["style_overrides"] == "0"
+
+    # `ros2 param set /style_transfer retention 0.5`: the loop continues from it, nothing restores it.
+    assert probe.set_params("/style_transfer", retention=0.5)[0].successful
+    assert wait_for(lambda: control().get("style_retention") == "0.500" and control().get("retention") == "0.500",
+                    10), logs()
+    assert control()["style_overrides"] == "1" and "retention 0.5" in control()["last_style_override"]
+    assert probe.get_params("/style_transfer", "retention") == [0.5]
+
+    # Manual mode owns the value: a direct change is reported and undone on the next period.
+    assert probe.set_params("/controller", mode="manual", retention=0.9)[0].successful
+    assert wait_for(lambda: probe.get_params("/style_transfer", "retention") == [0.9], 10), logs()
+    assert probe.set_params("/style_transfer", retention=0.4)[0].successful
+    assert wait_for(lambda: control().get("style_overrides") == "2", 10), logs()
+    assert wait_for(lambda: probe.get_params("/style_transfer", "retention") == [0.9], 10), logs()
+    assert wait_for(lambda: control().get("style_retention") == "0.900", 10), logs()
+
+
+def test_status_names_and_hardware_ids_carry_the_namespace(probe, start_nodes, bundle):
+    g = start_nodes([graph.NodeSpec("style_transfer", "style_transfer", "robot1",
+                                    {"model_dir": bundle, "threads": 1, "sched_priority": 0},
+                                    (("image", "/robot1" + TOPIC),)),
+                     graph.NodeSpec("controller", "controller", "robot1", {"detection_node": ""})])
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    statuses = lambda: {st.name: st.hardware_id for arr in list(diags) for st in arr.status}  # noqa: E731
+    want = {"robot1/style_transfer: style": "muon_ad_ros/robot1/style_transfer",
+            "robot1/controller: control": "muon_ad_ros/robot1/controller"}
+    assert wait_for(lambda: want.items() <= statuses().items(), 30), (statuses(), g.log("controller")[-2000:])
+    assert not [n for n in statuses() if not n.startswith("robot1/")]
