@@ -1,18 +1,27 @@
-"""`muon-ad bench method`: Muon vs AdamW on the same distillation, and the paper's Table II ablation.
+"""`muon-ad bench method`: the paper's two claims measured over seeds, with 95 % confidence intervals.
 
-Muon vs AdamW: the plain distillation (AD loss, no curriculum/projection/mask, so the loss is the same
-function at every step), same seed, a small lr sweep for each; the figure of merit is the validation loss
-(style + content, retention 1.0, fixed crops) every ``eval_every`` steps. Reported: each optimizer's best
-loss, the iterations and training wall time Muon needs to reach AdamW's best loss, and the loss std over
-the second half of training. Ablation: baseline, + dynamic mask, + curriculum, + projection (cumulative),
-scored by validation style/content loss and SSIM to content at retention 1.0 and 0.4.
+1. Muon vs AdamW on the same distillation (AD, content and moment losses at retention 1.0; no
+   curriculum, projection, pruning mask or teacher, so the loss is the same function at every step).
+   A learning-rate sweep on seed 0 picks each optimizer's lr; a best lr at the edge of its grid extends the
+   grid once in that direction, so the chosen lr lies inside it. The Muon arm's auxiliary AdamW (input and
+   output layers, gains, biases) runs at AdamW's chosen lr and both use the same weight decay. Then every
+   seed trains both arms. Figure of merit: the validation loss on crops of held-out photographs (never
+   trained on). Per seed: the iterations and CPU seconds Muon needs to reach AdamW's best loss (and AdamW
+   to reach Muon's), as a ratio to AdamW's own.
+2. The ablation in the paper's Table II order (cumulative: baseline, + dynamic mask, + curriculum,
+   + projection), every row over the same seeds.
+3. The pruning curve: the dynamically pruned network (trained with the dynamic mask) at retention 0.7
+   and 0.4 against static networks of equal FLOPs trained separately from scratch, over the same seeds.
+
+Each claim is reported as met, missed or inconclusive from its interval. Writes method.json, method.md
+and method.png (curves with 95 % bands).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import platform
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,170 +29,328 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from muon_ad_ros.bench.report import machine, write_report
 from muon_ad_ros.train import data
 from muon_ad_ros.train.distill import Distiller, TrainConfig
 
-MUON_LRS = (0.01, 0.02, 0.04)
-ADAMW_LRS = (3e-4, 1e-3, 3e-3)
+MUON_LRS = (0.0025, 0.005, 0.01, 0.02, 0.04)
+ADAMW_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+LEVELS = (0.7, 0.4)
+ABLATION = (("baseline", {}), ("+ dynamic mask", {"dynamic_mask": True}), ("+ curriculum", {"curriculum": True}),
+            ("+ projection", {"projection": True}))
+
+
+def mean_ci(values) -> dict:
+    """Returns mean, the 95 % confidence half-width (Student's t) and n of the finite values."""
+    from scipy import stats
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+    if v.size == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else None
+    return {"mean": float(v.mean()), "ci95": half, "n": int(v.size)}
+
+
+def verdict(ci: dict, bound: float, below: bool = True) -> str:
+    """Returns 'met', 'missed' or 'inconclusive' for the claim 'mean <= bound' (below) or '>= bound'."""
+    if ci["mean"] is None or ci["ci95"] is None:
+        return "inconclusive"
+    lo, hi = ci["mean"] - ci["ci95"], ci["mean"] + ci["ci95"]
+    if below:
+        return "met" if hi <= bound else "missed" if lo > bound else "inconclusive"
+    return "met" if lo >= bound else "missed" if hi < bound else "inconclusive"
+
+
+def held_out_crops(crop: int, count: int = 8) -> torch.Tensor:
+    """Returns fixed validation crops of the held-out photographs (the eval split, never trained on)."""
+    return data.random_crops(data.content_images(split="eval"), crop, count, np.random.default_rng(12345))
+
+
+def config(base: TrainConfig, **changes) -> TrainConfig:
+    """Returns base with the changes whose fields this TrainConfig has."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return dataclasses.replace(base, **{k: v for k, v in changes.items() if k in fields})
 
 
 @torch.no_grad()
-def evaluate(trainer: Distiller, retention: float = 1.0) -> dict:
-    """Return validation losses and SSIM to content of the trainer's student at ``retention``."""
+def evaluate(trainer: Distiller, val: torch.Tensor, retention: float = 1.0) -> dict:
+    """Returns validation style/content/total loss and SSIM to content at ``retention``."""
     from skimage.metrics import structural_similarity
     trainer.student.eval()
-    out = trainer.student(trainer.val, retention)
-    losses = trainer.loss_fn(out, trainer.val)
-    ssim = [structural_similarity(data.to_uint8(o), data.to_uint8(c), channel_axis=2)
-            for o, c in zip(out, trainer.val)]
-    return {"style": float(losses["style"]), "content": float(losses["content"]),
-            "total": float(losses["total"]), "ssim": float(np.mean(ssim))}
+    out = trainer.student(val, retention)
+    losses = trainer.loss_fn(out, val)
+    total = float(losses["style"] + trainer.cfg.content_weight * losses["content"])
+    ssim = [structural_similarity(data.to_uint8(o), data.to_uint8(c), channel_axis=2) for o, c in zip(out, val)]
+    return {"style": float(losses["style"]), "content": float(losses["content"]), "total": total,
+            "ssim": float(np.mean(ssim))}
 
 
-def run(cfg: TrainConfig, style: np.ndarray, content: list, eval_every: int) -> dict:
-    """Train one configuration; return its curves (train loss, validation total loss with train seconds)."""
+def narrow(trainer: Distiller, widths: tuple[int, int], res_hidden: int) -> Distiller:
+    """Returns the trainer with a narrower student of its own (a static network), optimizer rebuilt."""
+    from muon_ad_ros.model.student import Student, StudentConfig
+    from muon_ad_ros.train.pruning import ChannelImportance
+    torch.manual_seed(trainer.cfg.seed)
+    trainer.student = Student(StudentConfig(widths=widths, res_hidden=res_hidden, subpixel=trainer.cfg.subpixel))
+    trainer.optimizer = trainer._optimizer()
+    for g in trainer.optimizer.param_groups:
+        g["base_lr"] = g["lr"]
+    trainer.importance = ChannelImportance(trainer.student)
+    return trainer
+
+
+def static_width(retention: float, size: int = 256) -> tuple[tuple[int, int], int]:
+    """Returns (widths, res_hidden) of the static network whose FLOPs match the dynamic one at retention."""
+    from muon_ad_ros.model.student import Student, StudentConfig
+    full = Student()
+    target = full.flops(size, size, retention)
+    best = None
+    for w4 in range(8, 33, 8):
+        for w8 in range(8, 65, 8):
+            net = Student(StudentConfig(widths=(w4, w8), res_hidden=w8))
+            err = abs(net.flops(size, size) - target)
+            if best is None or err < best[0]:
+                best = (err, (w4, w8), w8)
+    return best[1], best[2]
+
+
+def run(cfg: TrainConfig, style: np.ndarray, content: list, val: torch.Tensor, eval_every: int,
+        static: tuple | None = None, levels: tuple[float, ...] = LEVELS) -> dict:
+    """Trains one configuration; returns its validation curve (with CPU seconds) and the final scores."""
     trainer = Distiller(cfg, style, content)
-    train_seconds, curve, losses = 0.0, [], []
-    curve.append({"step": 0, "seconds": 0.0, **evaluate(trainer)})
+    if static:
+        narrow(trainer, *static)
+    cpu, curve = 0.0, [{"step": 0, "cpu_s": 0.0, **evaluate(trainer, val)}]
     while trainer.step < cfg.iters:
-        t = time.perf_counter()
-        rec = trainer.train_step()
-        train_seconds += time.perf_counter() - t
-        losses.append(rec["loss"])
+        t = time.process_time()
+        trainer.train_step()
+        cpu += time.process_time() - t
         if trainer.step % eval_every == 0 or trainer.step == cfg.iters:
-            curve.append({"step": trainer.step, "seconds": train_seconds, **evaluate(trainer)})
-    half = losses[len(losses) // 2:]
-    return {"optimizer": cfg.optimizer, "lr": cfg.lr, "train_loss": losses, "curve": curve,
-            "best_val": min(c["total"] for c in curve), "train_seconds": train_seconds,
-            "loss_std_second_half": float(np.std(half)), "final_r100": curve[-1],
-            "final_r040": evaluate(trainer, 0.4)}
+            curve.append({"step": trainer.step, "cpu_s": cpu, **evaluate(trainer, val)})
+    return {"optimizer": cfg.optimizer, "lr": cfg.lr, "seed": cfg.seed, "curve": curve,
+            "best": min(c["total"] for c in curve), "cpu_s": cpu,
+            "final": {str(r): evaluate(trainer, val, r) for r in (1.0, *([] if static else levels))}}
 
 
 def reach(curve: list[dict], target: float) -> dict | None:
-    """Return the first evaluation point whose validation loss is <= target, or None."""
+    """Returns the first evaluation point whose validation loss is <= target, or None."""
     return next((c for c in curve if c["total"] <= target), None)
 
 
-def compare(runs: list[dict]) -> dict:
-    """Return the Muon vs AdamW summary from the sweep runs."""
-    best = {o: min((r for r in runs if r["optimizer"] == o), key=lambda r: r["best_val"]) for o in ("muon", "adamw")}
-    target = best["adamw"]["best_val"]
-    adam_at = reach(best["adamw"]["curve"], target)
-    muon_at = reach(best["muon"]["curve"], target)
-    out = {"adamw_best_loss": target, "adamw_best_lr": best["adamw"]["lr"], "muon_best_lr": best["muon"]["lr"],
-           "muon_best_loss": best["muon"]["best_val"], "adamw_iterations_to_best": adam_at["step"],
-           "adamw_seconds_to_best": adam_at["seconds"],
-           "muon_iterations_to_adamw_best": muon_at["step"] if muon_at else None,
-           "muon_seconds_to_adamw_best": muon_at["seconds"] if muon_at else None,
-           "loss_std_second_half": {o: best[o]["loss_std_second_half"] for o in best}}
-    if muon_at and adam_at["step"]:
-        out["iteration_ratio"] = muon_at["step"] / adam_at["step"]
-        out["wall_time_ratio"] = muon_at["seconds"] / adam_at["seconds"]
+def pair(muon: dict, adamw: dict) -> dict:
+    """Returns the per-seed comparison of one Muon run and one AdamW run."""
+    a_best, m_best = reach(adamw["curve"], adamw["best"]), reach(muon["curve"], muon["best"])
+    m_at, a_at = reach(muon["curve"], adamw["best"]), reach(adamw["curve"], muon["best"])
+    out = {"seed": muon["seed"], "adamw_best": adamw["best"], "muon_best": muon["best"],
+           "muon_iters_to_adamw_best": m_at["step"] if m_at else None,
+           "adamw_iters_to_muon_best": a_at["step"] if a_at else None,
+           "adamw_iters_to_own_best": a_best["step"], "muon_iters_to_own_best": m_best["step"]}
+    out["iteration_ratio"] = m_at["step"] / a_best["step"] if m_at and a_best["step"] else None
+    out["cpu_ratio"] = m_at["cpu_s"] / a_best["cpu_s"] if m_at and a_best["cpu_s"] else None
     return out
 
 
-def plot(runs: list[dict], ablation: list[dict], path: Path) -> Path:
-    """Write the loss-curves PNG: validation loss per sweep run, and the ablation's."""
+def sweep(base, style, content, val, eval_every, optimizer: str, grid: tuple[float, ...], **changes) -> tuple:
+    """Returns (chosen lr, runs): seed-0 runs over the grid, extended once past an edge that wins."""
+    runs = {}
+    grid = list(grid)
+    for _ in range(2):
+        for lr in grid:
+            if lr not in runs:
+                print(f"sweep {optimizer} lr={lr:g}", flush=True)
+                runs[lr] = run(config(base, optimizer=optimizer, lr=lr, seed=0, **changes), style, content, val,
+                               eval_every)
+        best = min(runs, key=lambda lr: runs[lr]["best"])
+        if best == grid[0]:
+            grid.insert(0, grid[0] / 3)
+        elif best == grid[-1]:
+            grid.append(grid[-1] * 3)
+        else:
+            break
+    return best, list(runs.values()), best not in (min(runs), max(runs))
+
+
+def bands(ax, runs: list[dict], label: str, key: str = "total", style: str = "-"):
+    """Draws the mean validation curve of runs with a 95 % band."""
+    steps = [c["step"] for c in runs[0]["curve"]]
+    stats = [mean_ci([r["curve"][i][key] for r in runs]) for i in range(len(steps))]
+    mean = np.array([s["mean"] for s in stats])
+    half = np.array([s["ci95"] or 0.0 for s in stats])
+    ax.plot(steps, mean, style, label=label)
+    ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
+
+
+def plot(result: dict, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for r in runs:
-        steps = [c["step"] for c in r["curve"]]
-        axes[0].plot(steps, [c["total"] for c in r["curve"]], "-" if r["optimizer"] == "muon" else "--",
-                     label=f"{r['optimizer']} lr={r['lr']:g}")
-    axes[0].set(xlabel="iteration", ylabel="validation loss (style + content_weight * content)", title="Muon vs AdamW")
-    axes[0].legend(fontsize=8)
-    for a in ablation:
-        steps = [c["step"] for c in a["curve"]]
-        axes[1].plot(steps, [c["style"] for c in a["curve"]], label=a["name"])
-    axes[1].set(xlabel="iteration", ylabel="validation style loss (r=1.0)", title="Ablation (Table II order)")
-    axes[1].legend(fontsize=8)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    bands(axes[0], result["seeds"]["adamw"], f"AdamW lr={result['lr']['adamw']:g}", style="--")
+    bands(axes[0], result["seeds"]["muon"], f"Muon lr={result['lr']['muon']:g}")
+    axes[0].set(xlabel="iteration", ylabel="held-out validation loss", title="Muon vs AdamW (mean, 95 % band)")
+    for name, runs in result["ablation"].items():
+        bands(axes[1], runs, name, key="style")
+    axes[1].set(xlabel="iteration", ylabel="held-out style loss, retention 1.0", title="Ablation (Table II order)")
+    pr = result["pruning"]
+    for kind, marker in (("dynamic", "o-"), ("static", "s--")):
+        xs = [p["flops_fraction"] for p in pr[kind]]
+        ys = [p["total"]["mean"] for p in pr[kind]]
+        es = [p["total"]["ci95"] or 0.0 for p in pr[kind]]
+        axes[2].errorbar(xs, ys, yerr=es, fmt=marker, capsize=3, label=kind)
+    axes[2].set(xlabel="FLOPs fraction of the full network", ylabel="held-out validation loss",
+                title="Pruning curve (mean, 95 % CI)")
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def markdown(summary: dict, ablation: list[dict], meta: dict) -> str:
-    """Return the Markdown report."""
-    s = summary
-    fmt = lambda v, f="{:.3f}": "n/a" if v is None else f.format(v)
-    lines = [f"# Method benchmark ({meta['style']}, {meta['iters']} iterations, seed {meta['seed']})", "",
-             f"Machine: {meta['machine']}; command: `{meta['command']}`", "",
-             "## Muon vs AdamW (validation loss, retention 1.0)", "",
-             "| | AdamW | Muon |", "|---|---|---|",
-             f"| best lr of sweep | {s['adamw_best_lr']:g} | {s['muon_best_lr']:g} |",
-             f"| best loss | {s['adamw_best_loss']:.4f} | {s['muon_best_loss']:.4f} |",
-             f"| iterations to AdamW's best | {s['adamw_iterations_to_best']} | "
-             f"{fmt(s['muon_iterations_to_adamw_best'], '{}')} |",
-             f"| train seconds to AdamW's best | {s['adamw_seconds_to_best']:.1f} | "
-             f"{fmt(s['muon_seconds_to_adamw_best'], '{:.1f}')} |",
-             f"| train-loss std, 2nd half | {s['loss_std_second_half']['adamw']:.4f} | "
-             f"{s['loss_std_second_half']['muon']:.4f} |", "",
-             f"Iteration ratio Muon/AdamW: {fmt(s.get('iteration_ratio'))} (target <= 0.45; paper 1200/2700 = 0.44); "
-             f"wall-time ratio: {fmt(s.get('wall_time_ratio'))} (target <= 0.6).", "",
-             "## Ablation (paper Table II order, cumulative)", "",
-             "| configuration | style r=1.0 | content r=1.0 | SSIM r=1.0 | style r=0.4 | SSIM r=0.4 |",
+def fmt(ci: dict, f: str = "{:.3f}") -> str:
+    if ci["mean"] is None:
+        return "n/a"
+    return f.format(ci["mean"]) + ("" if ci["ci95"] is None else " ± " + f.format(ci["ci95"])) + f" (n={ci['n']})"
+
+
+def markdown(r: dict) -> str:
+    m, c = r["meta"], r["claims"]
+    lines = [f"# Method benchmark: {m['style']}, {m['iters']} iterations, {m['seeds']} seeds", "",
+             f"Machine: {m['machine']['cpu']} ({m['machine']['cores']} cores), {m['threads']} torch thread(s); "
+             f"command: `{m['command']}`; {m['seconds']:.0f} s. Validation: fixed crops of the held-out photographs. "
+             "Intervals are 95 % (Student's t over seeds).", "",
+             "## Muon vs AdamW", "",
+             f"Learning rates chosen on seed 0: AdamW {r['lr']['adamw']:g} (grid {r['grids']['adamw']}, inside: "
+             f"{r['inside']['adamw']}), Muon {r['lr']['muon']:g} (grid {r['grids']['muon']}, inside: "
+             f"{r['inside']['muon']}); the Muon arm's auxiliary AdamW at {r['lr']['adamw']:g}.", "",
+             "| per seed | mean ± 95 % CI |", "|---|---|",
+             f"| AdamW best validation loss | {fmt(c['adamw_best'])} |",
+             f"| Muon best validation loss | {fmt(c['muon_best'])} |",
+             f"| Muon iterations to AdamW's best / AdamW's | {fmt(c['iteration_ratio'])} |",
+             f"| Muon CPU seconds to AdamW's best / AdamW's | {fmt(c['cpu_ratio'])} |",
+             f"| seeds where Muon reached AdamW's best | {c['muon_reached']} of {m['seeds']} |",
+             f"| seeds where AdamW reached Muon's best | {c['adamw_reached']} of {m['seeds']} |", "",
+             f"**Claim: Muon reaches AdamW's best loss in <= 0.45x the iterations: {c['iteration_claim']}.**", "",
+             "## Ablation (Table II order, cumulative)", "",
+             "| configuration | style r=1.0 | content r=1.0 | SSIM r=1.0 | total r=0.4 | SSIM r=0.4 |",
              "|---|---|---|---|---|---|"]
-    for a in ablation:
-        f1, f4 = a["final_r100"], a["final_r040"]
-        lines.append(f"| {a['name']} | {f1['style']:.4f} | {f1['content']:.4f} | {f1['ssim']:.3f} | "
-                     f"{f4['style']:.4f} | {f4['ssim']:.3f} |")
-    return "\n".join(lines) + "\n"
+    for name, row in r["ablation_table"].items():
+        lines.append(f"| {name} | {fmt(row['style'])} | {fmt(row['content'])} | {fmt(row['ssim'])} | "
+                     f"{fmt(row['total_r040'])} | {fmt(row['ssim_r040'])} |")
+    lines += ["", "## Pruning curve: dynamic vs static at equal FLOPs", "",
+              "| network | FLOPs fraction | validation loss | SSIM to content |", "|---|---|---|---|"]
+    for kind in ("dynamic", "static"):
+        for p in r["pruning"][kind]:
+            lines.append(f"| {kind} {p['label']} | {p['flops_fraction']:.2f} | {fmt(p['total'])} | {fmt(p['ssim'])} |")
+    lines += ["", f"**Claim: dynamic pruning beats static at equal FLOPs: {c['pruning_claim']}** "
+                  f"(difference static - dynamic per level: "
+                  + ", ".join(f"{k} {fmt(v)}" for k, v in c["pruning_difference"].items()) + ").", ""]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    """`muon-ad bench method`: write JSON, Markdown and a loss-curves PNG; returns the exit status."""
     p = argparse.ArgumentParser(prog="muon-ad bench method", description=__doc__.splitlines()[0])
     p.add_argument("--style", default="mosaic")
-    p.add_argument("--iters", type=int, default=240)
+    p.add_argument("--iters", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="out/bench_method")
-    p.add_argument("--fast", action="store_true", help="tiny run for tests")
+    p.add_argument("--out", default="out/bench")
+    p.add_argument("--fast", action="store_true", help="tiny run for tests: 2 seeds, 6 iterations, 2-point grids")
     a = p.parse_args(argv)
+    muon_grid, adamw_grid = MUON_LRS, ADAMW_LRS
     if a.fast:
-        a.iters, a.eval_every, a.batch, a.crop = 6, 3, 1, 64
+        a.iters, a.eval_every, a.batch, a.crop, a.seeds = 6, 3, 1, 64, 2
+        muon_grid, adamw_grid = (0.005, 0.01, 0.02), (3e-4, 1e-3, 3e-3)
     torch.set_num_threads(a.threads)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    style = data.style_image(a.style)[0]
-    content = data.content_images()
-    base = TrainConfig(iters=a.iters, batch=a.batch, crop=a.crop, seed=a.seed, threads=a.threads,
-                       projection=False, curriculum=False, dynamic_mask=False,
-                       validate_every=10 ** 9, reorder_every=max(2, a.iters // 4), checkpoint_every=10 ** 9,
-                       style_side=96 if a.fast else TrainConfig.style_side)
     t0 = time.perf_counter()
-    runs = []
-    for opt, lrs in (("adamw", ADAMW_LRS), ("muon", MUON_LRS)):
-        for lr in (lrs[1:2] if a.fast else lrs):
-            print(f"sweep: {opt} lr={lr:g}", flush=True)
-            runs.append(run(dataclasses.replace(base, optimizer=opt, lr=lr), style, content, a.eval_every))
-    summary = compare(runs)
-    muon_lr = summary["muon_best_lr"]
-    ablation = []
-    steps = [("baseline", {}), ("+ dynamic mask", {"dynamic_mask": True}), ("+ curriculum", {"curriculum": True}),
-             ("+ projection", {"projection": True})]
-    flags = {}
-    for name, change in steps:
+    style = data.style_image(a.style)[0]
+    content = data.content_images(split="train")
+    val = held_out_crops(a.crop, 2 if a.fast else 8)
+    base = config(TrainConfig(), iters=a.iters, batch=a.batch, crop=a.crop, threads=a.threads, projection=False,
+                  curriculum=False, dynamic_mask=False, teacher_weight=0.0, validate_every=10 ** 9,
+                  reorder_every=max(2, a.iters // 4), checkpoint_every=10 ** 9,
+                  style_side=96 if a.fast else TrainConfig.style_side)
+    adamw_lr, adamw_sweep, adamw_inside = sweep(base, style, content, val, a.eval_every, "adamw", adamw_grid)
+    muon_lr, muon_sweep, muon_inside = sweep(base, style, content, val, a.eval_every, "muon", muon_grid,
+                                             adam_lr=adamw_lr)
+    seeds = {"adamw": [next(r for r in adamw_sweep if r["lr"] == adamw_lr)],
+             "muon": [next(r for r in muon_sweep if r["lr"] == muon_lr)]}
+    for seed in range(1, a.seeds):
+        for opt, lr, extra in (("adamw", adamw_lr, {}), ("muon", muon_lr, {"adam_lr": adamw_lr})):
+            print(f"seed {seed}: {opt}", flush=True)
+            seeds[opt].append(run(config(base, optimizer=opt, lr=lr, seed=seed, **extra), style, content, val,
+                                  a.eval_every))
+    pairs = [pair(m, w) for m, w in zip(seeds["muon"], seeds["adamw"])]
+    # ablation over the same seeds, Muon at its lr; its baseline is the Muon seed runs
+    ablation, flags = {"baseline": seeds["muon"]}, {}
+    muon_base = config(base, optimizer="muon", lr=muon_lr, adam_lr=adamw_lr)
+    for name, change in ABLATION[1:]:
         flags.update(change)
-        print(f"ablation: {name}", flush=True)
-        if name == "baseline":
-            r = next(x for x in runs if x["optimizer"] == "muon" and x["lr"] == muon_lr)
-        else:
-            r = run(dataclasses.replace(base, optimizer="muon", lr=muon_lr, **flags), style, content, a.eval_every)
-        ablation.append({"name": name, "flags": dict(flags), **{k: r[k] for k in ("curve", "final_r100", "final_r040")}})
-    meta = {"style": a.style, "iters": a.iters, "seed": a.seed, "batch": a.batch, "crop": a.crop,
-            "threads": a.threads, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-            f"{__import__('os').cpu_count()} cores, torch {torch.__version__}",
-            "command": "muon-ad bench method " + " ".join(sys.argv[1:] if argv is None else argv), "seconds": round(time.perf_counter() - t0, 1)}
-    (out / "method.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs,
-                                                 "ablation": ablation}, indent=1) + "\n")
-    (out / "method.md").write_text(markdown(summary, ablation, meta))
-    plot(runs, ablation, out / "loss_curves.png")
-    print((out / "method.md").read_text())
+        ablation[name] = []
+        for seed in range(a.seeds):
+            print(f"ablation {name}, seed {seed}", flush=True)
+            ablation[name].append(run(config(muon_base, seed=seed, **flags), style, content, val, a.eval_every))
+    # pruning curve: the dynamic network is the "+ dynamic mask" row; static networks of equal FLOPs
+    from muon_ad_ros.model.student import Student, StudentConfig
+    full = Student()
+    pruning = {"dynamic": [], "static": []}
+    for level in (1.0, *LEVELS):
+        frac = full.flops(256, 256, level) / full.flops(256, 256)
+        dyn = [r["final"][str(level)] for r in ablation["+ dynamic mask"]]
+        pruning["dynamic"].append({"label": f"r={level}", "flops_fraction": frac,
+                                   "total": mean_ci([d["total"] for d in dyn]),
+                                   "ssim": mean_ci([d["ssim"] for d in dyn])})
+    for level in LEVELS:
+        widths, hidden = static_width(level)
+        frac = Student(StudentConfig(widths=widths, res_hidden=hidden)).flops(256, 256) / full.flops(256, 256)
+        runs = []
+        for seed in range(a.seeds):
+            print(f"static {widths}/{hidden}, seed {seed}", flush=True)
+            runs.append(run(config(muon_base, seed=seed), style, content, val, a.eval_every,
+                            static=(widths, hidden)))
+        pruning["static"].append({"label": f"widths {widths}, hidden {hidden}", "flops_fraction": frac,
+                                  "total": mean_ci([r["final"]["1.0"]["total"] for r in runs]),
+                                  "ssim": mean_ci([r["final"]["1.0"]["ssim"] for r in runs]),
+                                  "runs": [r["final"]["1.0"] for r in runs]})
+    diffs = {}
+    for i, level in enumerate(LEVELS):
+        dyn = [r["final"][str(level)]["total"] for r in ablation["+ dynamic mask"]]
+        diffs[f"r={level}"] = mean_ci([s["total"] - d for s, d in zip(pruning["static"][i]["runs"], dyn)])
+    pruning_claim = ("met" if all(verdict(d, 0.0, below=False) == "met" for d in diffs.values()) else
+                     "missed" if any(verdict(d, 0.0, below=True) == "met" for d in diffs.values()) else "inconclusive")
+    claims = {"adamw_best": mean_ci([p["adamw_best"] for p in pairs]), "muon_best": mean_ci([p["muon_best"] for p in pairs]),
+              "iteration_ratio": mean_ci([p["iteration_ratio"] for p in pairs]),
+              "cpu_ratio": mean_ci([p["cpu_ratio"] for p in pairs]),
+              "muon_reached": sum(p["muon_iters_to_adamw_best"] is not None for p in pairs),
+              "adamw_reached": sum(p["adamw_iters_to_muon_best"] is not None for p in pairs),
+              "pruning_difference": diffs, "pruning_claim": pruning_claim}
+    claims["iteration_claim"] = verdict(claims["iteration_ratio"], 0.45)
+    if claims["muon_reached"] < a.seeds:
+        claims["iteration_claim"] = "missed" if claims["muon_reached"] == 0 else "inconclusive"
+    table = {}
+    for name, runs in ablation.items():
+        fin = [r["curve"][-1] for r in runs]
+        r04 = [r["final"].get("0.4") for r in runs]
+        table[name] = {"style": mean_ci([f["style"] for f in fin]), "content": mean_ci([f["content"] for f in fin]),
+                       "ssim": mean_ci([f["ssim"] for f in fin]),
+                       "total_r040": mean_ci([x["total"] for x in r04 if x]),
+                       "ssim_r040": mean_ci([x["ssim"] for x in r04 if x])}
+    result = {"meta": {"style": a.style, "iters": a.iters, "seeds": a.seeds, "batch": a.batch, "crop": a.crop,
+                       "threads": a.threads, "machine": machine("torch"),
+                       "command": "muon-ad bench method " + " ".join(sys.argv[1:] if argv is None else argv),
+                       "seconds": time.perf_counter() - t0},
+              "lr": {"adamw": adamw_lr, "muon": muon_lr},
+              "grids": {"adamw": sorted({r["lr"] for r in adamw_sweep}), "muon": sorted({r["lr"] for r in muon_sweep})},
+              "inside": {"adamw": adamw_inside, "muon": muon_inside},
+              "pairs": pairs, "claims": claims, "ablation_table": table, "pruning": pruning,
+              "seeds": seeds, "ablation": ablation, "sweeps": {"adamw": adamw_sweep, "muon": muon_sweep}}
+    out = Path(a.out)
+    write_report(out, "method", result, markdown(result))
+    plot(result, out / "method.png")
+    print(markdown(result))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
