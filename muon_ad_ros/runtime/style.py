@@ -2,7 +2,7 @@
 
 A backend opens a model bundle (model.json + one model per retention level, see train/export.py),
 loads every level at open time so that switching retention never pauses for a reload, and keeps
-its input/output buffers per frame shape so the hot path allocates nothing (METHOD.md section 6).
+its input/output buffers per frame shape so the hot path allocates nothing (docs/method.md section 6).
 No rclpy, and no torch import unless the torch or TensorRT backend is asked for.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The package's one TensorRT engine builder: ONNX -> cached plan, shared by every TensorRT backend
-(detection, the style runtime and `muon-ad export`). METHOD.md section 6 (deployment). Written against
+(detection, the style runtime and `muon-ad export`). docs/method.md section 6 (deployment). Written against
 the name-based tensor API of TensorRT 8.6-11.x; the differences between releases are detected from the
 module (`build_settings`): 11.x has no precision flags and no INT8 calibrator, so its FP16 engines come
 from an FP16-cast ONNX model and its INT8 engines from Q/DQ pairs scaled on the calibration images.
@@ -10,8 +10,8 @@ only when an engine is built or run.
 Cache: one `<model stem>-<key>.engine` (+ `.json` report) per key = sha256 of the ONNX bytes, the
 TensorRT and CUDA versions, the GPU name and compute capability, the DLA core, the precision, the
 input shapes, the calibration set and (style models) the retention level. Same key -> the plan is
-deserialized, no rebuild; anything changed -> a new key and a new build. PEERS.md: "engine rebuilt at
-every start", "unclear what fell back to the GPU", "precision flags silently ignored" are what this answers.
+deserialized, no rebuild; anything changed -> a new key and a new build. The report says which layers run
+on the DLA and which fell back to the GPU, and a precision the build cannot honour is an error, not ignored.
 """
 from __future__ import annotations
 

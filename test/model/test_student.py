@@ -86,14 +86,14 @@ def test_pruned_layers_are_physically_smaller(student):
     groups = student.channel_groups()
     assert c["stream"] < groups["stream"] and c["skip4"] < groups["skip4"]
     assert student.down.sizes(c) == (c["stream"], c["skip4"])
-    # the attention keeps 8 of 16 heads at the lowest retention (METHOD.md section 4)
+    # the attention keeps 8 of 16 heads at the lowest retention (docs/method.md section 4)
     assert all(c[b.name] == 8 for b in student.attention_blocks())
 
 
 def test_flops_fall_with_retention_and_match_layer_shapes(student):
     full, mid, low = (student.flops(480, 640, r) for r in (1.0, 0.7, 0.4))
     assert full > mid > low
-    assert low < 0.45 * full  # the METHOD.md target is a 60% FLOPs cut at retention 0.4
+    assert low < 0.45 * full  # the method's target is a 60% FLOPs cut at retention 0.4
     # the stem alone: 120*160 outputs * 32 channels * 3*4*4 inputs
     c = student.counts(1.0)
     assert student.stem.macs(480, 640, c)[0] == 120 * 160 * 32 * 48
@@ -239,3 +239,25 @@ def test_saved_config_without_subpixel_is_read_from_the_weights():
         assert StudentConfig.from_saved({"widths": [32, 64]}, state).subpixel == s
     assert StudentConfig.from_saved({}).subpixel == 4  # a bundle of the first head, no weights at hand
     assert StudentConfig.from_saved({"subpixel": 2, "widths": [32, 64]}).widths == (32, 64)
+
+
+def test_replicate_padding_has_no_border():
+    # a uniform frame stays uniform at every level: no layer can tell the border from the interior
+    torch.manual_seed(0)
+    net = Student().eval()
+    for blk in net.attention_blocks():
+        torch.nn.init.normal_(blk.o.weight, std=0.1)  # attention on, so every path is exercised
+    x = torch.full((1, 3, 72, 104), 0.3)
+    with torch.no_grad():
+        for r in (1.0, 0.7, 0.4):
+            y = net(x, r)
+            assert float((y - y.mean(dim=(2, 3), keepdim=True)).abs().max()) < 1e-5
+        zeros = Student(StudentConfig(padding="zeros")).eval()
+        zeros.load_state_dict(net.state_dict())
+        y = zeros(x, 1.0)
+        assert float((y - y.mean(dim=(2, 3), keepdim=True)).abs().max()) > 1e-3
+
+
+def test_saved_configs_without_padding_are_the_zero_padded_students():
+    assert StudentConfig.from_saved({"subpixel": 1}).padding == "zeros"
+    assert StudentConfig().padding == "replicate"
