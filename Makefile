@@ -14,9 +14,10 @@ env:
 	@VENV=$(VENV) tools/env.sh
 
 # colcon from the pip wheels; BUILD_TESTING=OFF keeps rosidl from calling lint tools we do not use.
+# vendor/tf2_msgs: the TFMessage interface the pip wheels lack (a ROS machine uses its own tf2_msgs).
 build: env
 	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) \
-	  $(VENV)/bin/colcon --log-base log build --paths . --event-handlers console_cohesion- summary- \
+	  $(VENV)/bin/colcon --log-base log build --paths . vendor/tf2_msgs --event-handlers console_cohesion- summary- \
 	  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VENV)/bin/python \
 	  -DPython3_NumPy_INCLUDE_DIR=$$(cat $(VENV)/.numpy-include-path) > $(CURDIR)/log-build.txt 2>&1 \
 	  || { cat $(CURDIR)/log-build.txt; exit 1; }

@@ -14,8 +14,10 @@ from std_msgs.msg import Header
 from muon_ad_ros.camera.model import CameraModel
 from muon_ad_ros.camera.source import ENDED, RECONNECTING, STARTING, Frame, Pacer
 from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos
+from muon_ad_ros.nodes.compressed import CompressedTwin, twin_values
 from muon_ad_ros.nodes.diagnostics import ERROR, OK, STALE, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
+from muon_ad_ros.nodes.tf import StaticTf, camera_transforms
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:
@@ -52,7 +54,11 @@ class CameraNode(Node):
         self._rebuild = True
         self._last_pub = 0.0
         self._pacer = Pacer(0)
+        self.twins: dict[str, CompressedTwin] = {}
         self.setup()
+        self.tf = StaticTf(self)
+        self._publish_tf()
+        self.create_timer(1.0, self._publish_tf)     # parameter and extrinsics changes
         self.diag.add_provider(self._report)
         self._running = True
         self.thread = threading.Thread(target=self._capture, name=f"{name}_capture", daemon=True)
@@ -60,9 +66,22 @@ class CameraNode(Node):
 
     def publisher(self, msg_type, topic: str):
         """Returns a sensor-data QoS publisher that logs incompatible-QoS events and is recreated when
-        DDS leaves a listed subscriber unmatched (nodes.links)."""
+        DDS leaves a listed subscriber unmatched (nodes.links); an Image topic gets its
+        `<topic>/compressed` twin."""
         _, pub_cb = qos.qos_event_callbacks(self, self.resolve_topic_name(topic), self.qos)
+        if msg_type is Image:
+            self.twins[topic] = CompressedTwin(self, topic, self.qos, self.values)
         return self.links.publisher(msg_type, topic, self.qos, event_callbacks=pub_cb)
+
+    def publish_image(self, pub, topic: str, array, encoding: str, hdr: Header):
+        """Publishes an image and, while someone subscribes to it, its compressed copy."""
+        pub.publish(image_msg(array, encoding, hdr))
+        self.twins[topic].publish(array, encoding, hdr)
+
+    def _publish_tf(self):
+        v = self.values
+        self.tf.publish(camera_transforms(v["base_frame_id"], self.optical_frames(), v["parent_frame_id"],
+                                          v["mount_pose"]))
 
     def _on_change(self, name: str, value):
         if name not in self.live_params:
@@ -144,6 +163,7 @@ class CameraNode(Node):
             reconnects=src.reconnects if src else 0, throttled=self.throttled,
             last_error=(src.last_error if src else self.source_error) or "", fps_limit=self.values["fps"],
             timestamps="source clock mapped to host time (offset from the least-delayed frame)",
+            **twin_values(self.twins.values()),
             **self.describe())
         self.diag.status("camera", level, msg, values)
 
@@ -161,6 +181,10 @@ class CameraNode(Node):
         raise NotImplementedError
 
     def publish(self, frame: Frame):
+        raise NotImplementedError
+
+    def optical_frames(self) -> dict:
+        """Returns {optical frame: 4x4 pose in the first optical frame} of the published streams."""
         raise NotImplementedError
 
     def lossless(self) -> bool:

@@ -2,20 +2,21 @@
 image folder through OpenCV, with CameraInfo from a calibration YAML."""
 from __future__ import annotations
 
+import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from muon_ad_ros.camera.model import load_calibration
 from muon_ad_ros.camera.opencv_source import OpenCVSource, imx219_pipeline
 from muon_ad_ros.camera.source import Frame
 from muon_ad_ros.nodes import spin
-from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header, image_msg
+from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header
 from muon_ad_ros.nodes.diagnostics import OK, WARN
 from muon_ad_ros.params import csi_camera as csi_params
 
 
 class CsiCameraNode(CameraNode):
     params = csi_params.PARAMS
-    live_params = ("frame_id", "frame_timeout")
+    live_params = ("frame_id", "frame_timeout", "base_frame_id", "parent_frame_id", "mount_pose", "jpeg_quality")
 
     def __init__(self):
         self.calibration_error = ""
@@ -59,9 +60,12 @@ class CsiCameraNode(CameraNode):
         hdr = header(frame.stamp_ns, self.values["frame_id"])
         h, w = frame.color.shape[:2]
         self._size = (w, h)
-        self.image_pub.publish(image_msg(frame.color, "rgb8", hdr))
+        self.publish_image(self.image_pub, "image_raw", frame.color, "rgb8", hdr)
         model, _ = self.source.camera_model(w, h)
         self.info_pub.publish(camera_info(model, w, h, hdr))
+
+    def optical_frames(self) -> dict:
+        return {self.values["frame_id"]: np.eye(4)}
 
     def calibration_state(self) -> tuple[str, str]:
         """Returns (calibration name or "", why there is none)."""

@@ -32,6 +32,7 @@ from muon_ad_ros.detect.draw import annotate, class_color
 from muon_ad_ros.msg import Detection, DetectionArray
 from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos, spin
 from muon_ad_ros.nodes.diagnostics import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes.compressed import CompressedTwin, twin_values
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import detection as detection_params
 
@@ -96,6 +97,7 @@ class DetectionNode(Node):
         annotated = self.resolve_topic_name("detections/image_annotated")
         _, pub_cb = qos.qos_event_callbacks(self, annotated, self.qos)
         self.image_pub = self.links.publisher(Image, "detections/image_annotated", self.qos, event_callbacks=pub_cb)
+        self.annotated_twin = CompressedTwin(self, "detections/image_annotated", self.qos, self.values)
         self.diag.add_provider(self._report)
 
         self.slot = frames.LatestFrame()
@@ -214,8 +216,12 @@ class DetectionNode(Node):
             Detection(x_min=b.x_min, y_min=b.y_min, x_max=b.x_max, y_max=b.y_max, class_id=b.class_id,
                       class_name=b.class_name, score=b.score) for b in boxes]))
         self.marker_pub.publish(self._markers(msg, boxes))
-        if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
-            self.image_pub.publish(images.fill_image(Image(), annotate(rgb, boxes), "rgb8", msg.header))
+        if self.values["publish_annotated"] and (self.image_pub.get_subscription_count() > 0 or
+                                                 self.annotated_twin.wanted()):
+            drawn = annotate(rgb, boxes)
+            if self.image_pub.get_subscription_count() > 0:
+                self.image_pub.publish(images.fill_image(Image(), drawn, "rgb8", msg.header))
+            self.annotated_twin.publish(drawn, "rgb8", msg.header)
 
     def _markers(self, msg: Image, boxes) -> MarkerArray:
         """Returns DELETEALL plus a rectangle and a label per box, at marker_depth in the optical frame."""
@@ -264,7 +270,8 @@ class DetectionNode(Node):
                             fallback_layer_names=", ".join(d.fallback_layers[:20]) if d else "",
                             requested_backend=self.values["backend"], requested_model=self.values["model_path"],
                             load_error=self.load_error, loading=self.loading, frames_rate_limited=self.rate_skipped,
-                            rate_limit=self.values["rate_limit"], nice=os.getpriority(os.PRIO_PROCESS, 0))
+                            rate_limit=self.values["rate_limit"], nice=os.getpriority(os.PRIO_PROCESS, 0),
+                            **twin_values([self.annotated_twin]))
         stale = self.stats.stale_reason(self.values["stale_timeout"])
         unknown = d.unknown_classes() if d else []
         if d is None:

@@ -2,10 +2,12 @@
 recording, stamped with the camera's hardware timestamps, in realsense-ros's topic layout."""
 from __future__ import annotations
 
+import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from muon_ad_ros.nodes import spin
-from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header, image_msg
+from muon_ad_ros.nodes.camera_base import CameraNode, camera_info, header
+from muon_ad_ros.nodes.tf import optical_in_optical
 from muon_ad_ros.params import realsense_camera as rs_params
 from muon_ad_ros.camera.realsense import RealSenseSource  # noqa: I001 (after rclpy: camera/librealsense.py)
 from muon_ad_ros.camera.source import Frame
@@ -13,7 +15,8 @@ from muon_ad_ros.camera.source import Frame
 
 class RealSenseCameraNode(CameraNode):
     params = rs_params.PARAMS
-    live_params = ("color_frame_id", "depth_frame_id")
+    live_params = ("color_frame_id", "depth_frame_id", "base_frame_id", "parent_frame_id", "mount_pose",
+                   "jpeg_quality", "png_level")
 
     def __init__(self):
         super().__init__("realsense_camera", rs_params.check)
@@ -40,19 +43,28 @@ class RealSenseCameraNode(CameraNode):
         src, v = self.source, self.values
         hdr = header(frame.stamp_ns, v["color_frame_id"])
         h, w = frame.color.shape[:2]
-        self.color_pub.publish(image_msg(frame.color, "rgb8", hdr))
+        self.publish_image(self.color_pub, "color/image_raw", frame.color, "rgb8", hdr)
         self.color_info_pub.publish(camera_info(src.color_model.scaled(w, h), w, h, hdr))
         if frame.depth is None:
             return
         dh, dw = frame.depth.shape
         if src.align_depth:
             # Aligned depth lives in the color camera's geometry and frame, like realsense-ros's.
-            self.aligned_pub.publish(image_msg(frame.depth, "16UC1", hdr))
+            self.publish_image(self.aligned_pub, "aligned_depth_to_color/image_raw", frame.depth, "16UC1", hdr)
             self.aligned_info_pub.publish(camera_info(src.color_model.scaled(dw, dh), dw, dh, hdr))
         else:
             dhdr = header(frame.stamp_ns, v["depth_frame_id"])
-            self.depth_pub.publish(image_msg(frame.depth, "16UC1", dhdr))
+            self.publish_image(self.depth_pub, "depth/image_rect_raw", frame.depth, "16UC1", dhdr)
             self.depth_info_pub.publish(camera_info(src.depth_model, dw, dh, dhdr))
+
+    def optical_frames(self) -> dict:
+        # camera_link sits at the depth sensor (as in realsense-ros); colour is placed by the
+        # device's depth->colour extrinsics (identity until the source reports them).
+        v, src = self.values, self.source
+        frames = {v["depth_frame_id"]: np.eye(4)}
+        ext = src.depth_to_color if src is not None else None
+        frames[v["color_frame_id"]] = optical_in_optical(*ext) if ext else np.eye(4)
+        return frames
 
     def describe(self) -> dict:
         src = self.source

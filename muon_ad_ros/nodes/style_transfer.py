@@ -13,6 +13,7 @@ from sensor_msgs.msg import Image
 from muon_ad_ros.msg import PruningState
 from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos, spin
 from muon_ad_ros.nodes.diagnostics import ERROR, OK, STALE, WARN
+from muon_ad_ros.nodes.compressed import CompressedTwin, twin_values
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import style_transfer as style_params
 from muon_ad_ros.runtime import realtime
@@ -58,7 +59,7 @@ class StyleTransferNode(Node):
         topics = self.values["input_topics"]
         self.slots = [frames.LatestFrame() for _ in topics]
         self.wake = threading.Event()
-        self.image_pubs, self.subs = [], []
+        self.image_pubs, self.subs, self.twins = [], [], []
         self.links = LinkMonitor(self, self.diag, lambda: self.values["stale_timeout"])
         for k, topic in enumerate(topics):
             out = "stylized/image_raw" if k == 0 else f"stylized/image_raw_{k}"
@@ -67,6 +68,7 @@ class StyleTransferNode(Node):
             self.subs.append(self.links.subscription(Image, topic, lambda m, k=k: self._on_image(k, m), self.qos,
                                                      event_callbacks=sub_cb, expect_data=True))
             self.image_pubs.append(self.links.publisher(Image, out, self.qos, event_callbacks=pub_cb))
+            self.twins.append(CompressedTwin(self, out, self.qos, self.values))
         self.state_pub = self.links.publisher(PruningState, "stylized/pruning_state", qos.reliable_qos())
         self.diag.add_provider(self._report)
         self._running = True
@@ -195,6 +197,7 @@ class StyleTransferNode(Node):
             return
         infer_ms = (time.perf_counter() - t0) * 1e3
         self.image_pubs[k].publish(images.fill_image(Image(), out, "rgb8", msg.header))
+        self.twins[k].publish(out, "rgb8", msg.header)
         self.last_state = self._pruning_state(backend, retention, msg.header, infer_ms)
         self.state_pub.publish(self.last_state)
         self.stats.on_output(images.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
@@ -218,7 +221,8 @@ class StyleTransferNode(Node):
         b = self.backend
         values += diagnostics.kv(backend=b.name if b else "none", precision=b.precision if b else "none",
                             device=b.device if b else "none", model_dir=self.backend_key[0] if self.backend_key else "",
-                            retention=self.values["retention"], resolution_scale=self.values["resolution_scale"])
+                            retention=self.values["retention"], resolution_scale=self.values["resolution_scale"],
+                            **twin_values(self.twins))
         st = self.last_state
         if st is not None:
             values += diagnostics.kv(retention_level=round(st.retention_level, 3),

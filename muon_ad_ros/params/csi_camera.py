@@ -1,5 +1,6 @@
 """Parameters of the csi_camera node (same names and defaults in config/edge.yaml)."""
 from muon_ad_ros.params import Param
+from muon_ad_ros.params.shared import COMPRESSED_PARAMS, check_tf, tf_params
 
 PARAMS = (
     Param("source", "", "A GStreamer pipeline (contains '!'), a V4L2 device (/dev/videoN or N), a video file or "
@@ -17,7 +18,7 @@ PARAMS = (
     Param("frame_id", "csi_optical_frame", "frame_id of the image and CameraInfo (REP-103 optical frame)."),
     Param("frame_timeout", 2.0, "Seconds without frames after which diagnostics go STALE and the source "
           "is reopened.", min=0.2, max=60.0),
-)
+) + tf_params("csi_link") + COMPRESSED_PARAMS
 
 
 def check(values: dict) -> str | None:
@@ -27,4 +28,4 @@ def check(values: dict) -> str | None:
         return f"calibration_file {cal!r} must be a .yaml file"
     if not values["frame_id"]:
         return "frame_id must not be empty"
-    return None
+    return check_tf(values)

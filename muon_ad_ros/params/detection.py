@@ -2,6 +2,7 @@
 `nice` takes effect on the next frame; a model reload runs in the background while the previous
 detector keeps serving."""
 from muon_ad_ros.params import Param
+from muon_ad_ros.params.shared import COMPRESSED_PARAMS
 
 PARAMS = (
     Param("backend", "opencv_hog", "Detector backend: opencv_hog (bundled people detector, no model file), "
@@ -49,7 +50,7 @@ PARAMS = (
           min=0.1, max=100.0),
     Param("nice", 5, "Nice value of the process (normal scheduling, below the style node's SCHED_FIFO); "
           "applied at start.", min=0, max=19, read_only=True),
-)
+) + COMPRESSED_PARAMS
 
 
 def check(values: dict) -> str | None:

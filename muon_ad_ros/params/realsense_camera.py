@@ -1,5 +1,6 @@
 """Parameters of the realsense_camera node (same names and defaults in config/edge.yaml)."""
 from muon_ad_ros.params import Param
+from muon_ad_ros.params.shared import DEPTH_COMPRESSED_PARAMS, check_tf, tf_params
 
 PARAMS = (
     Param("serial", "", "Serial number of the RealSense device; empty = the first one found. A leading '_' "
@@ -24,7 +25,7 @@ PARAMS = (
     Param("depth_frame_id", "camera_depth_optical_frame", "frame_id of unaligned depth."),
     Param("frame_timeout", 2.0, "Seconds without frames after which diagnostics go STALE and the camera "
           "is reopened.", min=0.2, max=60.0),
-)
+) + tf_params("camera_link") + DEPTH_COMPRESSED_PARAMS
 
 
 def check(values: dict) -> str | None:
@@ -39,4 +40,4 @@ def check(values: dict) -> str | None:
     for key in ("color_frame_id", "depth_frame_id"):
         if not values[key]:
             return f"{key} must not be empty"
-    return None
+    return check_tf(values)

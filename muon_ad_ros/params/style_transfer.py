@@ -1,5 +1,6 @@
 """Parameters of the style_transfer node (same names and defaults in config/edge.yaml)."""
 from muon_ad_ros.params import Param
+from muon_ad_ros.params.shared import COMPRESSED_PARAMS
 
 PARAMS = (
     Param("model_dir", "", "Model bundle directory (model.json + ONNX per retention level); empty = the "
@@ -23,7 +24,7 @@ PARAMS = (
           min=0.0, max=10000.0),
     Param("stale_timeout", 2.0, "Seconds without input after which diagnostics report STALE.",
           min=0.1, max=60.0),
-)
+) + COMPRESSED_PARAMS
 
 
 def check(values: dict) -> str | None:
