@@ -5,7 +5,9 @@ and the tests use): camera sources, style_transfer (SCHED_FIFO), detection (belo
 Every node gets config/edge.yaml (or params_file:=...) and then this graph's own settings.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+import tempfile
+
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -33,6 +35,8 @@ ARGS = {
     "target_fps": ("24.0", "Stylized frame rate the controller holds in target_fps mode."),
     "params_file": ("", "Parameters YAML applied to every node before the graph's own settings; "
                         "empty = the package's config/edge.yaml."),
+    "rviz": ("false", "Start RViz with config/edge.rviz adapted to this graph's namespace and camera (skipped "
+                      "with a message when rviz2 is not installed)."),
 }
 
 
@@ -51,10 +55,27 @@ def _nodes(context):
     if not params_file:
         from ament_index_python.packages import get_package_share_directory
         params_file = f"{get_package_share_directory('muon_ad_ros')}/config/edge.yaml"
-    return [Node(package="muon_ad_ros", executable=s.executable, name=s.name, namespace=s.namespace,
-                 parameters=[params_file, s.parameters], remappings=list(s.remaps), output="screen",
-                 emulate_tty=True)
-            for s in specs]
+    nodes = [Node(package="muon_ad_ros", executable=s.executable, name=s.name, namespace=s.namespace,
+                  parameters=[params_file, s.parameters], remappings=list(s.remaps), output="screen",
+                  emulate_tty=True)
+             for s in specs]
+    if arg["rviz"].lower() in ("1", "true", "yes"):
+        nodes.append(_rviz(arg["namespace"], cams, arg["style_input"]))
+    return nodes
+
+
+def _rviz(namespace: str, cameras: tuple, style_input: str):
+    """Returns the RViz node with the graph's config (topics in the namespace), or a message when
+    rviz2 is not installed (the graph runs without it)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return LogInfo(msg="rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2); "
+                           "the graph runs without it")
+    with tempfile.NamedTemporaryFile("w", prefix="muon_ad_ros_", suffix=".rviz", delete=False) as f:
+        f.write(graph.rviz_config(namespace, cameras, style_input))
+    return Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", f.name], output="screen")
 
 
 def generate_launch_description():

@@ -4,6 +4,7 @@ tests all read it, because launch/launch_ros cannot be installed on the developm
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +22,30 @@ def transport_profile() -> Path:
     default 512 KiB segment a 640x480 frame falls back to UDP fragments and one lost fragment drops it,
     while this profile's publishers reach default ROS 2 processes whole (docs/transport.md has the
     measurements)."""
-    source_tree = Path(__file__).resolve().parent.parent / "config" / "fastdds.xml"
+    return config_file("fastdds.xml")
+
+
+def config_file(name: str) -> Path:
+    """Returns a file of the package's config/ folder (the source tree's, else the installed share)."""
+    source_tree = Path(__file__).resolve().parent.parent / "config" / name
     if source_tree.exists():
         return source_tree
     from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory("muon_ad_ros")) / "config" / "fastdds.xml"
+    return Path(get_package_share_directory("muon_ad_ros")) / "config" / name
+
+
+def rviz_config(namespace: str = "", cameras: tuple[str, ...] = ("realsense",), style_input: str = "") -> str:
+    """Returns config/edge.rviz for this graph: the camera display shows the graph's input topic and every
+    topic carries the namespace (RViz takes topics as written). The fixed frame, base_link, is the parent
+    of every camera's TF (parent_frame_id), whichever camera runs."""
+    text = config_file("edge.rviz").read_text()
+    text = text.replace(f"Value: {CAMERA_TOPIC}\n", f"Value: {camera_topic(cameras, style_input)}\n")
+    return re.sub(r"^(\s+Value: )(/\S+)$", lambda m: m.group(1) + _ns(namespace, m.group(2)), text, flags=re.M)
+
+
+def camera_topic(cameras: tuple[str, ...], style_input: str = "") -> str:
+    """Returns the image topic the graph stylizes and detects in (without the namespace)."""
+    return style_input or (CAMERA_TOPIC if "realsense" in cameras else CSI_TOPIC)
 
 
 def transport_env(environ: dict | None = None) -> dict:
@@ -106,8 +126,7 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
     if "csi" in cameras:
         nodes.append(NodeSpec("csi_camera", "csi_camera", _join(namespace, "csi"), {
             "source": csi_source, "width": width, "height": height, "fps": float(camera_fps)}))
-    source = style_input or (CAMERA_TOPIC if "realsense" in cameras else CSI_TOPIC)
-    source = _ns(namespace, source)
+    source = _ns(namespace, camera_topic(cameras, style_input))
     nodes.append(NodeSpec("style_transfer", "style_transfer", namespace, {
         "model_dir": style_model, "backend": style_backend, "sched_priority": int(style_priority)},
         (("image", source),)))

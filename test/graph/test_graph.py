@@ -151,3 +151,21 @@ def test_bench_graph_reports_a_failed_probe_and_goes_on(tmp_path):
     md = to_markdown({"machine": {"cpu": "x", "cores": 2, "python": "3"}, "command": "c", "fixed_rates": [r],
                       "search": [], "max_sustainable_hz": 0.0, "probe_seconds": 1.0, "peak_graph_rss_mb": 0})
     assert "probe failed: RuntimeError: the player exited" in md
+
+
+def test_rviz_config_follows_namespace_and_camera():
+    import yaml as _yaml
+    plain = _yaml.safe_load(graph.rviz_config())
+    cfg = _yaml.safe_load(graph.rviz_config("robot1", ("csi",)))
+    assert plain["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"   # parent of every camera
+    topics = [d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d]
+    assert topics == ["/robot1/csi/image_raw", "/robot1/stylized/image_raw", "/robot1/detections/image_annotated",
+                      "/robot1/detections/markers"]
+    assert graph.rviz_config() == graph.config_file("edge.rviz").read_text()
+    other = graph.rviz_config("", (), style_input="/camera/camera/color/image_raw")
+    assert "Value: /camera/camera/color/image_raw\n" in other
+
+
+def test_launch_file_starts_rviz_only_when_asked_and_installed():
+    src = (ROOT / "launch" / "edge.launch.py").read_text()
+    assert '"rviz": ("false"' in src and "PackageNotFoundError" in src and "graph.rviz_config(" in src
