@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from muon_ad_ros.camera.model import CameraModel, load_calibration
+from muon_ad_ros.camera.recording import pan_zoom
 from muon_ad_ros.camera.source import (ENDED, STARTING, STREAMING, Backoff, Frame, Pacer,
                                        ReopeningSource, SourceError, StampMapper)
 
@@ -69,11 +70,18 @@ class OpenCVSource(ReopeningSource):
     width/height: requested size (0 = as delivered; files and folders are resized to it).
     fps: pace files and folders (0 = a video's own rate; folders need it) and request it from V4L2.
     loop: restart files and folders at the end; otherwise the source reports ENDED.
-    calibration: a camera_calibration YAML; scaled to the frame size (same aspect ratio)."""
+    calibration: a camera_calibration YAML; scaled to the frame size (same aspect ratio).
+    hold: folders: seconds each image is shown (at `fps`, so hold * fps frames; 0 = the next image every
+    frame); a few photos shown one per frame flicker.
+    pan_zoom: folders: a slow pan and zoom over each image while it is held, instead of a still."""
 
     def __init__(self, uri: str = "", width: int = 0, height: int = 0, fps: float = 30.0, loop: bool = True,
-                 calibration: str | Path | None = None):
+                 calibration: str | Path | None = None, hold: float = 0.0, pan_zoom: bool = False):
         self.uri, self.width, self.height, self.fps, self.loop = uri, int(width), int(height), float(fps), loop
+        if hold < 0:
+            raise ValueError(f"hold must be >= 0 seconds, got {hold}")
+        self.per_image = max(1, int(round(hold * self.fps))) if self.fps > 0 else 1
+        self.pan_zoom = bool(pan_zoom)
         self.kind, self.target = classify(uri)
         if self.kind == GSTREAMER and not self.target:
             self.target = imx219_pipeline(width or 640, height or 480, int(fps) or 30)
@@ -87,6 +95,9 @@ class OpenCVSource(ReopeningSource):
         self._cap: cv2.VideoCapture | None = None
         self._files: list[Path] = []
         self._index = 0
+        self._image: np.ndarray | None = None     # the folder image being held
+        self._shown = 0                            # frames of it produced so far
+        self._tick = 0                             # frames produced in this pass over the folder
         self._pacer = Pacer(0)
         self._model_cache: tuple[tuple[int, int], CameraModel | None, str] | None = None
 
@@ -114,7 +125,7 @@ class OpenCVSource(ReopeningSource):
                 if folder.is_dir() else []
             if not self._files:
                 raise SourceError(f"image folder {folder} is missing or holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            self._index = 0
+            self._index, self._image, self._shown, self._tick = 0, None, 0, 0
             self._pacer = Pacer(self.fps)
         elif self.kind == GSTREAMER:
             if not gstreamer_available():
@@ -170,18 +181,28 @@ class OpenCVSource(ReopeningSource):
         return Frame(rgb, stamp_ns, source_ms, self.frames - 1)
 
     def _read_folder(self):
-        if self._index >= len(self._files):
-            if not self.loop:
-                return self._end()
-            self._index = 0
-        path = self._files[self._index]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"cannot read image {path} (deleted or not an image)")
-        self._index += 1
+        if self._image is None or self._shown >= self.per_image:
+            if self._index >= len(self._files):
+                if not self.loop:
+                    return self._end()
+                self._index, self._tick = 0, 0
+            path = self._files[self._index]
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"cannot read image {path} (deleted or not an image)")
+            self._image, self._shown = image, 0
+            self._index += 1
+        image = self._image
+        if self.pan_zoom:
+            h, w = image.shape[:2]
+            ow, oh = (self.width, self.height) if self.width > 0 and self.height > 0 else (w, h)
+            affine = pan_zoom((h, w), ow, oh, self._shown / self.per_image, seed=self._index)
+            image = cv2.warpAffine(image, affine, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        self._shown += 1
         self._pacer.wait()
-        # A folder has no clock of its own: the media time of image k is k / fps, per pass.
-        source_ms = (self._index - 1) * 1000.0 / self.fps
+        # A folder has no clock of its own: the media time of frame k of a pass is k / fps.
+        source_ms = self._tick * 1000.0 / self.fps
+        self._tick += 1
         return image, source_ms, self.stamps(source_ms)
 
     def _read_capture(self):

@@ -41,7 +41,9 @@ class Collector:
         self.diagnostics: dict[str, dict] = {}
         self.video_path, self.snapshot_dir = video_path, snapshot_dir
         self.writer = None
-        self.last = {}
+        # kind -> {stamp: frame} of the latest frames (views of their messages' buffers: no copy), so
+        # a snapshot puts together the camera frame and the outputs made from it.
+        self.recent: dict[str, collections.OrderedDict] = collections.defaultdict(collections.OrderedDict)
         self.start_wall = time.time()
         sensor = qos.image_qos()
         self.node.create_subscription(Image, f"{ns}/stylized/image_raw", lambda m: self._on_image("stylized", m), sensor)
@@ -76,7 +78,12 @@ class Collector:
             frame = self.images.image_view(msg, ("rgb8",), 8192)
         except self.images.ImageError:
             return
-        self.last[kind] = frame     # a view of the message's own buffer: no per-frame copy
+        if self.snapshot_dir is not None:
+            recent = self.recent[kind]
+            with self.lock:
+                recent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = frame
+                while len(recent) > self.KEEP:
+                    recent.popitem(last=False)
         if kind == "stylized" and self.video_path is not None:
             if self.writer is None:
                 self.writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0,
@@ -107,14 +114,29 @@ class Collector:
                                              else int(st.level), "message": st.message,
                                              "values": {v.key: v.value for v in st.values}}
 
-    def snapshot(self, path: Path) -> bool:
-        """Writes raw | stylized | annotated side by side; returns False when a part is missing."""
-        parts = [self.last[k] for k in ("raw", "stylized", "annotated") if k in self.last]
-        if len(parts) < 2:
-            return False
+    KEEP = 45        # frames kept per kind (1.5 s at 30 Hz): detection's rate limit leaves gaps
+
+    def matched(self) -> tuple[tuple[int, int], list[np.ndarray]] | None:
+        """Returns (stamp, [raw, stylized, annotated]) of the newest camera stamp all three were
+        received with, or None."""
+        kinds = ("raw", "stylized", "annotated")
+        with self.lock:
+            common = set(self.recent["raw"]).intersection(*(self.recent[k] for k in kinds[1:]))
+            if not common:
+                return None
+            stamp = max(common)
+            return stamp, [self.recent[k][stamp] for k in kinds]
+
+    def snapshot(self, path: Path) -> tuple[int, int] | None:
+        """Writes raw | stylized | annotated of one camera frame side by side; returns its stamp, or None
+        while no stamp has all three."""
+        found = self.matched()
+        if found is None:
+            return None
+        stamp, parts = found
         h = min(p.shape[0] for p in parts)
         row = np.concatenate([cv2.resize(p, (int(p.shape[1] * h / p.shape[0]), h)) for p in parts], axis=1)
-        return cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+        return stamp if cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)) else None
 
     def rate(self, kind: str, since: float) -> float:
         """Returns messages per second of `kind` received after wall time `since`."""

@@ -44,7 +44,8 @@ class CsiCameraNode(CameraNode):
         v = self.values
         uri = v["source"] or imx219_pipeline(v["width"], v["height"], int(round(v["fps"])), v["sensor_id"],
                                              v["flip_method"])
-        args = dict(uri=uri, width=v["width"], height=v["height"], fps=v["fps"], loop=v["loop"])
+        args = dict(uri=uri, width=v["width"], height=v["height"], fps=v["fps"], loop=v["loop"], hold=v["image_hold"],
+                    pan_zoom=v["pan_zoom"])
         self.calibration_error = ""
         try:
             return OpenCVSource(**args, calibration=v["calibration_file"] or None)

@@ -13,6 +13,10 @@ PARAMS = (
     Param("sensor_id", 0, "CSI port of the default IMX219 pipeline.", min=0, max=7),
     Param("flip_method", 0, "nvvidconv flip-method of the default pipeline (0 none, 2 rotate 180).", min=0, max=7),
     Param("loop", True, "Restart a video file or image folder at its end; false = report ERROR and keep running."),
+    Param("image_hold", 2.0, "Image folders: seconds each image is shown (at `fps`); 0 = the next image every "
+          "frame (a few photos then flicker).", min=0.0, max=3600.0),
+    Param("pan_zoom", False, "Image folders: a slow pan and zoom over each image while it is shown, instead of "
+          "a still."),
     Param("calibration_file", "", "camera_calibration / camera_info_manager YAML giving CameraInfo; empty = "
           "publish an uncalibrated CameraInfo (K all zero) and report WARN."),
     Param("frame_id", "csi_optical_frame", "frame_id of the image and CameraInfo (REP-103 optical frame)."),

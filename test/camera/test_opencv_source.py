@@ -150,3 +150,21 @@ def test_v4l2_camera_delivers_frames():
     frames = read_n(src, 3, timeout=2.0)
     assert len(frames) == 3 and frames[0].color.ndim == 3
     assert abs(frames[-1].stamp_ns - time.time_ns()) < 1e9
+
+
+def test_folder_holds_each_image_and_pans_when_asked(folder):
+    n_files = len([p for p in folder.iterdir() if p.suffix == ".png"])
+    src = OpenCVSource(str(folder), width=32, height=24, fps=100, hold=0.05)      # 5 frames per image
+    frames = [src.read(1.0) for _ in range(10)]
+    assert all(f is not None for f in frames)
+    assert all(np.array_equal(frames[0].color, f.color) for f in frames[1:5])
+    assert not np.array_equal(frames[4].color, frames[5].color) or n_files == 1
+    assert [f.source_ms for f in frames] == pytest.approx([k * 10.0 for k in range(10)])
+    src.close()
+    moving = OpenCVSource(str(folder), width=32, height=24, fps=100, hold=0.05, pan_zoom=True)
+    frames = [moving.read(1.0) for _ in range(5)]
+    assert all(f.color.shape == (24, 32, 3) for f in frames)
+    assert not np.array_equal(frames[0].color, frames[4].color)      # the same image, moving
+    moving.close()
+    with pytest.raises(ValueError, match="hold"):
+        OpenCVSource(str(folder), hold=-1.0)

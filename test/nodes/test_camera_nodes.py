@@ -158,8 +158,10 @@ def test_csi_folder_with_calibration(probe, start_nodes, folder):
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     g = csi_node(start_nodes, folder, calibration_file=str(EXAMPLE))
     assert wait_for(lambda: len(images) >= 3 and len(infos) >= 3, 20), g.log("csi_camera")
-    first = cv2.cvtColor(cv2.imread(str(folder / "00.png")), cv2.COLOR_BGR2RGB)
-    assert any(np.array_equal(np.frombuffer(m.data, np.uint8).reshape(240, 320, 3), first) for m in images)
+    # each image is one of the folder's, pixel for pixel (held image_hold seconds each)
+    files = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in sorted(folder.glob("*.png"))]
+    assert all(any(np.array_equal(np.frombuffer(m.data, np.uint8).reshape(240, 320, 3), f) for f in files)
+               for m in list(images))
     assert {m.header.frame_id for m in images} == {"csi_optical_frame"}
     info = {stamp(m): m for m in infos}[stamp(images[-1])]
     model = load_calibration(EXAMPLE).scaled(320, 240)
@@ -196,3 +198,12 @@ def test_csi_source_that_disappears_is_reported_and_resumes(probe, start_nodes, 
     assert wait_for(lambda: len(images) > count + 2, 15), g.log("csi_camera")
     assert wait_for(lambda: int(diag_values(diags, CSI_STATUS)["reconnects"]) >= 1, 5)
     assert g.alive()["csi_camera"]
+
+
+def test_csi_folder_holds_each_image_for_image_hold(probe, start_nodes, folder):
+    images = probe.collect(Image, "/csi/image_raw")
+    g = csi_node(start_nodes, folder, image_hold=0.5)      # 10 frames per image at 20 fps
+    assert wait_for(lambda: len(images) >= 25, 30), g.log("csi_camera")
+    frames = [bytes(m.data) for m in list(images)[:25]]
+    changes = sum(a != b for a, b in zip(frames, frames[1:]))
+    assert 1 <= changes <= 4, changes
