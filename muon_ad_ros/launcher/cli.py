@@ -3,6 +3,7 @@ output) and `muon-ad soak` (long run, stability report).
 
   muon-ad run  [--cameras realsense] [--recording PATH] ...
   muon-ad demo --seconds 40 --out out/demo
+  python -m muon_ad_ros.launcher.cli record --out graph.mcap [--seconds 30] [--raw-images]
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 import sys
 import time
 
-from muon_ad_ros.launcher import demo
+from muon_ad_ros.launcher import demo, record
 from muon_ad_ros.launcher.processes import GraphProcesses, _graph_args, specs_from_args
 
 
@@ -41,7 +42,16 @@ def main(argv=None) -> int:
     _graph_args(soak)
     soak.add_argument("--seconds", type=float, default=600.0)
     soak.add_argument("--out", default="out/soak")
+    rec = sub.add_parser("record", help="record what a running graph publishes into an MCAP file (ros2 bag, Foxglove)")
+    rec.add_argument("--out", default="out/graph.mcap")
+    rec.add_argument("--seconds", type=float, default=0.0, help="0 = until Ctrl-C")
+    rec.add_argument("--namespace", default="")
+    rec.add_argument("--cameras", default="realsense", help="which camera image to record (as the graph's --cameras)")
+    rec.add_argument("--style-input", default="")
+    rec.add_argument("--raw-images", action="store_true", help="the raw images instead of their /compressed twins")
     a = ap.parse_args(argv)
+    if a.cmd == "record":
+        return record.record(a)
     if a.cmd == "run":
         return cmd_run(a)
     if a.cmd == "demo":
