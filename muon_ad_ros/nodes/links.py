@@ -5,9 +5,11 @@ The ROS graph (DDS discovery) lists the endpoints of other nodes on a topic; DDS
 of them actually exchange data. An endpoint is cut off when, for `stale_timeout` seconds, the graph
 lists peers on its topic (other nodes, same type, compatible QoS) and
 - DDS has matched fewer of them than listed (publishers and subscriptions), or
-- for an input that must carry data (a camera image), no sample has arrived although a publisher is
-  listed: a transport that discovers but cannot deliver (a peer whose shared-memory segment is too
-  small for the frame, a firewall that passes discovery only).
+- for an input that must carry data (a camera image), no sample has arrived although a matched
+  publisher is listed: a transport that discovers but cannot deliver (a peer whose shared-memory
+  segment is too small for the frame, a firewall that passes discovery only), or a publisher that
+  stopped. A publisher that has never sent anything gets FIRST_SAMPLE_GRACE times longer: a camera
+  node lists its publishers before its device or recording is open.
 It is reported as ERROR naming the topic and the nodes on both sides, and destroyed and created again
 with a doubling back-off until the condition clears. A process that discovery does not list at all is
 not seen here; the input's STALE status covers that case.
@@ -24,6 +26,7 @@ from rclpy.qos import QoSCompatibility, QoSProfile, qos_check_compatible
 from muon_ad_ros.nodes.diagnostics import ERROR, OK, Diagnostics, kv
 
 MAX_BACKOFF_S = 60.0
+FIRST_SAMPLE_GRACE = 5.0
 
 
 def _name(info) -> str:
@@ -42,7 +45,9 @@ class Link:
         self.type_name = f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
         self._callback, self._events = callback, event_callbacks
         self._lock = threading.Lock()
-        self.last_sample = time.monotonic()     # the wait for a first sample starts at creation
+        self.last_sample = 0.0
+        self.received = False           # any sample since the node started (across recreations)
+        self.matched_since: float | None = None     # since when every listed peer is matched
         self.bad_since: float | None = None
         self.backoff = 0.0
         self.next_retry = 0.0
@@ -57,6 +62,7 @@ class Link:
 
     def _on_sample(self, msg):
         self.last_sample = time.monotonic()
+        self.received = True
         self._callback(msg)
 
     def publish(self, msg):
@@ -88,13 +94,16 @@ class Link:
     def problem(self, timeout: float) -> tuple[str, list[str]]:
         """Returns (what cuts this endpoint off from the peers the graph lists, or '', those peers)."""
         peers = self.peers()
-        if not peers:
-            return "", peers
-        matched = self.matched()
-        if matched < len(peers):
-            return f"DDS matched {matched} of the {len(peers)} listed", peers
-        idle = time.monotonic() - self.last_sample
-        if self.kind == "subscription" and self.expect_data and idle > timeout:
+        matched = self.matched() if peers else 0
+        if not peers or matched < len(peers):
+            self.matched_since = None
+            return (f"DDS matched {matched} of the {len(peers)} listed", peers) if peers else ("", peers)
+        now = time.monotonic()
+        if self.matched_since is None:
+            self.matched_since = now
+        idle = now - max(self.last_sample, self.matched_since)
+        limit = timeout if self.received else FIRST_SAMPLE_GRACE * timeout
+        if self.kind == "subscription" and self.expect_data and idle > limit:
             return f"matched, but no sample for {idle:.1f} s", peers
         return "", peers
 

@@ -87,3 +87,30 @@ def test_listed_publisher_that_delivers_nothing_is_reported_and_recreated(probe,
         cam.send_signal(signal.SIGCONT)
         cam.kill()
         cam.wait()
+
+
+def test_a_publisher_that_has_not_sent_yet_gets_a_grace_period(probe):
+    """A camera lists its publisher before its device is open: no sample yet is a cut-off only after
+    FIRST_SAMPLE_GRACE x the timeout; once samples flowed, silence counts after the timeout itself."""
+    import time
+
+    import rclpy
+
+    from muon_ad_ros.nodes.links import FIRST_SAMPLE_GRACE, Link
+    from muon_ad_ros.nodes.qos import image_qos
+    other = rclpy.create_node("grace_camera", context=probe.context)
+    probe.executor.add_node(other)
+    # the Link alone, without the monitor's timer, so nothing recreates it between the checks
+    link = Link(probe.node, "subscription", Image, "/grace/image", image_qos(), lambda m: None, expect_data=True)
+    pub = other.create_publisher(Image, "/grace/image", image_qos())
+    assert wait_for(lambda: link.matched() == 1, 10)
+    assert link.problem(0.2)[0] == ""                       # matched just now, nothing sent yet
+    time.sleep(0.3)
+    assert link.problem(0.2)[0] == ""                       # past the timeout, inside the grace
+    time.sleep(FIRST_SAMPLE_GRACE * 0.2)
+    assert link.problem(0.2)[0].startswith("matched, but no sample")
+    pub.publish(Image(height=1, width=1, encoding="rgb8", step=3, data=b"\0\0\0"))
+    assert wait_for(lambda: link.received, 10)
+    assert link.problem(0.2)[0] == ""
+    time.sleep(0.3)                                         # samples flowed, then stopped: the timeout
+    assert link.problem(0.2)[0].startswith("matched, but no sample"), link.problem(0.2)
