@@ -112,9 +112,21 @@ def static_width(retention: float, size: int = 256) -> tuple[tuple[int, int], in
     return best[1], best[2]
 
 
+PARTIAL_PATH: Path | None = None    # every finished run is appended here as one JSON line
+
+
 def run(cfg: TrainConfig, style: np.ndarray, content: list, val: torch.Tensor, eval_every: int,
         static: tuple | None = None, levels: tuple[float, ...] = LEVELS) -> dict:
-    """Trains one configuration; returns its validation curve (with CPU seconds) and the final scores."""
+    """Trains one configuration; returns its validation curve (with CPU seconds) and the final scores.
+    Each finished run is also appended to the partial file, so a run cut short keeps what it measured."""
+    result = _run(cfg, style, content, val, eval_every, static, levels)
+    if PARTIAL_PATH is not None:
+        with PARTIAL_PATH.open("a") as f:
+            f.write(json.dumps({"config": dataclasses.asdict(cfg), "static": static, **result}) + "\n")
+    return result
+
+
+def _run(cfg, style, content, val, eval_every, static, levels) -> dict:
     trainer = Distiller(cfg, style, content)
     if static:
         narrow(trainer, *static)
@@ -263,6 +275,10 @@ def main(argv=None) -> int:
         a.iters, a.eval_every, a.batch, a.crop, a.seeds = 6, 3, 1, 64, 2
         muon_grid, adamw_grid = (0.005, 0.01, 0.02), (3e-4, 1e-3, 3e-3)
     torch.set_num_threads(a.threads)
+    global PARTIAL_PATH
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    PARTIAL_PATH = Path(a.out) / "method_partial.jsonl"
+    PARTIAL_PATH.write_text("")
     t0 = time.perf_counter()
     style = data.style_image(a.style)[0]
     content = data.content_images(split="train")
