@@ -47,9 +47,9 @@ def test_config_yaml_is_generated_from_the_declarations():
         assert data[f"/**/{kind}"]["ros__parameters"] == {p.name: p.default for p in params}
 
 
-def test_readme_parameter_tables_are_current():
-    text = (ROOT / "README.md").read_text()
-    assert text == config_gen.with_tables(text), "run `python -m muon_ad_ros.config_gen`"
+def test_parameter_page_is_current():
+    text = (ROOT / "docs" / "parameters.md").read_text()
+    assert text == config_gen.parameters_page(), "run `python -m muon_ad_ros.config_gen`"
 
 
 def test_every_parameter_has_a_description_and_a_valid_default():
