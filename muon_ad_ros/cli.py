@@ -23,6 +23,7 @@ BENCHES = {
     "model": ("muon_ad_ros.bench.model", "student latency per resolution/backend/retention vs the peer"),
     "detect": ("muon_ad_ros.bench.detect", "detector latency per backend at 640x480"),
     "method": ("muon_ad_ros.bench.method", "Muon vs AdamW distillation, ablation"),
+    "order": ("muon_ad_ros.bench.order", "channel orders (importance, L1, random) of the pruned levels"),
     "graph": ("muon_ad_ros.bench.graph", "the edge graph at fixed camera rates, max sustainable rate"),
     "transport": ("muon_ad_ros.bench.transport", "Fast DDS transports side by side, to/from default processes"),
     "startup": ("muon_ad_ros.bench.startup", "the whole graph started N times at once: time to the first frames"),

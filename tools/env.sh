@@ -17,6 +17,14 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   $SUDO apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q libusb-1.0-0 >/dev/null; }
 fi
 
+# OpenCV's sample photographs and videos (Debian's opencv-doc): the training and held-out content set
+# (muon_ad_ros/data/SOURCES.md), read from the package's files, never downloaded at run time.
+if [ ! -f /usr/share/doc/opencv-doc/examples/data/starry_night.jpg ]; then
+  echo "env: installing Debian's opencv-doc (content photographs and the starry_night style)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get install -y -q --no-install-recommends opencv-doc >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q --no-install-recommends opencv-doc >/dev/null; }
+fi
+
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt -r requirements-build.txt
 

@@ -1,7 +1,7 @@
 """The real-time student: a feed-forward style network with run-time channel and attention pruning.
 
 Built for CPU and the Jetson DLA (METHOD.md section 6): convolutions, ReLU, average pooling, integer
-nearest and bilinear upsampling, no InstanceNorm, zero padding only. A 4x4 stride-4 stem and
+nearest and bilinear upsampling, edge (replicate) padding, no InstanceNorm. A 4x4 stride-4 stem and
 a stride-2 conv take the frame to 1/8 where residual blocks and a few multi-head attention blocks
 work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, where a 3x3 conv
 emits one RGB value per 4x4 block; bilinear upsampling adds it to the input times a per-channel gain
@@ -49,6 +49,12 @@ class StudentConfig:
     # head, 4x4 sub-pixels (depth-to-space) plus a 4x4 patch colour path; it left a 4-px checkerboard in
     # trained models. Bundles written before this field existed are subpixel 4 (see from_saved).
     subpixel: int = 1
+    # Padding of the 3x3 convolutions. "replicate" (ONNX Pad, mode edge): a border pixel sees the same
+    # kind of neighbourhood as an interior one, so the student has no border to learn a frame from;
+    # zero padding let the shipped zero-padded models paint a bright or coloured frame (outer 4-px strip
+    # up to 76/255 from the strip 8-16 px in, where the photo's own difference was 3). Bundles written
+    # before this field existed are "zeros" (see from_saved).
+    padding: str = "replicate"
 
     @classmethod
     def from_saved(cls, saved: dict, state: dict | None = None) -> "StudentConfig":
@@ -59,6 +65,7 @@ class StudentConfig:
         if "subpixel" not in cfg:
             out = (state or {}).get("out.weight")
             cfg["subpixel"] = {3: 1, 12: 2}.get(int(out.shape[0]), 4) if out is not None else 4
+        cfg.setdefault("padding", "zeros")
         return cls(**cfg)
 
 
@@ -84,8 +91,14 @@ class SlicedConv(nn.Conv2d):
     is the number of consecutive channels per group member (the head size for attention heads).
     """
 
-    def __init__(self, c_in, c_out, k, stride=1, out_group=None, in_group=None, out_block=1, in_block=1, padding=None):
-        super().__init__(c_in, c_out, k, stride=stride, padding=k // 2 if padding is None else padding)
+    def __init__(self, c_in, c_out, k, stride=1, out_group=None, in_group=None, out_block=1, in_block=1, padding=None,
+                 padding_mode="zeros"):
+        pad = k // 2 if padding is None else padding
+        if padding_mode not in ("zeros", "replicate"):
+            raise ValueError(f"padding must be 'zeros' or 'replicate', got {padding_mode!r}")
+        # replicate padding is an explicit F.pad before an unpadded conv, for sliced and full weights alike
+        self.edge_pad = pad if padding_mode == "replicate" else 0
+        super().__init__(c_in, c_out, k, stride=stride, padding=pad - self.edge_pad)
         self.out_group, self.in_group = out_group, in_group
         self.out_block, self.in_block = out_block, in_block
 
@@ -97,6 +110,8 @@ class SlicedConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, counts: dict[str, int]) -> torch.Tensor:
         c_out, c_in = self.sizes(counts)
+        if self.edge_pad:
+            x = F.pad(x, (self.edge_pad,) * 4, mode="replicate")
         if (c_out, c_in) == (self.out_channels, self.in_channels):
             return super().forward(x)
         # weight slicing: a physically smaller convolution, not a zero mask (METHOD.md section 4)
@@ -112,10 +127,10 @@ class SlicedConv(nn.Conv2d):
 class ResBlock(nn.Module):
     """Return x + conv(relu(conv(x))): a residual block on the 1/8 stream."""
 
-    def __init__(self, name: str, width: int, hidden: int):
+    def __init__(self, name: str, width: int, hidden: int, padding: str = "replicate"):
         super().__init__()
-        self.conv_a = SlicedConv(width, hidden, 3, out_group=name, in_group="stream")
-        self.conv_b = SlicedConv(hidden, width, 3, out_group="stream", in_group=name)
+        self.conv_a = SlicedConv(width, hidden, 3, out_group=name, in_group="stream", padding_mode=padding)
+        self.conv_b = SlicedConv(hidden, width, 3, out_group="stream", in_group=name, padding_mode=padding)
 
     def forward(self, x, counts):
         return x + self.conv_b(F.relu(self.conv_a(x, counts)), counts)
@@ -192,16 +207,17 @@ class Student(nn.Module):
         self.config = cfg = config or StudentConfig()
         c4, c8 = cfg.widths
         self.stem = SlicedConv(3, c4, 4, stride=4, padding=0, out_group="skip4")
-        self.down = SlicedConv(c4, c8, 3, stride=2, out_group="stream", in_group="skip4")
-        self.res = nn.ModuleList(ResBlock(f"res{i}", c8, cfg.res_hidden) for i in range(cfg.res_blocks))
+        pm = cfg.padding
+        self.down = SlicedConv(c4, c8, 3, stride=2, out_group="stream", in_group="skip4", padding_mode=pm)
+        self.res = nn.ModuleList(ResBlock(f"res{i}", c8, cfg.res_hidden, pm) for i in range(cfg.res_blocks))
         self.attn = nn.ModuleList(AttentionBlock(f"attn{i}", c8, cfg) for i in range(cfg.attention_blocks))
         # 1x1 conv at 1/8 then nearest upsampling: the same function as upsample-then-1x1, 4x cheaper
         self.up = SlicedConv(c8, c4, 1, out_group="skip4", in_group="stream")
-        self.dec = SlicedConv(c4, c4, 3, out_group="dec4", in_group="skip4")
+        self.dec = SlicedConv(c4, c4, 3, out_group="dec4", in_group="skip4", padding_mode=pm)
         s = cfg.subpixel
         if s not in (1, 2, 4):
             raise ValueError(f"subpixel must be 1, 2 or 4, got {s}")
-        self.out = SlicedConv(c4, 3 * s * s, 3, in_group="dec4")  # 3 colours x s x s sub-pixels
+        self.out = SlicedConv(c4, 3 * s * s, 3, in_group="dec4", padding_mode=pm)  # 3 colours x s x s sub-pixels
         if s == 4:
             # full-resolution colour path of the input in the same sub-pixel layout (a 4x4 stride-4
             # conv): fine content detail survives, and the add and sigmoid run at 1/4 resolution

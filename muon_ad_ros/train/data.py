@@ -1,7 +1,10 @@
-"""Images for training and evaluation: photographs bundled in the scikit-image wheel, a user folder, and the
-style images the project may ship (a procedural one and a scikit-image one, with their licences).
+"""Images for training and evaluation: photographs and video frames installed from package registries, a user
+folder, and the style images the project may ship (with their licences).
 
-Only files inside the installed scikit-image package are used (never its pooch downloads).
+The content set (muon_ad_ros/data/SOURCES.md lists every file, its licence and the split): photographs in
+the scikit-image wheel (only files inside the installed package, never its pooch downloads) and the sample
+images and videos of Debian's ``opencv-doc`` package (installed by tools/env.sh). Nothing is downloaded.
+The held-out split (``eval``) shares no scene with the training split.
 """
 from __future__ import annotations
 
@@ -9,9 +12,31 @@ from pathlib import Path
 
 import numpy as np
 
-# Colour photographs shipped inside the scikit-image wheel (greyscale ones are turned into RGB).
-CONTENT_TRAIN = ("astronaut", "coffee", "rocket", "motorcycle_left", "camera", "coins")
-CONTENT_EVAL = ("chelsea", "motorcycle_right", "hubble_deep_field")
+import os
+
+# Where Debian's opencv-doc package puts OpenCV's sample data (MUON_AD_OPENCV_DATA overrides it).
+OPENCV_DATA = Path(os.environ.get("MUON_AD_OPENCV_DATA", "/usr/share/doc/opencv-doc/examples/data"))
+# Content sources: "skimage:<name>" (a photograph in the scikit-image wheel), "opencv:<file>" (a file of
+# OpenCV's sample data), "opencv:<video>@<first>:<step>" (every step-th frame of a sample video from frame
+# first on). Greyscale images are turned into RGB. Views of one scene (stereo pairs, video frames) stay in
+# one split. Only images whose licence note is known are used (muon_ad_ros/data/SOURCES.md).
+CONTENT_TRAIN = (
+    "skimage:astronaut", "skimage:coffee", "skimage:rocket", "skimage:camera", "skimage:coins",
+    "skimage:retina", "skimage:brick", "skimage:grass", "skimage:gravel",
+    "opencv:aero1.jpg", "opencv:aero3.jpg", "opencv:aloeL.jpg", "opencv:aloeR.jpg", "opencv:apple.jpg",
+    "opencv:baboon.jpg", "opencv:board.jpg", "opencv:butterfly.jpg", "opencv:cards.png",
+    "opencv:chicky_512.png", "opencv:ela_original.jpg", "opencv:graf1.png", "opencv:graf3.png", "opencv:home.jpg",
+    "opencv:left.jpg", "opencv:right.jpg", "opencv:leuvenA.jpg", "opencv:leuvenB.jpg",
+    "opencv:licenseplate_motion.jpg", "opencv:orange.jpg", "opencv:pca_test1.jpg", "opencv:smarties.png",
+    "opencv:sudoku.png", "opencv:text_motion.jpg", "opencv:box_in_scene.png", "opencv:basketball1.png",
+    "opencv:basketball2.png", "opencv:left01.jpg", "opencv:left07.jpg", "opencv:left13.jpg",
+    "opencv:Blender_Suzanne1.jpg",
+    "opencv:vtest.avi@0:50", "opencv:tree.avi@0:10",
+)
+CONTENT_EVAL = (
+    "skimage:chelsea", "skimage:hubble_deep_field", "opencv:fruits.jpg", "opencv:building.jpg",
+    "opencv:messi5.jpg", "opencv:stuff.jpg", "opencv:squirrel_cls.jpg", "opencv:rubberwhale1.png",
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SKIMAGE_LICENCE = ("scikit-image sample data (skimage.data), shipped in the scikit-image wheel; "
                    "see the licence note of each image in its skimage.data docstring")
@@ -79,7 +104,51 @@ def content_images(folder: str | Path | None = None, split: str = "train") -> li
     names = {"train": CONTENT_TRAIN, "eval": CONTENT_EVAL}.get(split)
     if names is None:
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    return [skimage_image(n) for n in names]
+    return [img for n in names for img in source_images(n)]
+
+
+def source_images(source: str) -> list[np.ndarray]:
+    """Return the RGB images of one content source ("skimage:<name>", "opencv:<file>[@first:step]")."""
+    kind, _, name = source.partition(":")
+    if kind == "skimage":
+        return [skimage_image(name)]
+    if kind != "opencv":
+        raise ValueError(f"unknown content source {source!r}")
+    name, _, frames = name.partition("@")
+    path = OPENCV_DATA / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: OpenCV's sample data comes from Debian's opencv-doc "
+                                f"package, which tools/env.sh installs (or set MUON_AD_OPENCV_DATA)")
+    if not frames:
+        return [load_image(path)]
+    import cv2
+    first, step = (int(v) for v in frames.split(":"))
+    cap, out, i = cv2.VideoCapture(str(path)), [], 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if i >= first and (i - first) % step == 0:
+            out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        i += 1
+    cap.release()
+    if not out:
+        raise ValueError(f"no frames read from {path} (frames {frames})")
+    return out
+
+
+def fit_frame(rgb: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
+    """Return ``rgb`` centre-cropped to width:height and resized to width x height (a camera frame)."""
+    import cv2
+    h, w = rgb.shape[:2]
+    if w * height > h * width:
+        cw, ch = h * width // height, h
+    else:
+        cw, ch = w, w * height // width
+    y, x = (h - ch) // 2, (w - cw) // 2
+    crop = rgb[y:y + ch, x:x + cw]
+    interp = cv2.INTER_AREA if cw >= width else cv2.INTER_CUBIC
+    return cv2.resize(crop, (width, height), interpolation=interp)
 
 
 def make_mosaic(size: int = 512, cells: int = 90, seed: int = 7) -> np.ndarray:
@@ -107,6 +176,11 @@ def make_mosaic(size: int = 512, cells: int = 90, seed: int = 7) -> np.ndarray:
 STYLES = {
     "mosaic": (make_mosaic, "generated by muon_ad_ros.train.data.make_mosaic(size=512, cells=90, seed=7)",
                "made by this project; same licence as muon_ad_ros"),
+    "starry_night": (lambda: load_image(OPENCV_DATA / "starry_night.jpg"),
+                     "Vincent van Gogh, The Starry Night (1889, oil on canvas, MoMA): starry_night.jpg (752x600) "
+                     "of OpenCV's sample data, Debian package opencv-doc 4.6.0+dfsg-12",
+                     "the painting is in the public domain (the painter died in 1890); the file is distributed "
+                     "by Debian under the opencv-doc copyright's Files: * stanza (Apache-2.0 AND BSD-3-Clause)"),
     "ihc": (lambda: skimage_image("immunohistochemistry"),
             "scikit-image sample data: skimage.data.immunohistochemistry() (ihc.png), colonic glands with "
             "IHC/DAB staining, acquired at the Center for Microscopy And Molecular Imaging (CMMI)",
@@ -151,17 +225,28 @@ def resize_max(rgb: np.ndarray, max_side: int, multiple: int = 8) -> np.ndarray:
 
 
 def random_crops(images: list[np.ndarray], size: int, count: int, rng: np.random.Generator,
-                 scale_range: tuple[float, float] = (0.35, 1.0)):
-    """Return a (count, 3, size, size) float tensor of random rescaled square crops with random flips."""
+                 scale_range: tuple[float, float] = (0.35, 1.0), paired: list[np.ndarray] | None = None):
+    """Return a (count, 3, size, size) float tensor of random rescaled square crops with random flips.
+
+    ``paired``: images of the same sizes as ``images`` (e.g. a teacher's stylizations of them), cropped and
+    flipped alike; then (crops, paired crops) is returned.
+    """
     import cv2
     import torch
     out = np.empty((count, size, size, 3), np.uint8)
+    out2 = np.empty_like(out) if paired is not None else None
     for i in range(count):
-        img = images[rng.integers(len(images))]
+        j = rng.integers(len(images))
+        img = images[j]
         h, w = img.shape[:2]
         side = int(min(h, w) * rng.uniform(*scale_range))
         side = max(min(side, h, w), min(h, w, size // 2))
         y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = cv2.resize(img[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
-        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255.0)
+        flip = rng.random() < 0.5
+        for src, dst in ((img, out), (paired[j] if paired is not None else None, out2)):
+            if src is None:
+                continue
+            crop = cv2.resize(src[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+            dst[i] = crop[:, ::-1] if flip else crop
+    tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255.0)
+    return tensor(out) if paired is None else (tensor(out), tensor(out2))

@@ -190,7 +190,8 @@ def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
     """Return (student, training record, style meta) from student.pt or a distill checkpoint.
 
     A distill checkpoint is {'student': state_dict, 'config': StudentConfig as dict, 'record': {...},
-    'style': {...}}; a bare state_dict (student.pt) uses the default StudentConfig.
+    'style': {...}}; a bare state_dict (student.pt) takes its config from the model.json beside it (the
+    bundle's student_config), else StudentConfig.from_saved's defaults for configs without a field.
     """
     path = Path(path)
     if not path.is_file():
@@ -200,6 +201,9 @@ def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
     if isinstance(state, dict) and "student" in state:
         record, style, config = state.get("record", {}), state.get("style", {}), state.get("config", {})
         state = state["student"]
+    elif (path.parent / "model.json").is_file():  # a bundle's student.pt: its config and style beside it
+        meta = json.loads((path.parent / "model.json").read_text())
+        config, style = meta.get("student_config", {}), meta.get("style", {})
     student = Student(StudentConfig.from_saved(config, state))
     student.load_state_dict(state)
     return student.eval(), dict(record), {k: v for k, v in dict(style).items() if isinstance(v, str)}
@@ -227,12 +231,20 @@ def main(argv=None) -> int:
     p.add_argument("--style-name", help="style name (default: the output directory's name)")
     p.add_argument("--licence", help="licence of the style image")
     p.add_argument("--calibration", help="folder of calibration images (default: bundled photographs)")
+    p.add_argument("--padding", choices=("zeros", "replicate"),
+                   help="run the same weights with this padding of the 3x3 convolutions (default: as trained)")
     p.add_argument("--trt", choices=("fp16", "int8"), help="also build TensorRT engines at this precision")
     p.add_argument("--dla-core", type=int, help="build for this DLA core (with GPU fallback)")
     p.add_argument("--trt-shape", type=_hw, default=(480, 640), help="engine input HxW, e.g. 480x640")
     p.add_argument("--engine-cache", help="engine cache folder (default ~/.cache/muon_ad_ros/engines)")
     a = p.parse_args(argv)
     student, record, style = load_checkpoint(a.checkpoint)
+    if a.padding and a.padding != student.config.padding:
+        # the padding holds no weights: the same state_dict runs in a student padded the other way
+        state = student.state_dict()
+        student = Student(dataclasses.replace(student.config, padding=a.padding))
+        student.load_state_dict(state)
+        student.eval()
     beside = Path(a.checkpoint).parent / "training.json"  # distill writes its record next to the checkpoint
     if not record and beside.is_file():
         record = {k: v for k, v in json.loads(beside.read_text()).items() if k != "log"}

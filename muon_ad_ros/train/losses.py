@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .features import FeatureNetwork
 
@@ -91,13 +92,21 @@ class AttentionDistillation(torch.nn.Module):
     ``style`` is an (S,3,H,W) batch or a list of (1,3,H,W) images of different sizes. ``border`` feature
     pixels are dropped from the style's tokens: zero padding makes border tokens special, and the
     near-nearest-neighbour AD target would otherwise copy the style's corners into the output's corners.
+
+    ``image_pad`` > 0: generated and content images are mirrored outwards by that many pixels before the
+    feature network, and the feature pixels that cover only the mirrored ring are dropped (``features``).
+    Every image pixel, the border included, is then seen by tokens whose receptive field holds image
+    content rather than the network's zero padding, so the border is trained like the interior;
+    ``gen_border`` (the alternative: leave the border tokens out of the style loss) leaves the border
+    pixels free, and the zero-padded students painted a frame there.
     """
 
     def __init__(self, network: FeatureNetwork, style, form: str = "ad_l1",
                  style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
                  content_weight: float = 0.25, scale: float = 1.0, border: int = 1, gen_border: int = 0,
-                 stats_layers: tuple[str, ...] = (), stats_weight: float = 0.0):
+                 stats_layers: tuple[str, ...] = (), stats_weight: float = 0.0, image_pad: int = 0):
         super().__init__()
+        self.image_pad = image_pad
         if form not in FORMS:
             raise ValueError(f"loss form must be one of {FORMS}, got {form!r}")
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
@@ -142,11 +151,25 @@ class AttentionDistillation(torch.nn.Module):
             loss = loss + self.stats_weight * stats_loss(f, *self.style_stats[l])
         return loss
 
+    def features(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the feature maps of ``img``; with ``image_pad`` of the mirrored image, the ring that covers
+        only the mirrored pixels cut off (pad * feature size / padded size feature pixels per side)."""
+        p = self.image_pad
+        if p <= 0:
+            return self.network(img)
+        padded = F.pad(img, (p, p, p, p), mode="reflect")
+        feats = self.network(padded)
+        out = {}
+        for name, f in feats.items():
+            ring = round(p * f.shape[-1] / padded.shape[-1])
+            out[name] = f[..., ring:f.shape[-2] - ring, ring:f.shape[-1] - ring] if ring else f
+        return out
+
     def forward(self, gen: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {'style', 'content', 'total'} losses of generated images against their content images."""
-        gen_feats = self.network(gen)
+        gen_feats = self.features(gen)
         with torch.no_grad():
-            content_feats = self.network(content)
+            content_feats = self.features(content)
         s = self.style_loss(gen_feats, gen)
         c = content_loss(gen_feats, content_feats, self.content_layers)
         return {"style": s, "content": c, "total": total_loss(s, c, self.content_weight)}

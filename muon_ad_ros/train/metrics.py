@@ -85,3 +85,15 @@ def style_distances(image: np.ndarray, style: np.ndarray, networks=("mobilenet_v
                     kinds=KINDS, max_side: int = 384) -> dict[str, float]:
     """Return {'<network>/<kind>': distance} for every network and statistic."""
     return {f"{n}/{k}": style_distance(image, style, n, k, max_side) for n in networks for k in kinds}
+
+
+def border_gap(image: np.ndarray, outer: int = 4, inner: tuple[int, int] = (8, 16)) -> float:
+    """Return the largest gap (0-255, over the four sides and the colour channels) between the mean colour
+    of the outer ``outer``-px strip and of the strip ``inner`` px in: a frame drawn along the border shows
+    as a gap the input photo does not have."""
+    img = _rgb(image, "image").astype(np.float32)
+    gaps = []
+    for side in range(4):
+        a = np.rot90(img, side)
+        gaps.append(np.abs(a[:outer].mean(axis=(0, 1)) - a[inner[0]:inner[1]].mean(axis=(0, 1))).max())
+    return float(max(gaps))

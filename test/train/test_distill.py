@@ -9,6 +9,11 @@ import torch
 from muon_ad_ros.train import data, distill, stylize
 
 
+@pytest.fixture(scope="module")
+def photos():
+    return [data.skimage_image(n) for n in ("astronaut", "coffee", "camera")]
+
+
 def test_distill_fast_writes_bundle_and_record(tmp_path):
     out = tmp_path / "bundle"
     assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--seed", "3"]) == 0
@@ -36,10 +41,10 @@ def test_distill_resume_continues_from_checkpoint(tmp_path):
     assert log[:n] == first  # the resumed run kept the earlier record
 
 
-def test_training_lowers_the_style_loss():
+def test_training_lowers_the_style_loss(photos):
     cfg = distill.TrainConfig(iters=40, batch=2, crop=64, style_side=96, validate_every=40, reorder_every=20,
-                              projection=False, curriculum=False, dynamic_mask=False)
-    trainer = distill.Distiller(cfg, data.make_mosaic(128), data.content_images())
+                              projection=False, curriculum=False, dynamic_mask=False, teacher_weight=0.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     before = trainer.validate()
     while trainer.step < cfg.iters:
         trainer.train_step()
@@ -54,9 +59,10 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
         distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
 
 
-def test_reorder_keeps_function_and_optimizer_state_aligned():
-    cfg = distill.TrainConfig(iters=6, batch=1, crop=64, style_side=96, reorder_every=3, validate_every=100)
-    trainer = distill.Distiller(cfg, data.make_mosaic(128), data.content_images())
+def test_reorder_keeps_function_and_optimizer_state_aligned(photos):
+    cfg = distill.TrainConfig(iters=6, batch=1, crop=64, style_side=96, reorder_every=3, validate_every=100,
+                              teacher_weight=0.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     for _ in range(2):
         trainer.train_step()
     x = torch.rand(1, 3, 64, 64)
@@ -92,7 +98,8 @@ def test_stylize_main_writes_png(tmp_path):
 
 def test_data_images_and_errors(tmp_path):
     imgs = data.content_images()
-    assert len(imgs) == len(data.CONTENT_TRAIN) and all(i.ndim == 3 and i.shape[2] == 3 for i in imgs)
+    # video sources give several frames each
+    assert len(imgs) > len(data.CONTENT_TRAIN) and all(i.ndim == 3 and i.shape[2] == 3 for i in imgs)
     img, source, licence = data.style_image("ihc")
     assert img.shape == (512, 512, 3) and "copyright" in licence
     with pytest.raises(NotADirectoryError):
@@ -107,19 +114,20 @@ def test_data_images_and_errors(tmp_path):
     assert np.array_equal(mosaic, data.make_mosaic(64))  # deterministic: the shipped style is reproducible
 
 
-def test_self_distillation_trains_the_full_network_and_a_random_level():
+def test_self_distillation_trains_the_full_network_and_a_random_level(photos):
     cfg = distill.TrainConfig(iters=8, batch=1, crop=64, style_side=96, validate_every=100, reorder_every=100,
-                              self_distill=10.0, subpixel=1)
-    trainer = distill.Distiller(cfg, data.make_mosaic(128), data.content_images())
+                              self_distill=10.0, subpixel=1, teacher_weight=0.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     calls = []
     forward = trainer.student.forward
     trainer.student.forward = lambda x, retention=1.0: calls.append(retention) or forward(x, retention)
     for _ in range(cfg.iters):
         rec = trainer.train_step()
         assert rec["self_distill"] >= 0 and 0.4 <= rec["retention"] <= 1.0
-    # each step: the AD pass at r = 1.0 and the self-distillation pass at the logged retention
-    assert calls[0::2] == [1.0] * cfg.iters
-    assert calls[1::2] == [r["retention"] for r in trainer.log]
+    # each step: the loss pass at r = 1.0, then the narrowest level and the logged random retention
+    assert calls[0::3] == [1.0] * cfg.iters
+    assert calls[1::3] == [0.4] * cfg.iters
+    assert calls[2::3] == [r["retention"] for r in trainer.log]
     # the early schedule floor is 0.95; self-distillation draws every level from the start
     assert min(r["retention"] for r in trainer.log) < 0.9
 
@@ -154,3 +162,45 @@ def test_distill_and_stylize_device_cuda_without_a_gpu_is_a_clear_error(tmp_path
     assert "sees no CUDA GPU" in capsys.readouterr().err
     with pytest.raises(ValueError, match="tpu"):
         distill.resolve_device("tpu")
+
+
+def test_held_out_split_shares_no_source_with_training():
+    scene = lambda src: src.split("@")[0].rstrip("0123456789.jpgn").rstrip("LRAB_")
+    assert not set(data.CONTENT_EVAL) & set(data.CONTENT_TRAIN)
+    assert not {scene(s) for s in data.CONTENT_EVAL} & {scene(s) for s in data.CONTENT_TRAIN}
+    assert len(data.content_images(split="eval")) == len(data.CONTENT_EVAL)
+
+
+def test_paired_crops_cut_both_images_alike(photos):
+    a, b = data.random_crops(photos, 64, 5, np.random.default_rng(1), paired=photos)
+    assert torch.equal(a, b)
+    # the unpaired call draws the same crops from the same seed
+    assert torch.equal(data.random_crops(photos, 64, 5, np.random.default_rng(1)), a)
+
+
+def test_channel_order_is_fixed_before_the_last_phase(photos):
+    cfg = distill.TrainConfig(iters=12, batch=1, crop=64, style_side=96, validate_every=100, reorder_every=2,
+                              order_until=0.5, teacher_weight=0.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
+    steps, saved = [], []
+    trainer.reorder = lambda: steps.append(trainer.step)
+    trainer.before_final_order = lambda t: saved.append(t.step)
+    while trainer.step < cfg.iters:
+        trainer.train_step()
+    trainer.finish()
+    assert steps == [2, 4, 6] and saved == [6]  # none after step 6 = order_until * iters, none at finish
+
+
+def test_teacher_loss_pulls_towards_the_teacher(photos):
+    cfg = distill.TrainConfig(iters=1, batch=1, crop=64, style_side=96, validate_every=100, teacher_weight=1.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos[:1])
+    assert len(trainer.teacher) == 1 and trainer.teacher[0].shape == trainer.content[0].shape
+    rec = trainer.train_step()
+    assert rec["teacher"] > 0.02  # the peer restyles the photo; the untrained student barely changes it
+
+
+def test_l1_order_scores_cover_every_group():
+    from muon_ad_ros.model.student import Student
+    s = Student()
+    scores = distill.l1_scores(s)
+    assert {k: len(v) for k, v in scores.items()} == s.channel_groups()

@@ -28,21 +28,31 @@ def content(tmp_path_factory):
 
 def test_eval_writes_contact_sheet_and_metrics(bundle, content, tmp_path):
     rc = evaluate.main(["--model", str(bundle), "--content", str(content), "--out", str(tmp_path),
-                        "--retentions", "1.0", "0.6", "--max-side", "128", "--stylize-iters", "1",
-                        "--latency-runs", "1", "--threads", "1"])
+                        "--retentions", "1.0", "0.7", "0.4", "--size", "128x96", "--max-side", "128",
+                        "--stylize-iters", "1", "--latency-runs", "1", "--threads", "1", "--sheet-height", "60"])
     assert rc == 0
     sheet = data.load_image(tmp_path / "contact_sheet.png")
-    assert sheet.shape[1] > 6 * 100  # content, style, 2 student tiles, Muon-AD, peer
+    assert sheet.shape[1] > 6 * 80  # content, 3 student levels, Muon-AD, peer at 80 px wide
     report = json.loads((tmp_path / "metrics.json").read_text())
     s = report["summary"]
-    assert set(s["student"]) == {"1.00", "0.60"}
-    assert s["student"]["0.60"]["flops_fraction"] < 1.0
+    assert report["size"] == "128x96"
+    assert set(s["student"]) == {"1.00", "0.70", "0.40"}
+    assert s["student"]["0.40"]["flops_fraction"] < 1.0
     for m in (s["student"]["1.00"]["metrics"], s["muon_ad"]["metrics"], s["peer"]["metrics"]):
-        assert 0 < m["ssim_content"] <= 1
+        assert 0 < m["ssim_content"] <= 1 and "border_gap_excess" in m
         assert {"mobilenet_v2/gram", "multistyle26/gram", "mobilenet_v2/meanstd", "multistyle26/meanstd"} <= set(m)
-    assert "ssim_within_0.05" in s["criterion_vs_peer"]
+    c = s["criteria"]
+    assert "top_ssim_at_least_peer" in c and "r0.40_within_1.25x/multistyle26/gram" in c
     # the untrained student barely changes its input; the peer restyles it: lower SSIM to content
     assert s["student"]["1.00"]["metrics"]["ssim_content"] > s["peer"]["metrics"]["ssim_content"]
+    assert c["top_ssim_at_least_peer"] and not c["top_closer_or_equal/mobilenet_v2/gram"]
+
+
+def test_criteria_compare_levels_and_peer():
+    m = lambda d, ss=0.5: {"metrics": {"ssim_content": ss, "a/gram": d}}
+    c = evaluate.criteria({"1.00": m(1.0), "0.70": m(1.2), "0.40": m(1.2)}, {"ssim_content": 0.4, "a/gram": 1.5})
+    assert c == {"top_ssim_at_least_peer": True, "top_closer_or_equal/a/gram": True,
+                 "r0.70_within_1.1x/a/gram": False, "r0.40_within_1.25x/a/gram": True}
 
 
 def test_bench_model_writes_json_and_markdown(bundle, tmp_path, capsys):

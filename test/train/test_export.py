@@ -116,7 +116,8 @@ def test_student_pt_loads_with_weights_only_and_reproduces_the_gate(bundle, stud
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(net(x, 0.7), student(x, 0.7))
-    assert record == {} and style == {}
+    meta = json.loads((bundle / "model.json").read_text())  # the style block comes from the bundle
+    assert record == {} and style == {k: v for k, v in meta["style"].items() if isinstance(v, str)}
 
 
 def test_distill_checkpoint_with_config_and_record_loads(tmp_path):
@@ -205,3 +206,16 @@ def test_int8_engine_with_calibration_and_dla_report(bundle, tmp_path):
     _, report = te.build_or_load(te.engine_request(bundle / "student_r040.onnx", "int8", retention=0.4,
                                                        dla_core=0, cache_dir=tmp_path))
     assert report.built and report.dla_layers and report.device == "DLA0 + GPU fallback"
+
+
+def test_bundle_student_pt_loads_with_the_bundles_config(tmp_path):
+    # student.pt is a bare state_dict: the padding comes from model.json, not the old-bundle default
+    from muon_ad_ros.model.student import Student
+    torch.manual_seed(0)
+    net = Student().eval()
+    export.export_bundle(net, tmp_path, (1.0,), torch.rand(1, 3, 64, 64), {"name": "t", "image": "mosaic"})
+    loaded, _, _ = export.load_checkpoint(tmp_path / "student.pt")
+    assert loaded.config.padding == "replicate"
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=1e-6)

@@ -166,3 +166,18 @@ def test_palette_term_prefers_the_style_colours_and_ignores_the_border():
         ad.style_loss(net(blue))
     with pytest.raises(ValueError, match="block12"):
         AttentionDistillation(net, style, stats_layers=("block12",), stats_weight=1.0)
+
+
+def test_mirrored_ring_is_cut_back_to_the_image_grid():
+    # with image_pad the features cover exactly the image (the mirrored ring cut off at every stride)
+    net = feature_network("mobilenet_v2", ("block2", "block5", "block9"))
+    style = torch.rand(1, 3, 128, 128)
+    padded = AttentionDistillation(net, style, image_pad=16)
+    plain = AttentionDistillation(net, style)
+    img = torch.rand(2, 3, 160, 96)
+    a, b = padded.features(img), plain.features(img)
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    # the border pixels reach the style loss through tokens that see image content on every side
+    img.requires_grad_(True)
+    padded.style_loss(padded.features(img), img).backward()
+    assert float(img.grad[..., :2, :].abs().sum()) > 0
