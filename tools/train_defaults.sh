@@ -4,7 +4,7 @@
 # another; each run is bounded by a timeout and logs to out/train_defaults/<style>.log; checkpoints
 # (and before_order.pt for `muon-ad bench order`) stay in out/train_defaults/<style>/.
 #   ihc:          distilled with the recipe below (its command.txt and training.json record it)
-#   starry_night: distilled with the distill defaults
+#   starry_night: distilled with the recipe below
 #   mosaic:       the weights of commit d47f60a (`git checkout d47f60a && tools/train_defaults.sh mosaic`
 #                 there), re-exported with edge padding; here this script only repeats that export
 # Usage: tools/train_defaults.sh [style ...]   (default: ihc starry_night)
@@ -14,7 +14,7 @@ PY=${PYTHON:-.venv/bin/python}
 LIMIT=${TRAIN_TIMEOUT:-45m}
 declare -A RECIPE=(
   [ihc]="--iters 400 --teacher-weight 0 --stats-weight 3 --order l1"
-  [starry_night]=""
+  [starry_night]="--iters 400 --stats-weight 3"
 )
 styles=("$@")
 [ ${#styles[@]} -eq 0 ] && styles=(ihc starry_night)
