@@ -11,6 +11,7 @@ import sys
 COMMANDS = {
     "run": ("muon_ad_ros.launcher.cli", "run the edge graph without ros2 launch until Ctrl-C"),
     "demo": ("muon_ad_ros.launcher.cli", "the graph on a recording for a bounded time; saves its output"),
+    "record": ("muon_ad_ros.launcher.cli", "record what a running graph publishes into MCAP (ros2 bag, Foxglove)"),
     "soak": ("muon_ad_ros.launcher.cli", "the demo graph for a long time; stability report"),
     "distill": ("muon_ad_ros.train.distill", "distill a real-time student for one style image (Muon + AD loss)"),
     "stylize": ("muon_ad_ros.train.stylize", "per-image Muon-AD optimization (offline, highest quality)"),
@@ -22,7 +23,8 @@ COMMANDS = {
 BENCHES = {
     "model": ("muon_ad_ros.bench.model", "student latency per resolution/backend/retention vs the peer"),
     "detect": ("muon_ad_ros.bench.detect", "detector latency per backend at 640x480"),
-    "method": ("muon_ad_ros.bench.method", "Muon vs AdamW distillation, ablation"),
+    "method": ("muon_ad_ros.bench.method", "Muon vs AdamW over seeds, the ablation, the pruning curve"),
+    "compressed": ("muon_ad_ros.bench.compressed", "<image>/compressed encoding cost per frame"),
     "order": ("muon_ad_ros.bench.order", "channel orders (importance, L1, random) of the pruned levels"),
     "graph": ("muon_ad_ros.bench.graph", "the edge graph at fixed camera rates, max sustainable rate"),
     "transport": ("muon_ad_ros.bench.transport", "Fast DDS transports side by side, to/from default processes"),
