@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from muon_ad_ros import graph
-from muon_ad_ros.bench.report import machine, percentiles, write_report
+from muon_ad_ros.bench.report import machine, paced, percentiles, write_report
 from muon_ad_ros.launcher.demo import Collector, process_stats
 
 TOPIC = "/camera/color/image_raw"
@@ -60,16 +60,13 @@ def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic:
         time.sleep(0.05)
     msgs = [fill_image(Image(), f, "rgb8", Header(frame_id="camera_color_optical_frame")) for f in frames]
     t0 = time.monotonic()
-    n = 0
-    while (now := time.monotonic()) < t0 + seconds:
-        target = t0 + n / rate
-        if target > now:
-            time.sleep(target - now)
+    sent = 0
+    for n in paced(rate, seconds):
         msg = msgs[n % len(msgs)]
         msg.header.stamp = node.get_clock().now().to_msg()
         pub.publish(msg)
-        n += 1
-    print(json.dumps({"sent": n, "seconds": time.monotonic() - t0}), flush=True)
+        sent = n + 1
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - t0}), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0

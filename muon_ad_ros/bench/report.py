@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,18 @@ def percentiles(values, qs=(50, 90, 99)) -> dict:
         return {**{f"p{q}": float("nan") for q in qs}, "max": float("nan"), "n": 0}
     return {**{f"p{q}": round(float(np.percentile(arr, q)), 2) for q in qs}, "max": round(float(arr.max()), 2),
             "n": int(arr.size)}
+
+
+def paced(rate: float, seconds: float):
+    """Yields 0, 1, 2, ... at `rate` per second for `seconds`, on an absolute schedule (no drift)."""
+    t0 = time.monotonic()
+    n = 0
+    while (now := time.monotonic()) < t0 + seconds:
+        target = t0 + n / rate
+        if target > now:
+            time.sleep(target - now)
+        yield n
+        n += 1
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from muon_ad_ros import graph
-from muon_ad_ros.bench.report import machine, percentiles, write_report
+from muon_ad_ros.bench.report import machine, paced, percentiles, write_report
 
 TOPIC = "/bench_transport/image"
 # The variables Fast DDS reads to choose transports; a default process has none of them.
@@ -110,17 +110,13 @@ def publish(width: int, height: int, rate: float, seconds: float, out: str, qos:
     pub = node.create_publisher(Image, TOPIC, _qos(qos, 1))
     frame = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
     msg = fill_image(Image(), frame, "rgb8", Header())
-    t0 = time.monotonic()
-    n = 0
-    while (now := time.monotonic()) < t0 + seconds:
-        target = t0 + n / rate
-        if target > now:
-            time.sleep(target - now)
+    sent = 0
+    for n in paced(rate, seconds):
         msg.header.frame_id = str(n)
         msg.header.stamp = node.get_clock().now().to_msg()
         pub.publish(msg)
-        n += 1
-    Path(out).write_text(json.dumps({"sent": n}))
+        sent = n + 1
+    Path(out).write_text(json.dumps({"sent": sent}))
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
