@@ -21,6 +21,8 @@ TO_RGB = {rs.format.rgb8: None, rs.format.bgr8: cv2.COLOR_BGR2RGB, rs.format.rgb
 PLUMB_BOB_MODELS = (rs.distortion.none, rs.distortion.brown_conrady, rs.distortion.modified_brown_conrady,
                     rs.distortion.inverse_brown_conrady)
 HOST_CLOCK_DOMAINS = (rs.timestamp_domain.global_time, rs.timestamp_domain.system_time)
+PLAYBACK_SLICE_S = 0.02   # how often a read that waits for a recording checks whether it has ended
+START_TRIES = 5           # starts of a recording that may lose their first frames before it counts as failed
 
 
 def camera_model(intr: "rs.intrinsics", name: str = "") -> CameraModel:
@@ -66,7 +68,7 @@ class RealSenseSource(ReopeningSource):
         self.stamps = StampMapper(2.0 / max(1, self.fps) if self.recording else 1.0)
         self.backoff = Backoff()
         self._pipe = self._align = self._playback = None
-        self._pending = None
+        self._pending = self._head = self._first_color = None
         self._last_key = None
         self._last_frame_at = 0.0
         self._depth_scale_mm = 1.0
@@ -81,33 +83,8 @@ class RealSenseSource(ReopeningSource):
 
     # -- opening -------------------------------------------------------------------------------
     def _open(self):
-        cfg = rs.config()
-        if self.recording:
-            if not self.recording.is_file():
-                raise SourceError(f"recording {self.recording} not found")
-            cfg.enable_device_from_file(str(self.recording), repeat_playback=self.loop)
-        else:
-            found = {d.get_info(rs.camera_info.serial_number): d.get_info(rs.camera_info.name)
-                     for d in rs.context().query_devices()}
-            if not found or (self.serial and self.serial not in found):
-                raise SourceError(f"{self.name} is not connected (connected: {found or 'none'})")
-            if self.serial:
-                cfg.enable_device(self.serial)
-            cfg.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
-            if self.want_depth:
-                cfg.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
-        pipe = rs.pipeline()
-        try:
-            # Resolve first: for a recording this is the playback device the pipeline will use, and
-            # real-time mode must be set before start() or a short file plays out at once.
-            profile = cfg.resolve(rs.pipeline_wrapper(pipe))
-            device = profile.get_device()
-            self._playback = device.as_playback() if device.is_playback() else None
-            if self._playback:
-                self._playback.set_real_time(False)
-            profile = pipe.start(cfg)
-        except RuntimeError as exc:
-            raise SourceError(f"cannot start {self.name}: {exc}") from None
+        self._first_color = None   # the file may have changed since the last open
+        pipe, profile = self._start()
         self._read_profiles(profile)
         self._pipe = pipe
         self._align = rs.align(rs.stream.color) if self.align_depth and self.depth_model else None
@@ -118,6 +95,117 @@ class RealSenseSource(ReopeningSource):
         self.opens += 1
         if self.opens > 1:
             self.reconnects += 1
+
+    def _start(self):
+        """Returns a started pipeline and its profile; sets `_playback`, and for a recording puts
+        its first frameset in `_head`."""
+        if not self.recording:
+            found = {d.get_info(rs.camera_info.serial_number): d.get_info(rs.camera_info.name)
+                     for d in rs.context().query_devices()}
+            if not found or (self.serial and self.serial not in found):
+                raise SourceError(f"{self.name} is not connected (connected: {found or 'none'})")
+            cfg = rs.config()
+            if self.serial:
+                cfg.enable_device(self.serial)
+            cfg.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
+            if self.want_depth:
+                cfg.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
+            pipe, profile, self._playback = self._start_pipeline(cfg)
+            return pipe, profile
+        # pipeline.start() starts the recording's sensors one after another, and the first start
+        # already sets the playback reading; frames of a sensor not started yet are dropped, so a
+        # busy CPU between the two starts loses the first color frames (and the pipeline's own
+        # repeat restarts a looping file the same way). librealsense has no safe way to hold the
+        # playback until every sensor runs (resume() waits for the reading thread, which can be
+        # waiting for this thread to take a frame), so a start that lost frames is started again:
+        # the color stream played alone loses nothing and tells which color frame comes first.
+        if self._first_color is None:
+            self._first_color = self._probe_first_color()
+        for _ in range(START_TRIES):
+            pipe, profile, self._playback = self._start_pipeline(self._file_config())
+            head = self._first_frameset(pipe)
+            if head is not None and self._color_key(head) == self._first_color:
+                self._head = head
+                return pipe, profile
+            pipe.stop()
+        raise SourceError(f"{self.name} lost its first frames in {START_TRIES} starts (a busy CPU?)")
+
+    def _probe_first_color(self) -> tuple[int, float]:
+        """Returns the key of the recording's first color frame, from the color stream played alone."""
+        pipe, _, playback = self._start_pipeline(self._file_config(rs.stream.color))
+        try:
+            head = self._first_frameset(pipe)
+            # Played to its end before it is stopped: stopping a non-real-time playback while its
+            # reading thread waits for room in the pipeline's queue aborted the process under load.
+            last = time.monotonic()
+            while head is not None and playback.current_status() != rs.playback_status.stopped:
+                ok, _ = pipe.try_wait_for_frames(int(PLAYBACK_SLICE_S * 1000))
+                if ok:
+                    last = time.monotonic()
+                elif time.monotonic() - last > self.frame_timeout:
+                    break
+        except RuntimeError as exc:
+            raise SourceError(f"cannot play {self.name}: {exc}") from None
+        finally:
+            pipe.stop()
+        if head is None:
+            raise SourceError(f"{self.name} has no color frames")
+        return self._color_key(head)
+
+    def _file_config(self, *streams):
+        if not self.recording.is_file():
+            raise SourceError(f"recording {self.recording} not found")
+        cfg = rs.config()
+        # The source replays the file itself (_replay), checking each pass's first frame.
+        cfg.enable_device_from_file(str(self.recording), repeat_playback=False)
+        for stream in streams:
+            cfg.enable_stream(stream)
+        return cfg
+
+    def _start_pipeline(self, cfg):
+        """Returns a started pipeline, its profile and its playback device (None for a camera)."""
+        pipe = rs.pipeline()
+        try:
+            # Resolve first: for a recording this is the playback device the pipeline will use, and
+            # real-time mode must be set before start() or a short file plays out at once.
+            profile = cfg.resolve(rs.pipeline_wrapper(pipe))
+            device = profile.get_device()
+            playback = device.as_playback() if device.is_playback() else None
+            if playback:
+                playback.set_real_time(False)
+            profile = pipe.start(cfg)
+        except RuntimeError as exc:
+            raise SourceError(f"cannot start {self.name}: {exc}") from None
+        return pipe, profile, playback
+
+    def _first_frameset(self, pipe):
+        """Returns the first frameset of a started recording (None if none comes in frame_timeout)."""
+        deadline = time.monotonic() + self.frame_timeout
+        while time.monotonic() < deadline:
+            try:
+                ok, frameset = pipe.try_wait_for_frames(int(self.frame_timeout * 1000))
+            except RuntimeError:
+                return None
+            if ok and frameset.get_color_frame():
+                return frameset
+        return None
+
+    @staticmethod
+    def _color_key(frameset) -> tuple[int, float]:
+        color = frameset.get_color_frame()
+        return color.get_frame_number(), color.get_timestamp()
+
+    def _replay(self):
+        """Plays the recording again from its first frame, keeping the stamp and pacing schedules."""
+        self._stop_pipe()
+        self._pipe = self._playback = None
+        try:
+            self._pipe, _ = self._start()
+        except SourceError as exc:
+            self._failed(str(exc))
+            return
+        self._pending, self._last_key = None, None
+        self._last_frame_at = time.monotonic()
 
     def _read_profiles(self, profile):
         streams = {s.stream_type(): s.as_video_stream_profile() for s in profile.get_streams()
@@ -149,14 +237,34 @@ class RealSenseSource(ReopeningSource):
         if self._pipe is None:
             if not self._opened(timeout):
                 return None
+        if self._head is not None:     # the frameset a recording's start was checked with
+            frameset, self._head = self._head, None
+            return self._choose(frameset)
         try:
-            ok, frameset = self._pipe.try_wait_for_frames(int(timeout * 1000))
+            ok, frameset, played = self._wait(timeout)
         except RuntimeError as exc:  # the device went away mid-stream
             self._failed(f"{self.name} stopped: {exc}")
             return None
         if not ok:
-            return self._on_silence()
+            return self._on_silence(played)
         return self._choose(frameset)
+
+    def _wait(self, timeout: float):
+        """Returns (ok, frameset, played): the next frameset within `timeout` s, and whether a
+        recording has played to its end with nothing of it left to read."""
+        if self._playback is None:
+            return *self._pipe.try_wait_for_frames(int(timeout * 1000)), False
+        # Non-real-time playback hands each frame to the pipeline's queue, waits until it is taken
+        # before reading on, and stops only after the last one is queued: once it is stopped, the
+        # queue holds all that is left. The wait is cut into slices so the end is seen when it
+        # comes (a loop then replays at once) rather than after the whole timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            played = self._playback.current_status() == rs.playback_status.stopped
+            left = 0.0 if played else min(PLAYBACK_SLICE_S, max(0.0, deadline - time.monotonic()))
+            ok, frameset = self._pipe.try_wait_for_frames(int(left * 1000))
+            if ok or played or time.monotonic() >= deadline:
+                return ok, frameset, played
 
     def _choose(self, frameset) -> Frame | None:
         """Returns a frame for a new color frame; the syncer may first pair it with the previous
@@ -178,11 +286,14 @@ class RealSenseSource(ReopeningSource):
         self._last_key = key
         return self._make_frame(frameset)
 
-    def _on_silence(self) -> Frame | None:
+    def _on_silence(self, played: bool = False) -> Frame | None:
         if self._pending is not None:   # no better match is coming
             (self._last_key, frameset), self._pending = self._pending, None
             return self._make_frame(frameset)
-        if self._playback and self._playback.current_status() == rs.playback_status.stopped and not self.loop:
+        if played and self.loop:
+            self._replay()
+            return None
+        if played:
             self.close()
             self.state, self.last_error = ENDED, f"{self.name} ended after {self.frames} frames (loop is off)"
             return None
@@ -217,11 +328,14 @@ class RealSenseSource(ReopeningSource):
         self.backoff.reset()
         return Frame(rgb, self.stamps(ts, host), ts, color.get_frame_number(), depth_mm)
 
-    def close(self):
+    def _stop_pipe(self):
         if self._pipe is not None:
             try:
                 self._pipe.stop()
             except RuntimeError:
                 pass
-        self._pipe = self._align = self._playback = self._pending = None
+
+    def close(self):
+        self._stop_pipe()
+        self._pipe = self._align = self._playback = self._pending = self._head = None
 

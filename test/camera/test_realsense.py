@@ -105,14 +105,30 @@ def test_looping_replays_and_stamps_keep_increasing(recording):
         if f is not None:
             frames.append(f)
     numbers = [f.number for f in frames]
-    # The first pass runs without gaps to the last frame. Its first few frames can be missing: once in
-    # ~25 suite runs, under load, the pipeline delivered 5, 6, 7, 0, 1, ... (librealsense's start-up sync).
-    first = numbers[0]
-    assert len(frames) > N + 2 and numbers[:N - first] == list(range(first, N)) and src.state == STREAMING, numbers
-    assert min(numbers[N - first:]) < N - 1              # the second pass started again
+    # Every pass plays every frame from the first one.
+    assert numbers == list(range(N)) * 2 + [0, 1] and src.state == STREAMING, numbers
     assert all(b > a for a, b in zip([f.stamp_ns for f in frames], [f.stamp_ns for f in frames][1:]))
     assert src.stamps.reanchors >= 1
     src.close()
+
+
+def test_a_start_that_lost_the_first_frames_is_started_again(recording, monkeypatch):
+    # What a busy CPU does inside pipeline.start(): the color sensor starts after the playback has
+    # read past the first color frame, which is then never delivered. Here the first start of the
+    # full recording drops its first frameset the way that start would have lost it.
+    src = RealSenseSource(recording=recording, loop=False, realtime=False)
+    start, starts = src._start_pipeline, []
+
+    def start_losing_frames(cfg):
+        pipe, profile, playback = start(cfg)
+        starts.append(pipe)
+        if len(starts) == 2:          # the first is the color stream alone, then the full recording
+            assert pipe.try_wait_for_frames(2000)[0]
+        return pipe, profile, playback
+
+    monkeypatch.setattr(src, "_start_pipeline", start_losing_frames)
+    assert [f.number for f in read_all(src)] == list(range(N))
+    assert len(starts) == 3 and src.reconnects == 0
 
 
 def test_a_missing_recording_is_reported_and_picked_up_when_it_appears(recording, tmp_path):
