@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+
+from muon_ad_ros.provenance import git_commit, git_dirty
 
 
 def machine(*libraries: str) -> dict:
@@ -51,23 +52,11 @@ def paced(rate: float, seconds: float):
         n += 1
 
 
-def git_commit(cwd: str | Path | None = None) -> str:
-    """Returns the checkout's commit (with '+dirty' when it has changes), or '' outside a git checkout."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return rev + ("+dirty" if rev and dirty else "")
-
-
 def write_report(out_dir: Path, name: str, result: dict, markdown: str) -> tuple[Path, Path]:
     """Writes <name>.json and <name>.md into out_dir and prints their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"commit": git_commit(), **result}
+    commit, dirty = git_commit(), git_dirty()
+    result = {"commit": (commit or "")[:12] + ("+dirty" if dirty else ""), **result}
     js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
     js.write_text(json.dumps(result, indent=2, default=float))
     md.write_text(markdown)

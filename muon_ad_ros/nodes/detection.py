@@ -36,8 +36,6 @@ from muon_ad_ros.nodes.compressed import CompressedTwin, twin_values
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import detection as detection_params
 
-TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-          "mono8": cv2.COLOR_GRAY2RGB}
 FILTER_PARAMS = ("score_threshold", "nms_threshold", "class_filter", "max_detections")
 RELOAD_PARAMS = ("backend", "model_path", "labels_path", "output_layout", "input_size", "precision", "device",
                  "dla_core", "calibration_dir", "engine_cache_dir", "threads")
@@ -167,7 +165,7 @@ class DetectionNode(Node):
     def _on_image(self, msg: Image):
         self.stats.on_input()
         try:
-            view = images.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
+            view = images.image_view(msg, tuple(images.TO_RGB), self.values["max_image_dim"])
         except images.ImageError as exc:
             self.stats.on_bad(exc.reason)
             return
@@ -193,7 +191,7 @@ class DetectionNode(Node):
                 continue
             msg, view = item
             try:
-                code = TO_RGB[msg.encoding]
+                code = images.TO_RGB[msg.encoding]
                 rgb = view if code is None else cv2.cvtColor(view, code)
                 boxes = detector.detect(np.ascontiguousarray(rgb))
             except Exception as exc:

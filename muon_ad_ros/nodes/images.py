@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 
@@ -15,6 +16,9 @@ ENCODINGS = {
 }
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+# cv2 conversion into an rgb8 buffer, per accepted colour encoding (None: already rgb8)
+TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+          "mono8": cv2.COLOR_GRAY2RGB}
 
 
 class ImageError(ValueError):

@@ -20,9 +20,6 @@ from muon_ad_ros.runtime import realtime
 from muon_ad_ros.model.bundle import default_model_dir
 from muon_ad_ros.runtime.style import open_style_backend
 
-# cv2 conversion into an rgb8 buffer, per accepted input encoding (None: already rgb8)
-TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-          "mono8": cv2.COLOR_GRAY2RGB}
 
 
 class FrameBuffers:
@@ -168,7 +165,7 @@ class StyleTransferNode(Node):
     def _process(self, k: int, msg: Image):
         backend = self.backend
         try:
-            view = images.image_view(msg, tuple(TO_RGB), self.values["max_image_dim"])
+            view = images.image_view(msg, tuple(images.TO_RGB), self.values["max_image_dim"])
         except images.ImageError as exc:
             self.stats.on_bad(exc.reason)
             return
@@ -180,7 +177,7 @@ class StyleTransferNode(Node):
         if self.buffers is None or self.buffers.key != (h, w, scale):
             self.buffers = FrameBuffers(h, w, scale)
         buf = self.buffers
-        code = TO_RGB[msg.encoding]
+        code = images.TO_RGB[msg.encoding]
         rgb = view if code is None else cv2.cvtColor(view, code, dst=buf.rgb)
         retention = self.values["retention"]
         t0 = time.perf_counter()

@@ -33,6 +33,7 @@ from .projection import cosine, flat, project_conflict
 from .pruning import ChannelImportance, apply_layer_gate, retention_schedule
 from muon_ad_ros.model.bundle import MIN_RETENTION
 from muon_ad_ros.model.student import Student, StudentConfig
+from muon_ad_ros.provenance import git_commit, git_dirty
 
 
 @dataclass
@@ -466,8 +467,8 @@ def main(argv=None) -> int:
         order_scores={"importance": t.order_scores("importance"), "l1": t.order_scores("l1")})
     if a.resume:
         trainer.resume(Path(a.resume))
-    record = {"command": "muon-ad distill " + shlex.join(argv), "seed": cfg.seed, "git_commit": _git_commit(),
-              "git_dirty": _git_dirty(),
+    record = {"command": "muon-ad distill " + shlex.join(argv), "seed": cfg.seed, "git_commit": git_commit(),
+              "git_dirty": git_dirty(Path(__file__).resolve().parent),
               "train_config": dataclasses.asdict(cfg), "torch": str(torch.__version__), "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "content": a.content or f"muon_ad_ros.train.data.CONTENT_TRAIN: {', '.join(data.CONTENT_TRAIN)}",
@@ -503,24 +504,3 @@ def main(argv=None) -> int:
         export_bundle(trainer.student, out, style_meta={**style_meta, "image": style}, training_record=record)
     print(f"distilled {name} in {seconds:.0f} s ({trainer.step} iterations) -> {out}")
     return 0
-
-
-def _git_dirty() -> bool | None:
-    """Return whether train/ (the training code) differs from the recorded commit (None outside a git checkout)."""
-    import subprocess
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True,
-                             check=True, cwd=Path(__file__).resolve().parent).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return any(line[3:].endswith(".py") for line in out.splitlines())
-
-
-def _git_commit() -> str | None:
-    """Return the current git commit of the source tree, if any."""
-    import subprocess
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from muon_ad_ros.runtime import tensorrt_engine as te
 from muon_ad_ros.runtime.tensorrt_engine import file_sha256
 from muon_ad_ros.model.bundle import INPUT_NAME, OUTPUT_NAME, check_retention
 from muon_ad_ros.model.student import FixedRetention, Student, StudentConfig
+from muon_ad_ros.provenance import git_commit
 
 FORMAT_VERSION = 1
 LEVELS = (1.0, 0.7, 0.4)
@@ -32,16 +32,6 @@ MAX_ONNX_BYTES = 5 * 1024 * 1024
 def level_tag(retention: float) -> str:
     """Return the file tag of a retention level: 1.0 -> 'r100', 0.4 -> 'r040'."""
     return f"r{round(check_retention(retention) * 100):03d}"
-
-
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """Return the current git commit of the source tree, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
 
 
 # -- ONNX ------------------------------------------------------------------------------------------

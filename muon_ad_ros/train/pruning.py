@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 BETA = 0.7
-KEEP_HEADS = 8
 WINDOW = 100
 LAMBDA_DECAY = 0.03
 RETENTION_START, RETENTION_END = 0.95, 0.40
@@ -40,14 +39,6 @@ def apply_layer_gate(student, beta: float = BETA) -> list[bool]:
     for b, g in zip(blocks, gates):
         b.keep = g
     return gates
-
-
-def select_heads(head_entropy, keep: int = KEEP_HEADS) -> list[int]:
-    """Return the indices of the ``keep`` highest-entropy heads (of 16), in descending entropy."""
-    h = torch.as_tensor(head_entropy, dtype=torch.float64).flatten()
-    if not 0 < keep <= h.numel():
-        raise ValueError(f"cannot keep {keep} of {h.numel()} heads")
-    return torch.argsort(h, descending=True, stable=True)[:keep].tolist()
 
 
 def prune_mask(scores: torch.Tensor, k: float) -> torch.Tensor:
@@ -111,40 +102,3 @@ class ChannelImportance:
         """Return the mean fraction of members that tau = mu + k sigma would keep, over all groups."""
         fractions = [float(prune_mask(s, k).double().mean()) for s in self.scores().values()]
         return float(np.mean(fractions)) if fractions else 1.0
-
-
-def depth_retention_map(depth: np.ndarray, near: float, far: float, grid: tuple[int, int] = (4, 4),
-                        r_near: float = 1.0, r_far: float = RETENTION_END, percentile: float = 10.0) -> np.ndarray:
-    """Return a (rows, cols) retention map: near regions keep more channels than far ones (paper III-B1).
-
-    Each region's distance is a low percentile of its valid depth (the nearest thing in it matters);
-    retention falls linearly from ``r_near`` at ``near`` metres to ``r_far`` at ``far``. Regions without
-    valid depth (0 or NaN, as RealSense reports holes) get ``r_far``.
-    """
-    d = np.asarray(depth, dtype=np.float64)
-    if d.ndim != 2:
-        raise ValueError(f"depth must be an (H, W) image, got shape {d.shape}")
-    if not 0 <= near < far:
-        raise ValueError(f"depth bounds need 0 <= near < far, got near={near}, far={far}")
-    rows, cols = grid
-    if rows < 1 or cols < 1 or rows > d.shape[0] or cols > d.shape[1]:
-        raise ValueError(f"grid {grid} does not fit a {d.shape[1]}x{d.shape[0]} depth image")
-    out = np.full((rows, cols), r_far, dtype=np.float64)
-    ys = np.linspace(0, d.shape[0], rows + 1).astype(int)
-    xs = np.linspace(0, d.shape[1], cols + 1).astype(int)
-    for i in range(rows):
-        for j in range(cols):
-            region = d[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
-            valid = region[np.isfinite(region) & (region > 0)]
-            if valid.size:
-                t = np.clip((np.percentile(valid, percentile) - near) / (far - near), 0.0, 1.0)
-                out[i, j] = r_near + (r_far - r_near) * t
-    return out
-
-
-def frame_retention(retention_map: np.ndarray) -> float:
-    """Return one retention for the whole frame: the map's maximum (the nearest region sets the quality)."""
-    m = np.asarray(retention_map, dtype=np.float64)
-    if m.size == 0:
-        raise ValueError("empty retention map")
-    return float(m.max())

@@ -1,15 +1,13 @@
 """Projection (Eq. 2), the curriculum, and entropy-driven pruning with hand-computed cases."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from muon_ad_ros.train.curriculum import Curriculum
 from muon_ad_ros.train.projection import cosine, project_conflict
-from muon_ad_ros.train.pruning import (ChannelImportance, apply_layer_gate, attention_entropy,
-                                      depth_retention_map, frame_retention, keep_layers, prune_mask,
-                                      retention_schedule, select_heads)
+from muon_ad_ros.train.pruning import (ChannelImportance, apply_layer_gate, attention_entropy, keep_layers,
+                                      prune_mask, retention_schedule)
 from muon_ad_ros.model.student import Student, StudentConfig
 
 
@@ -88,13 +86,6 @@ def test_gate_sets_student_blocks():
     assert blocks[0].keep and not blocks[1].keep
 
 
-def test_select_heads_by_entropy():
-    h = torch.arange(16, dtype=torch.float32)
-    assert select_heads(h) == list(range(15, 7, -1))
-    with pytest.raises(ValueError, match="keep"):
-        select_heads(h, 17)
-
-
 def test_prune_mask_threshold():
     s = torch.tensor([1.0, 2.0, 3.0, 4.0])  # mu 2.5, sigma 1.118
     assert prune_mask(s, 0.5).tolist() == [False, False, False, True]  # tau 3.06
@@ -140,19 +131,3 @@ def test_importance_orders_channels_in_student():
     best = int(torch.argmax(scores["skip4"]))
     assert torch.equal(s.stem.weight[0], old_stem[best])  # the most important channel comes first
 
-
-def test_depth_retention_map_near_far_and_holes():
-    depth = np.full((40, 40), 5.0)
-    depth[:20, :20] = 0.5  # near object top-left
-    depth[20:, 20:] = 0.0  # hole (no depth)
-    m = depth_retention_map(depth, near=0.5, far=4.0, grid=(2, 2))
-    assert m[0, 0] == pytest.approx(1.0)
-    assert m[0, 1] == pytest.approx(0.4)  # beyond far
-    assert m[1, 1] == pytest.approx(0.4)  # hole
-    depth[:20, 20:] = 2.25  # halfway -> 0.7
-    assert depth_retention_map(depth, 0.5, 4.0, (2, 2))[0, 1] == pytest.approx(0.7)
-    assert frame_retention(m) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="near < far"):
-        depth_retention_map(depth, 3.0, 1.0)
-    with pytest.raises(ValueError, match="grid"):
-        depth_retention_map(depth, 0.5, 4.0, (80, 1))
