@@ -36,6 +36,34 @@ def camera_model(intr: "rs.intrinsics", name: str = "") -> CameraModel:
     return CameraModel.pinhole(intr.width, intr.height, intr.fx, intr.fy, intr.ppx, intr.ppy, d, model, name)
 
 
+def first_color_key(recording: Path, probe) -> tuple[int, float]:
+    """Returns the key of a recording's first color frame, probed once per file version: playing the color
+    stream alone takes seconds for a long recording, and every start of it would pay that again. The keys
+    live in ~/.cache/muon_ad_ros/recordings/first_color.json, by path, size and modification time."""
+    import json
+    import os
+    st = recording.stat()
+    name = f"{recording.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    cache = Path(os.environ.get("MUON_AD_ROS_CACHE", Path.home() / ".cache" / "muon_ad_ros")) / "recordings"
+    path = cache / "first_color.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if name in known:
+        return tuple(known[name])
+    key = probe()
+    known[name] = list(key)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(path)       # atomic: several camera processes may write at once
+    except OSError:
+        pass                    # a read-only home only costs the probe at the next start
+    return key
+
+
 class RealSenseSource(ReopeningSource):
     """Color (rgb8) + depth (uint16 mm) frames from a RealSense device or a .db3/.bag recording.
 
@@ -120,7 +148,7 @@ class RealSenseSource(ReopeningSource):
         # waiting for this thread to take a frame), so a start that lost frames is started again:
         # the color stream played alone loses nothing and tells which color frame comes first.
         if self._first_color is None:
-            self._first_color = self._probe_first_color()
+            self._first_color = first_color_key(self.recording, self._probe_first_color)
         for _ in range(START_TRIES):
             pipe, profile, self._playback = self._start_pipeline(self._file_config())
             head = self._first_frameset(pipe)

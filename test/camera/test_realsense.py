@@ -167,3 +167,19 @@ def test_distortion_models_map_to_ros_names():
     intr.model = rs.distortion.ftheta
     with pytest.raises(ValueError, match="ftheta"):
         camera_model(intr)
+
+
+def test_first_color_key_is_probed_once_per_file_version(tmp_path, monkeypatch):
+    from muon_ad_ros.camera.realsense import first_color_key
+    monkeypatch.setenv("MUON_AD_ROS_CACHE", str(tmp_path / "cache"))
+    f = tmp_path / "rec.db3"
+    f.write_bytes(b"one")
+    probes = []
+
+    def probe():
+        probes.append(1)
+        return (len(probes), 1.5)
+    assert first_color_key(f, probe) == (1, 1.5)
+    assert first_color_key(f, probe) == (1, 1.5) and len(probes) == 1     # cached
+    f.write_bytes(b"changed file")
+    assert first_color_key(f, probe) == (2, 1.5)                           # a new version is probed
