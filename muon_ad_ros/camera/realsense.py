@@ -147,6 +147,8 @@ class RealSenseSource(ReopeningSource):
         # playback until every sensor runs (resume() waits for the reading thread, which can be
         # waiting for this thread to take a frame), so a start that lost frames is started again:
         # the color stream played alone loses nothing and tells which color frame comes first.
+        if not self.recording.is_file():
+            raise SourceError(f"recording {self.recording} not found")
         if self._first_color is None:
             self._first_color = first_color_key(self.recording, self._probe_first_color)
         for _ in range(START_TRIES):

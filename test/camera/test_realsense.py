@@ -112,10 +112,11 @@ def test_looping_replays_and_stamps_keep_increasing(recording):
     src.close()
 
 
-def test_a_start_that_lost_the_first_frames_is_started_again(recording, monkeypatch):
+def test_a_start_that_lost_the_first_frames_is_started_again(recording, monkeypatch, tmp_path):
     # What a busy CPU does inside pipeline.start(): the color sensor starts after the playback has
     # read past the first color frame, which is then never delivered. Here the first start of the
     # full recording drops its first frameset the way that start would have lost it.
+    monkeypatch.setenv("MUON_AD_ROS_CACHE", str(tmp_path))     # no cached first frame: the probe runs
     src = RealSenseSource(recording=recording, loop=False, realtime=False)
     start, starts = src._start_pipeline, []
 
