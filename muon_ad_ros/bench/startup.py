@@ -33,7 +33,7 @@ def watch(seconds: float) -> int:
     node = rclpy.create_node("startup_watch")
     client = node.create_client(GetParameters, "/style_transfer/get_parameters")
     seen: set = set()
-    future = None
+    future, asked = None, 0.0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.01)
@@ -43,8 +43,11 @@ def watch(seconds: float) -> int:
                 future = None
             seen = names
             print(json.dumps({"t": time.time(), "nodes": sorted(names)}), flush=True)
-        if "style_transfer" in names and future is None and client.service_is_ready():
-            future = client.call_async(GetParameters.Request(names=["retention"]))
+        # a request sent while the service's reply path is still being matched is never answered: ask
+        # again after a second, as `ros2 param get` run again would
+        retry = future is not None and not future.done() and time.monotonic() - asked > 1.0
+        if "style_transfer" in names and (future is None or retry) and client.service_is_ready():
+            future, asked = client.call_async(GetParameters.Request(names=["retention"])), time.monotonic()
             future.add_done_callback(lambda f: print(json.dumps({"t": time.time(), "param": True}), flush=True))
     rclpy.try_shutdown()
     return 0
