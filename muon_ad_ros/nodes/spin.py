@@ -13,13 +13,10 @@ from rclpy.signals import SignalHandlerOptions
 def make_executor(kind: str | None = None, context=None):
     """Returns the executor the nodes spin in: a SingleThreadedExecutor, or with `MUON_AD_EXECUTOR=multi`
     the two-thread MultiThreadedExecutor. Inference runs in its own thread either way; the executor only
-    hands over frames, timers and services. Measured in the graph benchmark (60 s at 30 Hz, three runs
-    each): single 0.1 / 0.2 / 0.4 % missed frames, multi 1.8 / 5.6 / 8.0 % (its thread pool's hand-off took
-    ~15 % of the style node's busy samples). Under overload (SCHED_FIFO inference never idle) single
-    showed ~1 s output stalls in the previous session's 8 s probes (above 34 Hz) where multi did not; the
-    latest probes (fresh clone, this session's models) sustained 50.6 Hz and showed none up to 60 Hz.
-    The first-contact stalls once blamed on single also happen with multi (py-spy: nodes idle, DDS
-    discovery pending). (rclpy's EventsExecutor: its timers did not fire in this rclpy.)"""
+    hands over frames, timers and services. Single is the default because it misses fewer frames: in the
+    graph benchmark (60 s at 30 Hz) single 0.1-0.4 % missed, multi 1.8-8.0 % (its thread pool's hand-off
+    took ~15 % of the style node's busy samples). rclpy's EventsExecutor is not used: its timers did not
+    fire in this rclpy."""
     kind = kind or os.environ.get("MUON_AD_EXECUTOR", "single")
     if kind == "single":
         return SingleThreadedExecutor(context=context)
