@@ -204,25 +204,25 @@ def test_malformed_frames_are_counted_by_reason_and_the_next_good_frame_comes_ou
                  "step": lambda m: setattr(m, "step", 3),
                  "size": lambda m: setattr(m, "height", 0),
                  "data_length": lambda m: setattr(m, "data", bytes(m.data[:100]))}
-    bad = lambda: int((diag_values(out["diag"], STATUS) or {}).get("frames_bad", 0))  # noqa: E731
+    def counted(reason: str) -> int:
+        return int((diag_values(out["diag"], STATUS) or {}).get(f"bad_{reason}", 0))
 
-    def deliver(m, count: int):
+    def deliver(m, reason: str, expected: int):
         # Best effort, keep last 1: a sample the node's executor has not taken when the next one arrives
-        # is gone (seen on a loaded machine with frames 0.1 s apart). Each frame is sent until the node's
-        # count shows it, so every mutation is counted exactly once.
+        # is gone (seen on a loaded machine with frames 0.1 s apart). Each frame is sent until its own
+        # reason's count shows it, so no frame can stand in for another; a frame counted twice shows as a
+        # count above the expected one at the end.
         while True:
             pub.publish(m)
-            if wait_for(lambda: bad() >= count, 3):
+            if wait_for(lambda: counted(reason) >= expected, 3):
                 return
 
-    count = bad()
-    for mutate in mutations.values():
-        for _ in range(3):
+    for reason, mutate in mutations.items():
+        for n in range(1, 4):
             m = fill_image(Image(), image, "rgb8", Header(frame_id="bad"))
             mutate(m)
-            count += 1
-            deliver(m, count)
-    deliver(fill_image(Image(), np.zeros((480, 1200, 3), np.uint8), "rgb8", Header(frame_id="bad")), count + 1)
+            deliver(m, reason, n)
+    deliver(fill_image(Image(), np.zeros((480, 1200, 3), np.uint8), "rgb8", Header(frame_id="bad")), "size", 4)
     det = send_until(probe, pub, out["det"], image, frame_id="good")
     assert det is not None and det.header.frame_id == "good" and det.detections
     assert all(m.header.frame_id != "bad" for m in out["det"])
