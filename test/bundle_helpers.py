@@ -18,3 +18,18 @@ def tiny_bundle(out_dir: Path) -> str:
     export_bundle(Student(StudentConfig()), out_dir, levels=(1.0, 0.7, 0.4), calibration_images=calib,
                   style_meta={"name": "test_untrained"}, training_record={"command": "untrained (test)"})
     return str(out_dir)
+
+
+def attention_student(skipped_block: int):
+    """Returns a seeded untrained student in eval mode whose attention outputs are not zero and whose
+    attention block `skipped_block` is gated off (the export and backends must honour the gate)."""
+    import torch
+
+    from muon_ad_ros.model.student import Student
+    torch.manual_seed(0)
+    net = Student().eval()
+    with torch.no_grad():
+        for blk in net.attention_blocks():
+            blk.o.weight.normal_(0, 0.05)
+    net.attention_blocks()[skipped_block].keep = False
+    return net

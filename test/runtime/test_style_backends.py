@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from muon_ad_ros.train import export
-from muon_ad_ros.model.student import Student
 from muon_ad_ros.runtime.style import BackendUnavailable, ModelError, PruningInfo, open_style_backend
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
@@ -16,13 +15,8 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_ava
 
 @pytest.fixture(scope="module")
 def student():
-    torch.manual_seed(0)
-    net = Student().eval()
-    with torch.no_grad():
-        for blk in net.attention_blocks():
-            blk.o.weight.normal_(0, 0.05)
-    net.attention_blocks()[0].keep = False
-    return net
+    from bundle_helpers import attention_student
+    return attention_student(0)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from muon_ad_ros.train import data, export
+from muon_ad_ros.train import export
 from muon_ad_ros.model.student import Student
 from muon_ad_ros.runtime import tensorrt_engine as te
 
@@ -17,13 +17,8 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_ava
 
 @pytest.fixture(scope="module")
 def student():
-    torch.manual_seed(0)
-    net = Student().eval()
-    with torch.no_grad():
-        for blk in net.attention_blocks():
-            blk.o.weight.normal_(0, 0.05)
-    net.attention_blocks()[1].keep = False
-    return net
+    from bundle_helpers import attention_student
+    return attention_student(1)
 
 
 @pytest.fixture(scope="module")
