@@ -129,7 +129,9 @@ def test_a_start_that_lost_the_first_frames_is_started_again(recording, monkeypa
 
     monkeypatch.setattr(src, "_start_pipeline", start_losing_frames)
     assert [f.number for f in read_all(src)] == list(range(N))
-    assert len(starts) == 3 and src.reconnects == 0
+    # 3 starts: the colour probe, the start that lost its frameset, the repeat (one more when a repeat
+    # also lost frames, as an unforced start does about 1 in 40)
+    assert len(starts) >= 3 and src.reconnects == 0
 
 
 def test_a_missing_recording_is_reported_and_picked_up_when_it_appears(recording, tmp_path):
