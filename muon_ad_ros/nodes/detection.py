@@ -76,6 +76,7 @@ class DetectionNode(Node):
         self.rate_skipped = 0
         self._next_allowed = 0.0
         self.camera_info: CameraInfo | None = None
+        self.marker_intrinsics = "none yet"   # what the last markers were projected with, for /diagnostics
         self.values = declare.declare_params(self, detection_params.PARAMS, detection_params.check, self._on_change)
         self.add_on_set_parameters_callback(self._check_paths)
         self.nice_note = renice_process(self.values["nice"])
@@ -253,7 +254,9 @@ class DetectionNode(Node):
         """Returns (fx, fy, cx, cy) from camera_info of this image size, else from the default field of view."""
         info = self.camera_info
         if info is not None and (info.width, info.height) == (width, height) and info.k[0] > 0 and info.k[4] > 0:
+            self.marker_intrinsics = "camera_info"
             return info.k[0], info.k[4], info.k[2], info.k[5]
+        self.marker_intrinsics = f"default {DEFAULT_HFOV_DEG} deg horizontal field of view"
         f = width / (2 * math.tan(math.radians(DEFAULT_HFOV_DEG) / 2))
         return f, f, width / 2, height / 2
 
@@ -268,7 +271,8 @@ class DetectionNode(Node):
                             fallback_layer_names=", ".join(d.fallback_layers[:20]) if d else "",
                             requested_backend=self.values["backend"], requested_model=self.values["model_path"],
                             load_error=self.load_error, loading=self.loading, frames_rate_limited=self.rate_skipped,
-                            rate_limit=self.values["rate_limit"], nice=os.getpriority(os.PRIO_PROCESS, 0),
+                            rate_limit=self.values["rate_limit"], marker_intrinsics=self.marker_intrinsics,
+                            nice=os.getpriority(os.PRIO_PROCESS, 0),
                             **twin_values([self.annotated_twin]))
         stale = self.stats.stale_reason(self.values["stale_timeout"])
         unknown = d.unknown_classes() if d else []
