@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 40
 OUT ?= out
 
 .PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method \
-	bench-transport bench-startup bench-compressed soak clean \
+	bench-transport bench-startup bench-discovery bench-compressed soak clean \
 	check-tensorrt gpu-check
 
 env:
@@ -31,7 +31,7 @@ test-core: env
 demo: build
 	$(RUN) python -m muon_ad_ros.cli demo --seconds $(DEMO_SECONDS) --out $(OUT)/demo
 
-bench: bench-model bench-detect bench-transport bench-startup bench-compressed bench-graph
+bench: bench-model bench-detect bench-transport bench-startup bench-discovery bench-compressed bench-graph
 
 bench-graph: build
 	$(RUN) python -m muon_ad_ros.cli bench graph --out $(OUT)/bench
@@ -47,6 +47,9 @@ bench-transport: build
 
 bench-startup: build
 	$(RUN) python -m muon_ad_ros.cli bench startup --out $(OUT)/bench
+
+bench-discovery: build
+	$(RUN) python -m muon_ad_ros.cli bench discovery --out $(OUT)/bench
 
 bench-compressed: build
 	$(RUN) python -m muon_ad_ros.bench.compressed --out $(OUT)/bench

@@ -29,6 +29,7 @@ BENCHES = {
     "graph": ("muon_ad_ros.bench.graph", "the edge graph at fixed camera rates, max sustainable rate"),
     "transport": ("muon_ad_ros.bench.transport", "Fast DDS transports side by side, to/from default processes"),
     "startup": ("muon_ad_ros.bench.startup", "the whole graph started N times at once: time to the first frames"),
+    "discovery": ("muon_ad_ros.bench.discovery", "subscription wait when participants start apart (announcement burst)"),
 }
 
 

@@ -108,7 +108,7 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
                                                   or watcher.param_after(t0) is None
                                                   or watcher.all_listed_after(t0) is None):
                 time.sleep(0.02)
-            row = {"start": k, **{f"first_{kind}_s": first_after(col, kind, t0)
+            row = {"start": k, "spawned_at": round(t0, 3), **{f"first_{kind}_s": first_after(col, kind, t0)
                                   for kind in ("raw", "stylized", "detections")},
                    "default_process_lists_all_s": watcher.all_listed_after(t0),
                    "default_process_read_param_s": watcher.param_after(t0)}
