@@ -41,7 +41,7 @@ class StudentConfig:
     head_dim: int = 8
     min_heads: int = 8  # METHOD.md section 4: keep 8 of 16 heads when pruned
     query_pool: int = 2  # queries on a grid pooled 2x from 1/8 (1/16 of the frame)
-    key_pool: int = 4  # keys/values pooled 4x from 1/8 (1/32 of the frame)
+    key_pool: int = 4  # keys/values pooled 4x from the query grid (8x from 1/8: 1/64 of the frame)
     channel_multiple: int = 8  # kept channels round up to a multiple of this
     # Output head. 1 (default): the 3x3 conv at 1/4 emits one RGB value per 4x4 block, bilinear upsampling
     # brings it to full resolution, where it is added to the input times a per-channel gain: no learned
