@@ -20,16 +20,15 @@ def tiny_bundle(out_dir: Path) -> str:
     return str(out_dir)
 
 
-def attention_student(skipped_block: int):
-    """Returns a seeded untrained student in eval mode whose attention outputs are not zero and whose
-    attention block `skipped_block` is gated off (the export and backends must honour the gate)."""
+def context_student():
+    """Returns a seeded untrained student in eval mode whose global-context blocks change the output (an
+    untrained block is the identity)."""
     import torch
 
     from muon_ad_ros.model.student import Student
     torch.manual_seed(0)
     net = Student().eval()
     with torch.no_grad():
-        for blk in net.attention_blocks():
+        for blk in net.context_blocks():
             blk.o.weight.normal_(0, 0.05)
-    net.attention_blocks()[skipped_block].keep = False
     return net

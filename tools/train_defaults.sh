@@ -7,6 +7,10 @@
 #   starry_night: distilled with the recipe below
 #   mosaic:       the weights of commit d47f60a (`git checkout d47f60a && tools/train_defaults.sh mosaic`
 #                 there), re-exported with edge padding; here this script only repeats that export
+# All three were distilled with attention blocks (the commit in each training.json) and converted to
+# global-context blocks by `muon-ad export` (the same value and output weights; their attention was
+# uniform, see model/student.py). Distilling here trains context blocks from the start: the same recipe,
+# not the same weights.
 # Usage: tools/train_defaults.sh [style ...]   (default: ihc starry_night)
 set -euo pipefail
 cd "$(dirname "$0")/.."

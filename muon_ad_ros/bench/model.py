@@ -166,8 +166,6 @@ def pruning_curve(model_dir: Path, a) -> list[dict]:
     from muon_ad_ros.train.metrics import ssim
     import onnxruntime as ort
     student, _, _ = load_checkpoint(model_dir / "student.pt")
-    for blk in student.attention_blocks():
-        blk.record_entropy = False
     photos = [data.resize_max(p, 384, 8) for p in data.content_images(split="eval")]
     with torch.no_grad():
         full = [data.to_uint8(student(data.to_tensor(p), 1.0)) for p in photos]
@@ -193,7 +191,7 @@ def pruning_curve(model_dir: Path, a) -> list[dict]:
                      "latency_ms_640x480": lat, "latency_fraction": lat["p50"] / base,
                      "ssim_to_unpruned": float(np.mean([ssim(o, f) for o, f in zip(outs, full)])),
                      "ssim_to_content": float(np.mean([ssim(o, p) for o, p in zip(outs, photos)])),
-                     "kept_attention_layers": student.active_attention(r)})
+                     "context_groups": [student.counts(r)[b.name] for b in student.context_blocks()]})
     return rows
 
 
@@ -214,12 +212,12 @@ def markdown(report: dict) -> str:
         lines.append("")
     if report.get("pruning_curve"):
         lines += ["## Pruning curve (ONNX Runtime, 640x480)", "",
-                  "| retention | FLOPs fraction | p50 ms | latency fraction | SSIM to unpruned | SSIM to content | attention kept |",
+                  "| retention | FLOPs fraction | p50 ms | latency fraction | SSIM to unpruned | SSIM to content | context groups |",
                   "|---|---|---|---|---|---|---|"]
         for row in report["pruning_curve"]:
             lines.append(f"| {row['retention']:.1f} | {row['flops_fraction']:.2f} | {row['latency_ms_640x480']['p50']:.1f} | "
                          f"{row['latency_fraction']:.2f} | {row['ssim_to_unpruned']:.3f} | {row['ssim_to_content']:.3f} | "
-                         f"{row['kept_attention_layers']} |")
+                         f"{row['context_groups']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -66,8 +66,6 @@ def main(argv=None) -> int:
     for name, s in candidates.items():
         student, _, _ = load_checkpoint(Path(a.checkpoint))
         student.eval()
-        for blk in student.attention_blocks():
-            blk.record_entropy = False
         if s is not None:
             apply_order(student, s)
         results[name] = level_loss(student, frames, a.retentions)

@@ -105,7 +105,7 @@ class Collector:
         with self.lock:
             self.states.append({"retention": round(msg.retention_requested, 3), "level": round(msg.retention_level, 3),
                                 "flops_fraction": round(msg.flops_fraction, 3), "inference_ms": round(msg.inference_ms, 2),
-                                "kept_attention_layers": list(msg.kept_attention_layers)})
+                                "context_groups": list(msg.context_groups)})
 
     def _on_diag(self, msg):
         with self.lock:

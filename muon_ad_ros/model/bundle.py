@@ -34,8 +34,7 @@ class PruningInfo:
 
     level: float
     retention_per_stage: list[float]
-    kept_attention_layers: list[int]
-    attention_entropy: list[float]  # per attention block; NaN where the block is skipped
+    context_groups: list[int]  # channel groups each global-context block runs with
     flops_fraction: float
 
 

@@ -1,21 +1,27 @@
-"""The real-time student: a feed-forward style network with run-time channel and attention pruning.
+"""The real-time student: a feed-forward style network with run-time channel pruning.
 
 Built for CPU and the Jetson DLA (METHOD.md section 6): convolutions, ReLU, average pooling, integer
 nearest and bilinear upsampling, edge (replicate) padding, no InstanceNorm. A 4x4 stride-4 stem and
-a stride-2 conv take the frame to 1/8 where residual blocks and a few multi-head attention blocks
-work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, where a 3x3 conv
+a stride-2 conv take the frame to 1/8 where residual blocks and global-context blocks work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, where a 3x3 conv
 emits one RGB value per 4x4 block; bilinear upsampling adds it to the input times a per-channel gain
 before the output sigmoid (`StudentConfig.subpixel` keeps the first, depth-to-space head).
 No learned layer runs at full resolution: profiling showed that full- and half-resolution layers are
 memory-bound and would not shrink with retention; the full-resolution tail (resize, multiply, add,
 sigmoid) is a fixed cost of a few ms at 640x480.
-Input constraint: H and W multiples of 8 and at least 64 (attention keys pool the 1/8 map 8x).
+Input constraint: H and W multiples of 8 and at least 64.
+
+Global context blocks stand where METHOD.md has multi-head attention (docs/method.md, section 4): students
+trained with attention blocks (queries on a 1/16 grid, keys pooled to 1/64) attend uniformly over the
+keys on every photo (entropy = log of the key count to within 0.001 nats), so each block adds the same
+projected frame mean at every position and the entropy gate never skips one. A context block computes
+exactly that: the frame mean, a value and an output projection (1x1 convs on a 1x1 map), added back
+everywhere, without the attention's cost. Bundles with attention blocks load into it (their query and
+key weights, which have no effect under uniform attention, are dropped: see upgrade_state).
 
 Dynamic pruning (METHOD.md section 4): every channel group is kept in importance order, so a
 retention r runs convolutions on the first ceil(r * C) channels only (weight slicing, physically
 smaller layers; rounded up to `channel_multiple` so CPU kernels stay in their 8-wide blocks);
-attention blocks whose entropy gate `.keep` is off are skipped at r < 1, and kept blocks run the
-first max(min_heads, ceil(r * heads)) heads, ordered by entropy.
+context blocks run the first max(min_groups, ceil(r * groups)) groups of `group_width` channels.
 """
 from __future__ import annotations
 
@@ -36,12 +42,10 @@ class StudentConfig:
     widths: tuple[int, int] = (32, 64)  # channels at 1/4 and 1/8 resolution
     res_blocks: int = 2  # residual blocks at 1/8
     res_hidden: int = 64  # hidden channels inside a residual block
-    attention_blocks: int = 2  # prunable attention blocks at 1/8
-    heads: int = 16
-    head_dim: int = 8
-    min_heads: int = 8  # METHOD.md section 4: keep 8 of 16 heads when pruned
-    query_pool: int = 2  # queries on a grid pooled 2x from 1/8 (1/16 of the frame)
-    key_pool: int = 4  # keys/values pooled 4x from the query grid (8x from 1/8: 1/64 of the frame)
+    context_blocks: int = 2  # global-context blocks at 1/8
+    context_groups: int = 16  # the context blocks' inner channels, in groups of group_width
+    group_width: int = 8
+    min_groups: int = 8  # kept at every retention (METHOD.md section 4's "8 of 16 heads")
     channel_multiple: int = 8  # kept channels round up to a multiple of this
     # Output head. 1 (default): the 3x3 conv at 1/4 emits one RGB value per 4x4 block, bilinear upsampling
     # brings it to full resolution, where it is added to the input times a per-channel gain: no learned
@@ -60,13 +64,40 @@ class StudentConfig:
     def from_saved(cls, saved: dict, state: dict | None = None) -> "StudentConfig":
         """Return the config saved in a bundle or checkpoint (lists back to tuples). Where ``subpixel`` is
         missing (bundles written before it existed, bare state_dicts) it is read from the output conv's
-        width in ``state`` (3 * subpixel^2 channels), else the first head's 4."""
+        width in ``state`` (3 * subpixel^2 channels), else the first head's 4. Attention-block fields
+        of older bundles map to their context blocks (same value and output weights)."""
         cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()}
+        for old, new in ATTENTION_FIELDS.items():
+            if old in cfg:
+                cfg.setdefault(new, cfg.pop(old))
+        for gone in ("query_pool", "key_pool"):
+            cfg.pop(gone, None)
         if "subpixel" not in cfg:
             out = (state or {}).get("out.weight")
             cfg["subpixel"] = {3: 1, 12: 2}.get(int(out.shape[0]), 4) if out is not None else 4
         cfg.setdefault("padding", "zeros")
         return cls(**cfg)
+
+
+# StudentConfig fields of bundles written with attention blocks -> their context-block fields
+ATTENTION_FIELDS = {"attention_blocks": "context_blocks", "heads": "context_groups", "head_dim": "group_width",
+                    "min_heads": "min_groups"}
+
+
+def upgrade_state(state: dict) -> dict:
+    """Returns a state_dict of an attention-block student as its context-block equivalent: attn.i.{v,o}
+    become context.i.{v,o}; the query and key weights and the gate buffer are dropped (with uniform
+    attention they had no effect on the output). Other state_dicts are returned unchanged."""
+    if not any(k.startswith("attn.") for k in state):
+        return state
+    out = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        if parts[0] != "attn":
+            out[k] = v
+        elif parts[2] in ("v", "o"):
+            out[".".join(["context"] + parts[1:])] = v
+    return out
 
 
 def kept(channels: int, retention: float, multiple: int = 1) -> int:
@@ -88,7 +119,7 @@ class SlicedConv(nn.Conv2d):
     """A convolution that runs on the leading channels of its input and output groups.
 
     `out_group`/`in_group` name the channel groups whose kept count slices the weight; `block`
-    is the number of consecutive channels per group member (the head size for attention heads).
+    is the number of consecutive channels per group member (a context block's group width).
     """
 
     def __init__(self, c_in, c_out, k, stride=1, out_group=None, in_group=None, out_block=1, in_block=1, padding=None,
@@ -136,63 +167,26 @@ class ResBlock(nn.Module):
         return x + self.conv_b(F.relu(self.conv_a(x, counts)), counts)
 
 
-class AttentionBlock(nn.Module):
-    """Multi-head self-attention on pooled 1/8 features, added back through a residual path."""
+class ContextBlock(nn.Module):
+    """x + o(v(mean of x over the frame)): global context added back at every position of the 1/8 map."""
 
     def __init__(self, name: str, width: int, cfg: StudentConfig):
         super().__init__()
-        self.name, self.heads, self.head_dim = name, cfg.heads, cfg.head_dim
-        self.query_pool, self.key_pool = cfg.query_pool, cfg.key_pool
-        inner = cfg.heads * cfg.head_dim
-        kw = dict(out_group=name, in_group="stream", out_block=cfg.head_dim)
-        self.q, self.k, self.v = (SlicedConv(width, inner, 1, **kw) for _ in range(3))
-        self.o = SlicedConv(inner, width, 1, out_group="stream", in_group=name, in_block=cfg.head_dim)
+        self.name, self.groups, self.group_width = name, cfg.context_groups, cfg.group_width
+        inner = cfg.context_groups * cfg.group_width
+        self.v = SlicedConv(width, inner, 1, out_group=name, in_group="stream", out_block=cfg.group_width)
+        self.o = SlicedConv(inner, width, 1, out_group="stream", in_group=name, in_block=cfg.group_width)
         nn.init.zeros_(self.o.weight)  # starts as identity, so an untrained block changes nothing
         nn.init.zeros_(self.o.bias)
-        self.register_buffer("keep_gate", torch.ones((), dtype=torch.bool))  # saved with the weights
-        self.record_entropy = True
-        self.register_buffer("attention_entropy", torch.zeros(()), persistent=False)
-        self.register_buffer("head_entropy", torch.zeros(cfg.heads), persistent=False)
-
-    @property
-    def keep(self) -> bool:
-        """Return the entropy gate KeepLayer_i, set by train/pruning.py (METHOD.md section 4)."""
-        return bool(self.keep_gate)
-
-    @keep.setter
-    def keep(self, value: bool) -> None:
-        self.keep_gate.fill_(bool(value))
 
     def forward(self, x, counts):
-        n, _, h, w = x.shape
-        heads = counts[self.name]
-        xq = F.avg_pool2d(x, self.query_pool)
-        xk = F.avg_pool2d(x, self.query_pool * self.key_pool)
-        hq, wq = xq.shape[2], xq.shape[3]
-        q = self.q(xq, counts).reshape(n, heads, self.head_dim, -1).transpose(2, 3)
-        k = self.k(xk, counts).reshape(n, heads, self.head_dim, -1)
-        v = self.v(xk, counts).reshape(n, heads, self.head_dim, -1).transpose(2, 3)
-        attn = torch.softmax((q @ k) * self.head_dim ** -0.5, dim=-1)
-        if self.record_entropy and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-            self._record(attn.detach())
-        out = (attn @ v).transpose(2, 3).reshape(n, heads * self.head_dim, hq, wq)
-        out = F.interpolate(self.o(out, counts), size=(h, w), mode="nearest")
-        return x + out
-
-    def _record(self, attn: torch.Tensor) -> None:
-        # METHOD.md section 4: H = mean row entropy -sum a log(a + 1e-8), per head and overall
-        ent = -(attn * torch.log(attn + 1e-8)).sum(-1).mean(dim=(0, 2))
-        self.head_entropy[: ent.numel()] = ent
-        self.attention_entropy = ent.mean()
+        # adaptive_avg_pool2d(x, 1) exports as ONNX GlobalAveragePool (TensorRT and the DLA run it)
+        return x + self.o(self.v(F.adaptive_avg_pool2d(x, 1), counts), counts)
 
     def macs(self, h: int, w: int, counts: dict[str, int]) -> int:
-        """Return the multiply-accumulates of this block on an h x w (1/8) feature map."""
-        hq, wq = h // self.query_pool, w // self.query_pool
-        p = self.query_pool * self.key_pool
-        hk, wk = h // p, w // p
-        total = self.q.macs(hq, wq, counts)[0] + self.o.macs(hq, wq, counts)[0]
-        total += self.k.macs(hk, wk, counts)[0] + self.v.macs(hk, wk, counts)[0]
-        return total + 2 * (hq * wq) * (hk * wk) * counts[self.name] * self.head_dim
+        """Return the multiply-accumulates of this block on an h x w (1/8) feature map (mean and add
+        counted as one each per value)."""
+        return 2 * h * w * counts["stream"] + self.v.macs(1, 1, counts)[0] + self.o.macs(1, 1, counts)[0]
 
 
 class Student(nn.Module):
@@ -210,7 +204,7 @@ class Student(nn.Module):
         pm = cfg.padding
         self.down = SlicedConv(c4, c8, 3, stride=2, out_group="stream", in_group="skip4", padding_mode=pm)
         self.res = nn.ModuleList(ResBlock(f"res{i}", c8, cfg.res_hidden, pm) for i in range(cfg.res_blocks))
-        self.attn = nn.ModuleList(AttentionBlock(f"attn{i}", c8, cfg) for i in range(cfg.attention_blocks))
+        self.context = nn.ModuleList(ContextBlock(f"context{i}", c8, cfg) for i in range(cfg.context_blocks))
         # 1x1 conv at 1/8 then nearest upsampling: the same function as upsample-then-1x1, 4x cheaper
         self.up = SlicedConv(c8, c4, 1, out_group="skip4", in_group="stream")
         self.dec = SlicedConv(c4, c4, 3, out_group="dec4", in_group="skip4", padding_mode=pm)
@@ -242,7 +236,7 @@ class Student(nn.Module):
         c4, c8 = self.config.widths
         groups = {"skip4": c4, "stream": c8, "dec4": c4}
         groups.update({f"res{i}": self.config.res_hidden for i in range(len(self.res))})
-        groups.update({blk.name: blk.heads for blk in self.attn})
+        groups.update({blk.name: blk.groups for blk in self.context})
         return groups
 
     def channel_params(self) -> dict[str, list[tuple[torch.Tensor, int, int]]]:
@@ -262,12 +256,16 @@ class Student(nn.Module):
         return params
 
     def counts(self, retention: float) -> dict[str, int]:
-        """Return {group: members kept} at this retention (heads: at least min_heads)."""
+        """Return {group: members kept} at this retention (context blocks: at least min_groups)."""
         r = check_retention(retention)
         counts = {g: kept(n, r, self.config.channel_multiple) for g, n in self.channel_groups().items()}
-        for blk in self.attn:
-            counts[blk.name] = max(min(self.config.min_heads, blk.heads), kept(blk.heads, r))
+        for blk in self.context:
+            counts[blk.name] = max(min(self.config.min_groups, blk.groups), kept(blk.groups, r))
         return counts
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """nn.Module.load_state_dict, taking attention-block state_dicts too (upgrade_state)."""
+        return super().load_state_dict(upgrade_state(state_dict), strict=strict, assign=assign)
 
     @torch.no_grad()
     def reorder_channels(self, importance: dict[str, torch.Tensor]) -> None:
@@ -283,18 +281,10 @@ class Student(nn.Module):
             for p, dim, block in params[name]:
                 idx = (order[:, None] * block + torch.arange(block)[None, :]).flatten().to(p.device)
                 p.copy_(p.index_select(dim, idx))
-            for blk in self.attn:
-                if blk.name == name:
-                    blk.head_entropy.copy_(blk.head_entropy[order.to(blk.head_entropy.device)])
 
-    def attention_blocks(self) -> list[AttentionBlock]:
-        """Return the prunable attention blocks, in network order."""
-        return list(self.attn)
-
-    def active_attention(self, retention: float) -> list[int]:
-        """Return the indices of the attention blocks that run at this retention."""
-        r = check_retention(retention)
-        return [i for i, blk in enumerate(self.attn) if r >= 1.0 or blk.keep]
+    def context_blocks(self) -> list[ContextBlock]:
+        """Return the global-context blocks, in network order."""
+        return list(self.context)
 
     # -- forward and cost --------------------------------------------------------------------
     def forward(self, x: torch.Tensor, retention: float = 1.0) -> torch.Tensor:
@@ -304,8 +294,8 @@ class Student(nn.Module):
         h = F.relu(self.down(e, c))  # 1/8
         for blk in self.res:
             h = F.relu(blk(h, c))
-        for i in self.active_attention(retention):
-            h = self.attn[i](h, c)
+        for blk in self.context:
+            h = blk(h, c)
         d = F.relu(self.dec(F.interpolate(self.up(h, c), scale_factor=2.0, mode="nearest") + e, c))
         s = self.config.subpixel
         if s == 4:
@@ -332,7 +322,7 @@ class Student(nn.Module):
         stem, h, w = self.stem.macs(height, width, c)
         total, h8, w8 = self.down.macs(h, w, c)
         total += stem + sum(b.conv_a.macs(h8, w8, c)[0] + b.conv_b.macs(h8, w8, c)[0] for b in self.res)
-        total += sum(self.attn[i].macs(h8, w8, c) for i in self.active_attention(retention))
+        total += sum(blk.macs(h8, w8, c) for blk in self.context)
         total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0] + self.out.macs(h, w, c)[0]
         if self.config.subpixel == 4:
             return total + self.skip.macs(height, width, c)[0]

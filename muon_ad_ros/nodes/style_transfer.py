@@ -203,8 +203,7 @@ class StyleTransferNode(Node):
         info = backend.pruning_state(retention)
         return PruningState(header=header, retention_requested=float(retention), retention_level=float(info.level),
                             retention_per_stage=[float(r) for r in info.retention_per_stage],
-                            kept_attention_layers=[int(i) for i in info.kept_attention_layers],
-                            attention_entropy=[float(e) for e in info.attention_entropy],
+                            context_groups=[int(g) for g in info.context_groups],
                             flops_fraction=float(info.flops_fraction), inference_ms=float(infer_ms))
 
     # -- diagnostics --------------------------------------------------------------------------
@@ -223,7 +222,7 @@ class StyleTransferNode(Node):
         st = self.last_state
         if st is not None:
             values += diagnostics.kv(retention_level=round(st.retention_level, 3),
-                                kept_attention_layers=list(st.kept_attention_layers),
+                                context_groups=list(st.context_groups),
                                 flops_fraction=round(st.flops_fraction, 3), inference_ms=round(st.inference_ms, 1))
         stale = self.stats.stale_reason(self.values["stale_timeout"])
         if b is None:

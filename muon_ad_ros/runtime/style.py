@@ -43,10 +43,10 @@ class StyleBackend:
         """Return the PruningInfo of the level this retention runs at."""
         level = self.level_for(retention)
         lv = self._info[level]
-        # a block the gate skips at this level has no entropy: null in model.json, NaN here
-        entropy = [math.nan if e is None else float(e) for e in lv.get("attention_entropy", [])]
-        return PruningInfo(level, list(lv.get("retention_per_stage", [])), list(lv.get("kept_attention_layers", [])),
-                           entropy, float(lv.get("flops_fraction", level)))
+        # bundles written with attention blocks call the same counts attention_heads
+        groups = lv.get("context_groups", lv.get("attention_heads", []))
+        return PruningInfo(level, list(lv.get("retention_per_stage", [])), [int(g) for g in groups],
+                           float(lv.get("flops_fraction", level)))
 
     def _frame(self, rgb: np.ndarray) -> dict:
         """Return the buffers for this frame shape (created once per shape) with the frame loaded."""
@@ -187,8 +187,6 @@ class TorchBackend(StyleBackend):
             self.student.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path}: weights do not fit the student in model.json ({exc})") from None
-        for blk in self.student.attention_blocks():
-            blk.record_entropy = False
         # oneDNN's convolutions run 1.5-1.7x faster on channels-last tensors (measured at 640x480)
         self.student.to(memory_format=torch.channels_last)
         self.torch = torch

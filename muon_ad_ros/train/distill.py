@@ -7,8 +7,7 @@ pruning-aware training: with self-distillation (the default) every step trains t
 losses and the narrowest level plus a random retention in (0.4, 1) to reproduce it (a slimmable network);
 without it (``self_distill=0``) every step runs the losses at a random retention above the schedule's floor
 (95% -> 40%) and the curriculum's tau rule. Channels are re-ordered every ``reorder_every`` steps until the
-order is fixed (``order_until``), so every exported level is trained as it runs afterwards; the entropy gate
-picks the attention layers at the end.
+order is fixed (``order_until``), so every exported level is trained as it runs afterwards.
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ from .features import TRAINING_NETWORK, feature_network
 from .losses import FORMS, AttentionDistillation
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
-from .pruning import ChannelImportance, apply_layer_gate, retention_schedule
+from .pruning import ChannelImportance, retention_schedule
 from muon_ad_ros.model.bundle import MIN_RETENTION
 from muon_ad_ros.model.student import Student, StudentConfig
 from muon_ad_ros.provenance import git_commit, git_dirty
@@ -227,7 +226,7 @@ class Distiller:
         st = self.curriculum.state(step)
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * st.lr_factor
-        frozen = {id(p) for b in self.student.attention_blocks() for p in b.parameters()} if st.freeze_style else set()
+        frozen = {id(p) for b in self.student.context_blocks() for p in b.parameters()} if st.freeze_style else set()
         params = [p for p in self.student.parameters() if id(p) not in frozen]
         slimmable = bool(cfg.self_distill and cfg.dynamic_mask)
         # with self-distillation the losses train the full width; the schedule and tau pick no retention
@@ -304,17 +303,14 @@ class Distiller:
         """Return {group: one score per member} of the order ``kind`` (default: the configured one)."""
         kind = kind or self.cfg.order
         if kind == "importance":
-            scores = {k: v.cpu() for k, v in self.importance.scores().items()}
-            for b in self.student.attention_blocks():  # METHOD.md section 4: heads selected by entropy
-                scores[b.name] = b.head_entropy.cpu()
-            return scores
+            return {k: v.cpu() for k, v in self.importance.scores().items()}
         if kind == "l1":
             return l1_scores(self.student)
         raise ValueError(f"no scores for order {kind!r}")
 
     @torch.no_grad()
     def reorder(self) -> None:
-        """Order channels by the configured score (heads by entropy) and permute the optimizer state alike."""
+        """Order channels by the configured score and permute the optimizer state alike."""
         # orders are computed on the CPU (the same stable sort on every device), indices moved to the weights
         scores = self.order_scores()
         params = self.student.channel_params()
@@ -331,13 +327,6 @@ class Distiller:
                 if id(p) in self.importance.last_grad:
                     self.importance.last_grad[id(p)] = self.importance.last_grad[id(p)].index_select(dim, idx)
         self.student.reorder_channels(scores)
-
-    @torch.no_grad()
-    def finish(self) -> list[bool]:
-        """Entropy gate from the validation crops (the channel order stays as trained); return the layer gates."""
-        self.student.eval()
-        self.student(self.val, 1.0)
-        return apply_layer_gate(self.student)
 
     def checkpoint(self, path: Path, **extra) -> None:
         """Write a resumable checkpoint (also read by train/export.py's load_checkpoint); ``extra`` keys added."""
@@ -485,13 +474,12 @@ def main(argv=None) -> int:
             bar.set_postfix(loss=f"{rec['loss']:.3f}", r=f"{rec['retention']:.2f}", phase=rec["phase"])
             if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.iters:
                 trainer.checkpoint(ck_dir / "checkpoint.pt", record=record, style=style_meta)
-    gates = trainer.finish()
     trainer.checkpoint(ck_dir / "checkpoint.pt", record=record, style=style_meta)
     seconds = time.perf_counter() - t0
     plot_losses(trainer.log, out / "loss_curve.png", f"{name}: {cfg.optimizer}, {cfg.iters} iterations")
     losses = [r["loss"] for r in trainer.log]
     vals = [r["val"] for r in trainer.log if "val" in r]
-    record.update(train_seconds=round(seconds, 1), iterations=trainer.step, attention_gates=gates,
+    record.update(train_seconds=round(seconds, 1), iterations=trainer.step,
                   loss_summary={"first": losses[0], "last_50_mean": float(np.mean(losses[-50:])),
                                 "min": float(min(losses)), "val_first": vals[0] if vals else None,
                                 "val_last": vals[-1] if vals else None,

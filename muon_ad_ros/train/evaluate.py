@@ -7,10 +7,8 @@ per-image Muon-AD optimization (train/stylize.py). Metrics: SSIM to content, sty
 pretrained feature networks (mobilenet_v2 trains the student; multistyle26 is held out), the border gap
 (metrics.border_gap of the output minus the photo's), and latency (ONNX Runtime at 640x480) and FLOPs per
 retention. The contact sheet's rows are content | r=1.0 | r=0.7 | r=0.4 | peer.
-The attention report gives, per attention block and level, its entropy on each photo (mean, spread across
-photos, against the uniform limit log(keys)), how often the KeepLayer gate (beta = 0.7) would keep it on a
-photo, the gate the bundle was exported with, and what the block earns: the training network's style
-distance and SSIM with the block skipped.
+The context report gives what each global-context block earns: SSIM to content and the training network's
+style distance with the block skipped.
 """
 from __future__ import annotations
 
@@ -27,7 +25,6 @@ from . import data, metrics
 from .peer import peer_arbitrary
 from muon_ad_ros.bench.report import machine
 from .export import export_onnx, load_checkpoint
-from .pruning import BETA, keep_layers
 
 RETENTIONS = (1.0, 0.7, 0.4)
 NETWORKS = ("mobilenet_v2", "multistyle26")
@@ -99,43 +96,18 @@ def criteria(per_retention: dict, peer: dict | None) -> dict:
 
 
 @torch.no_grad()
-def attention_report(student, contents: list[np.ndarray], style: np.ndarray, retentions, max_side: int,
-                     beta: float = BETA) -> dict:
-    """Returns {'blocks': [...], 'levels': {r: ...}, 'skipped': {block: metrics}} (see the module doc)."""
-    blocks = student.attention_blocks()
-    exported = [b.keep for b in blocks]
-    out = {"beta": beta, "exported_gates": exported, "levels": {}, "skipped": {}}
-    if not blocks:
-        return out
-    h, w = contents[0].shape[:2]
-    k = blocks[0].query_pool * blocks[0].key_pool   # keys pool the 1/8 map this much
-    out["uniform_entropy"] = float(np.log((h // 8 // k) * (w // 8 // k)))
+def context_report(student, contents: list[np.ndarray], style: np.ndarray, max_side: int) -> dict:
+    """Returns {block name: {'ssim_content', '<training network>/gram'}} of the top level with that block
+    skipped."""
+    blocks, out = student.context_blocks(), {}
     try:
-        for b in blocks:
-            b.record_entropy, b.keep = True, True   # every block runs at every level for the measurement
-        for r in retentions:
-            ent = []
-            for content in contents:
-                student(data.to_tensor(content), r)
-                ent.append([float(b.attention_entropy) for b in blocks])
-            ent = np.asarray(ent)
-            gates = np.asarray([keep_layers(row, beta) for row in ent])
-            out["levels"][f"{r:.2f}"] = {"entropy_mean": ent.mean(0).round(4).tolist(),
-                                         "entropy_std_across_photos": ent.std(0).round(4).tolist(),
-                                         "keep_rate": gates.mean(0).round(3).tolist()}
+        for i, skipped in enumerate(blocks):
+            student.context = torch.nn.ModuleList(b for j, b in enumerate(blocks) if j != i)
+            m = mean_metrics([image_metrics(data.to_uint8(student(data.to_tensor(c), 1.0)), c, style, max_side)
+                              for c in contents])
+            out[skipped.name] = {"ssim_content": m["ssim_content"], f"{NETWORKS[0]}/gram": m[f"{NETWORKS[0]}/gram"]}
     finally:
-        for b, g in zip(blocks, exported):
-            b.record_entropy, b.keep = False, g
-    attn = student.attn
-    try:
-        for i in range(len(blocks)):
-            student.attn = torch.nn.ModuleList(b for j, b in enumerate(blocks) if j != i)
-            per = [image_metrics(data.to_uint8(student(data.to_tensor(c), 1.0)), c, style, max_side) for c in contents]
-            m = mean_metrics(per)
-            out["skipped"][blocks[i].name] = {"ssim_content": m["ssim_content"],
-                                              f"{NETWORKS[0]}/gram": m[f"{NETWORKS[0]}/gram"]}
-    finally:
-        student.attn = attn
+        student.context = torch.nn.ModuleList(blocks)
     return out
 
 
@@ -168,8 +140,6 @@ def main(argv=None) -> int:
     model_dir, out = Path(a.model), Path(a.out)
     meta = json.loads((model_dir / "model.json").read_text())
     student, _, _ = load_checkpoint(model_dir / meta.get("weights", "student.pt"))
-    for blk in student.attention_blocks():
-        blk.record_entropy = False
     if a.style:
         style = data.style_image(a.style)[0]
     elif (model_dir / "style.png").is_file():
@@ -233,7 +203,7 @@ def main(argv=None) -> int:
                 "metrics": mean_metrics(results["student"][r]),
             }
     summary = {"student": per_retention,
-               "attention": attention_report(student, contents, style, a.retentions, a.max_side)}
+               "without_context_block": context_report(student, contents, style, a.max_side)}
     if results["muon_ad"]:
         summary["muon_ad"] = {"iters": a.stylize_iters, "seconds_per_image": float(np.mean(seconds["muon_ad"])),
                               "metrics": mean_metrics(results["muon_ad"])}
@@ -249,11 +219,7 @@ def main(argv=None) -> int:
             [(k, summary[k]["metrics"]) for k in ("muon_ad", "peer") if k in summary]:
         print(f"{name:<22} SSIM {s['ssim_content']:.3f}  " +
               "  ".join(f"{k} {v:.4g}" for k, v in s.items() if k != "ssim_content"))
-    att = summary["attention"]
-    for r, lvl in att["levels"].items():
-        print(f"attention r={r}: entropy {lvl['entropy_mean']} (spread {lvl['entropy_std_across_photos']}, "
-              f"uniform {att['uniform_entropy']:.3f}), kept on {lvl['keep_rate']} of the photos")
-    for name, m in att["skipped"].items():
+    for name, m in summary["without_context_block"].items():
         print(f"without {name}: SSIM {m['ssim_content']:.3f}  {NETWORKS[0]}/gram {m[NETWORKS[0] + '/gram']:.4g}")
     print(f"wrote {out / 'contact_sheet.png'} and {out / 'metrics.json'}")
     return 0

@@ -42,7 +42,7 @@ def export_onnx(student: Student, path: str | Path, retention: float = 1.0, samp
     student.eval()
     x = torch.rand(1, 3, *sample_hw)
     with torch.no_grad(), warnings.catch_warnings():
-        # shape checks and the attention gate are Python values on purpose: baked into each level
+        # shape checks and the retention's channel counts are Python values on purpose: baked into each level
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         # the TorchScript exporter: the dynamo one needs onnxscript, which is not installed here
@@ -88,24 +88,13 @@ def calibration_batch(images=None, max_side: int = 256) -> list[torch.Tensor]:
     return out
 
 
-@torch.no_grad()
-def measure_level(student: Student, batch, retention: float) -> dict:
-    """Return the pruning state of one level, with attention entropies averaged over the batch."""
-    student.eval()
-    blocks = student.attention_blocks()
-    active = student.active_attention(retention)
-    sums = [0.0] * len(blocks)
-    for x in batch:
-        student(x, retention)
-        for i in active:
-            sums[i] += float(blocks[i].attention_entropy)
+def measure_level(student: Student, retention: float) -> dict:
+    """Return the pruning state of one level (model.json's level entry, before its files)."""
     counts = student.counts(retention)
     return {
         "retention": check_retention(retention),
         "retention_per_stage": student.retention_per_stage(retention),
-        "kept_attention_layers": active,
-        "attention_heads": [counts[b.name] if i in active else 0 for i, b in enumerate(blocks)],
-        "attention_entropy": [sums[i] / len(batch) if i in active else None for i in range(len(blocks))],
+        "context_groups": [counts[b.name] for b in student.context_blocks()],
         "flops_640x480": student.flops(480, 640, retention),
         "flops_fraction": student.flops(480, 640, retention) / student.flops(480, 640, 1.0),
     }
@@ -138,7 +127,7 @@ def export_bundle(student: Student, out_dir: str | Path, levels=LEVELS, calibrat
     batch = calibration_batch(calibration_images)
     level_info = []
     for r in levels:
-        info = measure_level(student, batch, r)
+        info = measure_level(student, r)
         onnx_path = export_onnx(student, out / f"student_{level_tag(r)}.onnx", r)
         info.update(onnx=onnx_path.name, onnx_bytes=onnx_path.stat().st_size, sha256=file_sha256(onnx_path),
                     max_abs_error_vs_torch=onnx_max_error(onnx_path, student, batch[0], r))
@@ -249,7 +238,7 @@ def main(argv=None) -> int:
     meta = json.loads(meta_path.read_text())
     for lv in meta["levels"]:
         print(f"r={lv['retention']:.2f} {lv['onnx']} {lv['onnx_bytes'] / 1e6:.2f} MB "
-              f"flops x{lv['flops_fraction']:.2f} attention {lv['kept_attention_layers']}")
+              f"flops x{lv['flops_fraction']:.2f} context groups {lv['context_groups']}")
     if a.trt:
         for lv in meta["levels"]:
             req = te.engine_request(Path(a.out) / lv["onnx"], a.trt, a.trt_shape, lv["retention"], a.dla_core,

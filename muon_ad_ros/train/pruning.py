@@ -1,9 +1,9 @@
-"""Entropy-driven dynamic pruning (METHOD.md section 4): layer gate, head selection, channel importance,
-retention schedule and distance-aware (depth) retention.
+"""Dynamic pruning (METHOD.md section 4): channel importance, the tau rule and the retention schedule.
 
 The student (model/student.py) runs a retention r by slicing the first ceil(r*C) channels of each group;
-this module decides the ORDER of those channels (importance scores) and which attention layers and
-heads survive.
+this module decides the ORDER of those channels (importance scores). METHOD.md's entropy layer gate and
+head selection have no counterpart: the student's global-context blocks have no attention to measure
+(model/student.py says why).
 """
 from __future__ import annotations
 
@@ -12,33 +12,9 @@ from collections import deque
 import numpy as np
 import torch
 
-BETA = 0.7
 WINDOW = 100
 LAMBDA_DECAY = 0.03
 RETENTION_START, RETENTION_END = 0.95, 0.40
-
-
-def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
-    """Return H = mean over rows of -sum a log(a + 1e-8) for attention weights (..., rows, keys)."""
-    return -(attn * torch.log(attn + 1e-8)).sum(-1).mean()
-
-
-def keep_layers(entropies, beta: float = BETA) -> list[bool]:
-    """Return KeepLayer_i = 1[H_i > beta * max_j H_j] for each attention layer's entropy."""
-    h = [float(e) for e in entropies]
-    if not h:
-        return []
-    top = max(h)
-    return [e > beta * top for e in h]
-
-
-def apply_layer_gate(student, beta: float = BETA) -> list[bool]:
-    """Set ``.keep`` on each of the student's attention blocks from its recorded entropy; return the gates."""
-    blocks = student.attention_blocks()
-    gates = keep_layers([b.attention_entropy for b in blocks], beta)
-    for b, g in zip(blocks, gates):
-        b.keep = g
-    return gates
 
 
 def prune_mask(scores: torch.Tensor, k: float) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The student network: shapes, physical pruning, channel reordering, attention gate, FLOP counts."""
+"""The student network: shapes, physical pruning, channel reordering, context blocks, FLOP counts, loading
+bundles written with attention blocks."""
 import pytest
 import torch
 
@@ -10,8 +11,8 @@ from muon_ad_ros.model.student import SlicedConv, Student, StudentConfig
 def student():
     torch.manual_seed(0)
     net = Student().eval()
-    with torch.no_grad():  # break the identity start of the attention blocks so they matter
-        for blk in net.attention_blocks():
+    with torch.no_grad():  # break the identity start of the context blocks so they matter
+        for blk in net.context_blocks():
             blk.o.weight.normal_(0, 0.05)
     return net
 
@@ -63,7 +64,6 @@ def test_retention_one_runs_every_layer_whole(student):
     for conv in student.modules():
         if isinstance(conv, SlicedConv):
             assert conv.sizes(c) == (conv.out_channels, conv.in_channels)
-    assert student.active_attention(1.0) == [0, 1]
 
 
 @pytest.mark.parametrize("retention", [0.7, 0.4])
@@ -86,8 +86,8 @@ def test_pruned_layers_are_physically_smaller(student):
     groups = student.channel_groups()
     assert c["stream"] < groups["stream"] and c["skip4"] < groups["skip4"]
     assert student.down.sizes(c) == (c["stream"], c["skip4"])
-    # the attention keeps 8 of 16 heads at the lowest retention (docs/method.md section 4)
-    assert all(c[b.name] == 8 for b in student.attention_blocks())
+    # a context block keeps 8 of its 16 channel groups at the lowest retention (docs/method.md section 4)
+    assert all(c[b.name] == 8 for b in student.context_blocks())
 
 
 def test_flops_fall_with_retention_and_match_layer_shapes(student):
@@ -144,34 +144,30 @@ def test_channel_params_cover_every_group_member(student):
             assert p.shape[dim] == groups[name] * block
 
 
-def test_attention_records_entropy_and_gate_skips_blocks(student):
-    x = frame(128, 192)  # 1/8 map 16x24: keys pooled 8x -> 2x3 tokens
-    blocks = student.attention_blocks()
-    assert len(blocks) == 2
+def test_context_block_adds_the_same_projected_frame_mean_everywhere(student):
+    x = frame(128, 192)
+    blk = student.context_blocks()[0]
+    c = student.counts(1.0)
+    h = torch.rand(1, 64, 16, 24, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        student(x, 1.0)
-    for blk in blocks:
-        assert 0 < float(blk.attention_entropy) <= torch.log(torch.tensor(float(2 * 3)))  # 2x3 keys
-        assert blk.head_entropy.shape == (16,)
-    try:
-        blocks[0].keep = False
-        assert student.active_attention(0.7) == [1]
-        assert student.active_attention(1.0) == [0, 1]  # r = 1 is the unpruned network
-        with torch.no_grad():
-            skipped = student(x, 0.7)
-        blocks[0].keep = True
-        with torch.no_grad():
-            kept = student(x, 0.7)
-        assert not torch.allclose(skipped, kept)
-        assert student.flops(128, 192, 0.7) < student.flops(128, 192, 1.0)
-    finally:
-        blocks[0].keep = True
+        added = blk(h, c) - h
+        want = blk.o(blk.v(h.mean(dim=(2, 3), keepdim=True), c), c)
+    torch.testing.assert_close(added, want.expand_as(added), atol=1e-6, rtol=1e-5)
+    with torch.no_grad():   # it changes the output, and both blocks run at every retention
+        for r in (1.0, 0.4):
+            full = student(x, r)
+            blocks = student.context
+            try:
+                student.context = torch.nn.ModuleList()
+                assert not torch.allclose(full, student(x, r))
+            finally:
+                student.context = blocks
 
 
 def test_gradients_reach_every_parameter_at_low_retention_for_kept_slices():
     net = Student()
     with torch.no_grad():
-        for blk in net.attention_blocks():
+        for blk in net.context_blocks():
             blk.o.weight.normal_(0, 0.05)
     net(frame(), 0.4).mean().backward()
     c = net.counts(0.4)
@@ -181,22 +177,36 @@ def test_gradients_reach_every_parameter_at_low_retention_for_kept_slices():
 
 
 def test_config_is_small_and_visible():
-    cfg = StudentConfig(widths=(16, 32), res_hidden=32, heads=4, head_dim=4, min_heads=2)
+    cfg = StudentConfig(widths=(16, 32), res_hidden=32, context_groups=4, group_width=4, min_groups=2)
     net = Student(cfg).eval()
     with torch.no_grad():
         assert net(frame(), 0.4).shape == (1, 3, 64, 96)
     assert check_retention(0.4) == 0.4
 
 
-def test_attention_gate_is_saved_with_the_weights(student):
-    student.attention_blocks()[1].keep = False
-    try:
-        state = {k: v.clone() for k, v in student.state_dict().items()}
-    finally:
-        student.attention_blocks()[1].keep = True
-    fresh = Student()
-    fresh.load_state_dict(state)
-    assert [b.keep for b in fresh.attention_blocks()] == [True, False]
+def test_attention_block_bundles_load_as_context_blocks():
+    """A state_dict and config of the attention-block student (query/key weights, gate buffer, attn.* names,
+    heads/head_dim/query_pool/key_pool fields) load into the context-block student; the value and output
+    weights carry over, the query and key weights are dropped."""
+    torch.manual_seed(0)
+    net = Student().eval()
+    old = {}
+    for k, v in net.state_dict().items():
+        old[k.replace("context.", "attn.")] = v.clone()
+    for i in range(2):
+        old[f"attn.{i}.q.weight"] = torch.randn(128, 64, 1, 1)
+        old[f"attn.{i}.q.bias"] = torch.randn(128)
+        old[f"attn.{i}.k.weight"] = torch.randn(128, 64, 1, 1)
+        old[f"attn.{i}.k.bias"] = torch.randn(128)
+        old[f"attn.{i}.keep_gate"] = torch.ones((), dtype=torch.bool)
+    saved = {"widths": [32, 64], "attention_blocks": 2, "heads": 16, "head_dim": 8, "min_heads": 8,
+             "query_pool": 2, "key_pool": 4, "subpixel": 1, "padding": "replicate"}
+    cfg = StudentConfig.from_saved(saved, old)
+    assert (cfg.context_blocks, cfg.context_groups, cfg.group_width, cfg.min_groups) == (2, 16, 8, 8)
+    loaded = Student(cfg).eval()
+    loaded.load_state_dict(old)   # strict: every key accounted for
+    for k, v in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
 
 
 @pytest.mark.parametrize("subpixel", [1, 2, 4])
@@ -245,8 +255,8 @@ def test_replicate_padding_has_no_border():
     # a uniform frame stays uniform at every level: no layer can tell the border from the interior
     torch.manual_seed(0)
     net = Student().eval()
-    for blk in net.attention_blocks():
-        torch.nn.init.normal_(blk.o.weight, std=0.1)  # attention on, so every path is exercised
+    for blk in net.context_blocks():
+        torch.nn.init.normal_(blk.o.weight, std=0.1)  # context on, so every path is exercised
     x = torch.full((1, 3, 72, 104), 0.3)
     with torch.no_grad():
         for r in (1.0, 0.7, 0.4):

@@ -68,6 +68,7 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     assert wait_for(lambda: states, 5)
     full = states[-1]
     assert full.retention_level == pytest.approx(1.0) and full.flops_fraction == pytest.approx(1.0)
+    assert list(full.context_groups) == [16, 16]
 
     res = probe.set_params("/style_transfer", retention=0.4)
     assert res[0].successful, res[0].reason
@@ -79,6 +80,7 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     assert pruned.retention_level == pytest.approx(0.4)
     assert pruned.flops_fraction < 0.6 * full.flops_fraction
     assert max(pruned.retention_per_stage) < 1.0
+    assert list(pruned.context_groups) == [8, 8]
 
     # SCHED_FIFO on the inference thread: read its id from diagnostics and ask the kernel.
     assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("inference_thread_id"), 5)

@@ -15,8 +15,8 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_ava
 
 @pytest.fixture(scope="module")
 def student():
-    from bundle_helpers import attention_student
-    return attention_student(0)
+    from bundle_helpers import context_student
+    return context_student()
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +98,39 @@ def test_pruning_state_comes_from_model_json(bundle):
     be = open_style_backend("onnxruntime", bundle)
     low = be.pruning_state(0.5)
     assert isinstance(low, PruningInfo) and low.level == 0.4
-    assert low.kept_attention_layers == [1] and np.isnan(low.attention_entropy[0])
-    assert low.attention_entropy[1] > 0
+    assert low.context_groups == [8, 8]
     assert 0 < low.flops_fraction < 0.45 and all(0 < r < 1 for r in low.retention_per_stage)
-    assert be.pruning_state(1.0).kept_attention_layers == [0, 1]
+    assert be.pruning_state(1.0).context_groups == [16, 16]
+
+
+def test_bundle_written_with_attention_blocks_still_runs(bundle, tmp_path, frame):
+    """model.json levels of attention-block bundles name the counts attention_heads (with the gate's fields);
+    their student.pt has attn.* keys with query and key weights: both backends take them."""
+    import json
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    meta = json.loads((old / "model.json").read_text())
+    for lv in meta["levels"]:
+        lv["attention_heads"] = lv.pop("context_groups")
+        lv["kept_attention_layers"], lv["attention_entropy"] = [0, 1], [4.2, 4.2]
+    cfg = meta["student_config"]
+    for new, was in (("context_blocks", "attention_blocks"), ("context_groups", "heads"),
+                     ("group_width", "head_dim"), ("min_groups", "min_heads")):
+        cfg[was] = cfg.pop(new)
+    cfg.update(query_pool=2, key_pool=4)
+    (old / "model.json").write_text(json.dumps(meta))
+    state = torch.load(old / "student.pt", weights_only=True)
+    state = {k.replace("context.", "attn."): v for k, v in state.items()}
+    for i in range(2):
+        state[f"attn.{i}.q.weight"] = state[f"attn.{i}.k.weight"] = torch.zeros(128, 64, 1, 1)
+        state[f"attn.{i}.q.bias"] = state[f"attn.{i}.k.bias"] = torch.zeros(128)
+        state[f"attn.{i}.keep_gate"] = torch.ones((), dtype=torch.bool)
+    torch.save(state, old / "student.pt")
+    for kind in ("onnxruntime", "torch"):
+        be = open_style_backend(kind, old, threads=1)
+        assert be.pruning_state(0.4).context_groups == [8, 8]
+        np.testing.assert_array_equal(be.infer(frame, 1.0), open_style_backend(kind, bundle, threads=1).infer(frame, 1.0))
 
 
 def test_missing_model_directory_and_model_json(tmp_path):

@@ -17,8 +17,8 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_ava
 
 @pytest.fixture(scope="module")
 def student():
-    from bundle_helpers import attention_student
-    return attention_student(1)
+    from bundle_helpers import context_student
+    return context_student()
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +50,9 @@ def test_bundle_holds_every_file_the_runtime_reads(bundle):
 def test_model_json_records_pruning_state_per_level(bundle, student):
     levels = json.loads((bundle / "model.json").read_text())["levels"]
     full, _, low = levels
-    assert full["kept_attention_layers"] == [0, 1] and low["kept_attention_layers"] == [0]
-    assert low["attention_entropy"][1] is None and low["attention_entropy"][0] > 0
+    assert full["context_groups"] == [16, 16] and low["context_groups"] == [8, 8]
     assert full["flops_fraction"] == 1.0 and low["flops_fraction"] < 0.45
     assert low["flops_640x480"] == student.flops(480, 640, 0.4)
-    assert low["attention_heads"] == [8, 0]
 
 
 def test_onnx_is_opset_17_with_named_dynamic_io(bundle):
@@ -105,9 +103,8 @@ def test_fp16_variant_runs_in_onnx_runtime_close_to_fp32(bundle):
     assert np.abs(a - b).max() < 0.02
 
 
-def test_student_pt_loads_with_weights_only_and_reproduces_the_gate(bundle, student):
+def test_student_pt_loads_with_weights_only_and_reproduces_the_levels(bundle, student):
     net, record, style = export.load_checkpoint(bundle / "student.pt")
-    assert [b.keep for b in net.attention_blocks()] == [True, False]
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(net(x, 0.7), student(x, 0.7))

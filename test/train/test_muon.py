@@ -115,7 +115,7 @@ def test_param_groups_send_edges_and_vectors_to_adamw():
 
 def test_param_groups_of_the_student_by_role():
     """The student's input conv and output conv go to AdamW with every bias and gain, whatever order the
-    parameters are registered in; every hidden conv (down, residual, attention, up, dec) to Muon."""
+    parameters are registered in; every hidden conv (down, residual, context, up, dec) to Muon."""
     from muon_ad_ros.model.student import Student
     student = Student()
     muon, adam = muon_param_groups(student)
@@ -126,7 +126,7 @@ def test_param_groups_of_the_student_by_role():
     assert all(n.endswith(".bias") or n in ("stem.weight", "out.weight", "colour_gain") for n in adam_names)
     hidden = {n for n, p in student.named_parameters()
               if p.ndim == 4 and n not in ("stem.weight", "out.weight", "colour_gain")}
-    assert muon_names == hidden and "down.weight" in muon_names and "attn.0.q.weight" in muon_names
+    assert muon_names == hidden and "down.weight" in muon_names and "context.0.v.weight" in muon_names
 
 
 def test_image_update_reduces_a_quadratic():

@@ -1,4 +1,4 @@
-"""Projection (Eq. 2), the curriculum, and entropy-driven pruning with hand-computed cases."""
+"""Projection (Eq. 2), the curriculum, and channel-importance pruning with hand-computed cases."""
 import math
 
 import pytest
@@ -6,8 +6,7 @@ import torch
 
 from muon_ad_ros.train.curriculum import Curriculum
 from muon_ad_ros.train.projection import cosine, project_conflict
-from muon_ad_ros.train.pruning import (ChannelImportance, apply_layer_gate, attention_entropy, keep_layers,
-                                      prune_mask, retention_schedule)
+from muon_ad_ros.train.pruning import ChannelImportance, prune_mask, retention_schedule
 from muon_ad_ros.model.student import Student, StudentConfig
 
 
@@ -65,27 +64,6 @@ def test_curriculum_rejects_zero_length():
 
 
 # -- pruning -------------------------------------------------------------------------------------
-def test_attention_entropy_uniform_and_one_hot():
-    uniform = torch.full((1, 3, 4), 0.25)
-    assert attention_entropy(uniform).item() == pytest.approx(math.log(4), abs=1e-5)
-    one_hot = torch.eye(4)[None]
-    assert attention_entropy(one_hot).item() == pytest.approx(0.0, abs=1e-5)
-
-
-def test_keep_layer_gate_beta():
-    assert keep_layers([1.0, 0.71, 0.69]) == [True, True, False]  # H_i > 0.7 * max
-    assert keep_layers([]) == []
-
-
-def test_gate_sets_student_blocks():
-    s = Student(StudentConfig())
-    blocks = s.attention_blocks()
-    blocks[0].attention_entropy = torch.tensor(2.0)
-    blocks[1].attention_entropy = torch.tensor(1.0)
-    assert apply_layer_gate(s) == [True, False]
-    assert blocks[0].keep and not blocks[1].keep
-
-
 def test_prune_mask_threshold():
     s = torch.tensor([1.0, 2.0, 3.0, 4.0])  # mu 2.5, sigma 1.118
     assert prune_mask(s, 0.5).tolist() == [False, False, False, True]  # tau 3.06
