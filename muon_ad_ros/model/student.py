@@ -87,7 +87,9 @@ ATTENTION_FIELDS = {"attention_blocks": "context_blocks", "heads": "context_grou
 def upgrade_state(state: dict) -> dict:
     """Returns a state_dict of an attention-block student as its context-block equivalent: attn.i.{v,o}
     become context.i.{v,o}; the query and key weights and the gate buffer are dropped (with uniform
-    attention they had no effect on the output). Other state_dicts are returned unchanged."""
+    attention they had no effect on the output). A block its gate had switched off (keep_gate False, none of
+    the shipped ones) runs at every level after the upgrade; the bundle's exported ONNX levels keep the
+    old behaviour. Other state_dicts are returned unchanged."""
     if not any(k.startswith("attn.") for k in state):
         return state
     out = {}
