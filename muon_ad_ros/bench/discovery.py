@@ -92,9 +92,8 @@ def run(trials: int, spread: float, early: float, seconds: float, domain: int) -
         profiles = {"shipped": graph.transport_profile(),
                     "fastdds_defaults": without_discovery_settings(graph.transport_profile(), Path(tmp))}
         envs = {}
-        for name, profile in profiles.items():
-            env = {**default, **graph.transport_env(default)}
-            env.update({k: str(profile) for k in graph.transport_env(default) if "PROFILES_FILE" in k})
+        for name, profile in profiles.items():   # transport_env keeps a profile the environment names
+            env = {**default, **graph.transport_env({**default, graph.PROFILE_VAR: str(profile)})}
             envs[name] = {role: env for role in ROLES}
         envs["mixed"] = {"pub": envs["shipped"]["pub"], "sub1": envs["shipped"]["sub1"], "sub2": default,
                          "early": default}

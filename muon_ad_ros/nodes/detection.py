@@ -40,6 +40,7 @@ FILTER_PARAMS = ("score_threshold", "nms_threshold", "class_filter", "max_detect
 RELOAD_PARAMS = ("backend", "model_path", "labels_path", "output_layout", "input_size", "precision", "device",
                  "dla_core", "calibration_dir", "engine_cache_dir", "threads")
 DEFAULT_HFOV_DEG = 69.4
+DEFAULT_INTRINSICS = f"default {DEFAULT_HFOV_DEG} deg horizontal field of view"   # for /diagnostics
 
 
 def detector_config(values: dict) -> DetectorConfig:
@@ -256,7 +257,7 @@ class DetectionNode(Node):
         if info is not None and (info.width, info.height) == (width, height) and info.k[0] > 0 and info.k[4] > 0:
             self.marker_intrinsics = "camera_info"
             return info.k[0], info.k[4], info.k[2], info.k[5]
-        self.marker_intrinsics = f"default {DEFAULT_HFOV_DEG} deg horizontal field of view"
+        self.marker_intrinsics = DEFAULT_INTRINSICS
         f = width / (2 * math.tan(math.radians(DEFAULT_HFOV_DEG) / 2))
         return f, f, width / 2, height / 2
 
