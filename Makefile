@@ -7,7 +7,7 @@ DEMO_SECONDS ?= 40
 OUT ?= out
 
 .PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method \
-	bench-transport bench-startup bench-discovery bench-compressed soak clean \
+	bench-transport bench-startup bench-discovery bench-compressed bench-order soak clean \
 	check-tensorrt gpu-check
 
 env:
@@ -56,6 +56,14 @@ bench-compressed: build
 
 bench-method: build
 	$(RUN) python -m muon_ad_ros.cli bench method --out $(OUT)/bench
+
+# channel orders at the point the order is fixed, over 5 seeds of the starry_night recipe (~20 min on 2 cores)
+ORDER_SEEDS := 0 1 2 3 4
+bench-order: build
+	for s in $(ORDER_SEEDS); do $(RUN) python -m muon_ad_ros.cli distill --style starry_night --iters 400 \
+	  --stats-weight 3 --seed $$s --no-export --out $(OUT)/bench_order/seed$$s || exit 1; done
+	$(RUN) python -m muon_ad_ros.cli bench order --out $(OUT)/bench \
+	  --checkpoint $(foreach s,$(ORDER_SEEDS),$(OUT)/bench_order/seed$(s)/before_order.pt)
 
 soak: build
 	$(RUN) python -m muon_ad_ros.cli soak --seconds 600 --out $(OUT)/soak

@@ -8,13 +8,15 @@
    seed trains both arms. Figure of merit: the validation loss on crops of held-out photographs (never
    trained on). Per seed: the iterations and CPU seconds Muon needs to reach AdamW's best loss (and AdamW
    to reach Muon's), as a ratio to AdamW's own.
+   The auxiliary AdamW's lr: every seed of the Muon arm again with METHOD.md's 3e-4 (paired by seed).
 2. The ablation in the paper's Table II order (cumulative: baseline, + dynamic mask, + curriculum,
    + projection), every row over the same seeds.
 3. The pruning curve: the dynamically pruned network (trained with the dynamic mask) at retention 0.7
    and 0.4 against static networks of equal FLOPs trained separately from scratch, over the same seeds.
 
 Each claim is reported as met, missed or inconclusive from its interval. Writes method.json, method.md
-and method.png (curves with 95 % bands).
+and method.png (curves with 95 % bands). ``--parts`` runs a subset; without the optimizer part the lrs are
+TrainConfig's (Muon lr, auxiliary AdamW lr for both the AdamW lr and the auxiliary one).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from muon_ad_ros.train.distill import Distiller, TrainConfig
 MUON_LRS = (0.0025, 0.005, 0.01, 0.02, 0.04)
 ADAMW_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 LEVELS = (0.7, 0.4)
+METHOD_AUX_LR = 3e-4  # the auxiliary AdamW lr METHOD.md specifies
+PARTS = ("optimizers", "aux", "ablation", "pruning")
 ABLATION = (("baseline", {}), ("+ dynamic mask", {"dynamic_mask": True}), ("+ curriculum", {"curriculum": True}),
             ("+ projection", {"projection": True}))
 
@@ -191,26 +195,36 @@ def bands(ax, runs: list[dict], label: str, key: str = "total", style: str = "-"
 
 
 def plot(result: dict, path: Path) -> Path:
+    """Draws the parts of the result that were run, one panel each."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    bands(axes[0], result["seeds"]["adamw"], f"AdamW lr={result['lr']['adamw']:g}", style="--")
-    bands(axes[0], result["seeds"]["muon"], f"Muon lr={result['lr']['muon']:g}")
-    axes[0].set(xlabel="iteration", ylabel="held-out validation loss", title="Muon vs AdamW (mean, 95 % band)")
-    for name, runs in result["ablation"].items():
-        bands(axes[1], runs, name, key="style")
-    axes[1].set(xlabel="iteration", ylabel="held-out style loss, retention 1.0", title="Ablation (Table II order)")
-    pr = result["pruning"]
-    for kind, marker in (("dynamic", "o-"), ("static", "s--")):
-        xs = [p["flops_fraction"] for p in pr[kind]]
-        ys = [p["total"]["mean"] for p in pr[kind]]
-        es = [p["total"]["ci95"] or 0.0 for p in pr[kind]]
-        axes[2].errorbar(xs, ys, yerr=es, fmt=marker, capsize=3, label=kind)
-    axes[2].set(xlabel="FLOPs fraction of the full network", ylabel="held-out validation loss",
-                title="Pruning curve (mean, 95 % CI)")
-    for ax in axes:
+    panels = [k for k in ("seeds", "ablation", "pruning") if k in result]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.4 * max(1, len(panels)), 4.5), squeeze=False)
+    axes = list(axes[0])
+    for ax, panel in zip(axes, panels):
+        if panel == "seeds":
+            bands(ax, result["seeds"]["adamw"], f"AdamW lr={result['lr']['adamw']:g}", style="--")
+            bands(ax, result["seeds"]["muon"], f"Muon lr={result['lr']['muon']:g}")
+            ax.set(xlabel="iteration", ylabel="held-out validation loss", title="Muon vs AdamW (mean, 95 % band)")
+        elif panel == "ablation":
+            for name, runs in result["ablation"].items():
+                bands(ax, runs, name, key="style")
+            ax.set(xlabel="iteration", ylabel="held-out style loss, retention 1.0", title="Ablation (Table II order)")
+        else:
+            for kind, marker in (("dynamic", "o-"), ("static", "s--")):
+                pr = result["pruning"][kind]
+                ax.errorbar([q["flops_fraction"] for q in pr], [q["total"]["mean"] for q in pr],
+                            yerr=[q["total"]["ci95"] or 0.0 for q in pr], fmt=marker, capsize=3, label=kind)
+            ax.set(xlabel="FLOPs fraction of the full network", ylabel="held-out validation loss",
+                   title="Pruning curve (mean, 95 % CI)")
         ax.legend(fontsize=8)
+    if "auxiliary" in result and not panels:
+        aux = result["auxiliary"]
+        for arm, style in (("chosen", "-"), ("method", "--")):
+            bands(axes[0], aux["runs"][arm], f"auxiliary AdamW lr={aux['lr'][arm]:g}", style=style)
+        axes[0].set(xlabel="iteration", ylabel="held-out validation loss", title="Muon's auxiliary lr")
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -228,67 +242,55 @@ def markdown(r: dict) -> str:
     lines = [f"# Method benchmark: {m['style']}, {m['iters']} iterations, {m['seeds']} seeds", "",
              f"Machine: {m['machine']['cpu']} ({m['machine']['cores']} cores), {m['threads']} torch thread(s); "
              f"command: `{m['command']}`; {m['seconds']:.0f} s. Validation: fixed crops of the held-out photographs. "
-             "Intervals are 95 % (Student's t over seeds).", "",
-             "## Muon vs AdamW", "",
-             f"Learning rates chosen on seed 0: AdamW {r['lr']['adamw']:g} (grid {r['grids']['adamw']}, inside: "
-             f"{r['inside']['adamw']}), Muon {r['lr']['muon']:g} (grid {r['grids']['muon']}, inside: "
-             f"{r['inside']['muon']}); the Muon arm's auxiliary AdamW at {r['lr']['adamw']:g}.", "",
-             "| per seed | mean ± 95 % CI |", "|---|---|",
-             f"| AdamW best validation loss | {fmt(c['adamw_best'])} |",
-             f"| Muon best validation loss | {fmt(c['muon_best'])} |",
-             f"| Muon iterations to AdamW's best / AdamW's | {fmt(c['iteration_ratio'])} |",
-             f"| Muon CPU seconds to AdamW's best / AdamW's | {fmt(c['cpu_ratio'])} |",
-             f"| seeds where Muon reached AdamW's best | {c['muon_reached']} of {m['seeds']} |",
-             f"| seeds where AdamW reached Muon's best | {c['adamw_reached']} of {m['seeds']} |", "",
-             f"**Claim: Muon reaches AdamW's best loss in <= 0.45x the iterations: {c['iteration_claim']}.**", "",
-             "## Ablation (Table II order, cumulative)", "",
-             "| configuration | style r=1.0 | content r=1.0 | SSIM r=1.0 | total r=0.4 | SSIM r=0.4 |",
-             "|---|---|---|---|---|---|"]
-    for name, row in r["ablation_table"].items():
-        lines.append(f"| {name} | {fmt(row['style'])} | {fmt(row['content'])} | {fmt(row['ssim'])} | "
-                     f"{fmt(row['total_r040'])} | {fmt(row['ssim_r040'])} |")
-    lines += ["", "## Pruning curve: dynamic vs static at equal FLOPs", "",
-              "| network | FLOPs fraction | validation loss | SSIM to content |", "|---|---|---|---|"]
-    for kind in ("dynamic", "static"):
-        for p in r["pruning"][kind]:
-            lines.append(f"| {kind} {p['label']} | {p['flops_fraction']:.2f} | {fmt(p['total'])} | {fmt(p['ssim'])} |")
-    lines += ["", f"**Claim: dynamic pruning beats static at equal FLOPs: {c['pruning_claim']}** "
-                  f"(difference static - dynamic per level: "
-                  + ", ".join(f"{k} {fmt(v)}" for k, v in c["pruning_difference"].items()) + ").", ""]
+             "Intervals are 95 % (Student's t over seeds).", ""]
+    if "seeds" in r:
+        lines += ["## Muon vs AdamW", "",
+                  f"Learning rates chosen on seed 0: AdamW {r['lr']['adamw']:g} (grid {r['grids']['adamw']}, inside: "
+                  f"{r['inside']['adamw']}), Muon {r['lr']['muon']:g} (grid {r['grids']['muon']}, inside: "
+                  f"{r['inside']['muon']}); the Muon arm's auxiliary AdamW at {r['lr']['adamw']:g}.", "",
+                  "| per seed | mean ± 95 % CI |", "|---|---|",
+                  f"| AdamW best validation loss | {fmt(c['adamw_best'])} |",
+                  f"| Muon best validation loss | {fmt(c['muon_best'])} |",
+                  f"| Muon iterations to AdamW's best / AdamW's | {fmt(c['iteration_ratio'])} |",
+                  f"| Muon CPU seconds to AdamW's best / AdamW's | {fmt(c['cpu_ratio'])} |",
+                  f"| seeds where Muon reached AdamW's best | {c['muon_reached']} of {m['seeds']} |",
+                  f"| seeds where AdamW reached Muon's best | {c['adamw_reached']} of {m['seeds']} |", "",
+                  f"**Claim: Muon reaches AdamW's best loss in <= 0.45x the iterations: {c['iteration_claim']}.**", ""]
+    if "auxiliary" in r:
+        aux = r["auxiliary"]
+        lines += ["## Muon's auxiliary AdamW lr", "",
+                  f"Muon at lr {r['lr']['muon']:g}; its auxiliary AdamW (input/output layers, gains, biases) at "
+                  f"{aux['lr']['chosen']:g} and at METHOD.md's {aux['lr']['method']:g}, the same seeds.", "",
+                  "| auxiliary lr | best validation loss |", "|---|---|",
+                  f"| {aux['lr']['chosen']:g} | {fmt(aux['best']['chosen'])} |",
+                  f"| {aux['lr']['method']:g} (METHOD.md) | {fmt(aux['best']['method'])} |",
+                  f"| difference, paired by seed ({aux['lr']['method']:g} - {aux['lr']['chosen']:g}) | "
+                  f"{fmt(aux['method_minus_chosen'])} |", "",
+                  f"**METHOD.md's auxiliary lr: {aux['verdict']}.**", ""]
+    if "ablation_table" in r:
+        lines += ["## Ablation (Table II order, cumulative)", "",
+                  "| configuration | style r=1.0 | content r=1.0 | SSIM r=1.0 | total r=0.4 | SSIM r=0.4 |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in r["ablation_table"].items():
+            lines.append(f"| {name} | {fmt(row['style'])} | {fmt(row['content'])} | {fmt(row['ssim'])} | "
+                         f"{fmt(row['total_r040'])} | {fmt(row['ssim_r040'])} |")
+        lines.append("")
+    if "pruning" in r:
+        lines += ["## Pruning curve: dynamic vs static at equal FLOPs", "",
+                  "| network | FLOPs fraction | validation loss | SSIM to content |", "|---|---|---|---|"]
+        for kind in ("dynamic", "static"):
+            for q in r["pruning"][kind]:
+                lines.append(f"| {kind} {q['label']} | {q['flops_fraction']:.2f} | {fmt(q['total'])} | {fmt(q['ssim'])} |")
+        lines += ["", f"**Claim: dynamic pruning beats static at equal FLOPs: {c['pruning_claim']}** "
+                      f"(difference static - dynamic per level: "
+                      + ", ".join(f"{k} {fmt(v)}" for k, v in c["pruning_difference"].items()) + ").", ""]
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="muon-ad bench method", description=__doc__.splitlines()[0])
-    p.add_argument("--style", default="mosaic")
-    p.add_argument("--iters", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=20)
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="out/bench")
-    p.add_argument("--fast", action="store_true", help="tiny run for tests: 2 seeds, 6 iterations, 2-point grids")
-    a = p.parse_args(argv)
-    muon_grid, adamw_grid = MUON_LRS, ADAMW_LRS
-    if a.fast:
-        a.iters, a.eval_every, a.batch, a.crop, a.seeds = 6, 3, 1, 64, 2
-        muon_grid, adamw_grid = (0.005, 0.01, 0.02), (3e-4, 1e-3, 3e-3)
-    torch.set_num_threads(a.threads)
-    global PARTIAL_PATH
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    PARTIAL_PATH = Path(a.out) / "method_partial.jsonl"
-    PARTIAL_PATH.write_text("")
-    t0 = time.perf_counter()
-    style = data.style_image(a.style)[0]
-    content = data.content_images(split="train")
-    val = held_out_crops(a.crop, 2 if a.fast else 8)
-    base = config(TrainConfig(), iters=a.iters, batch=a.batch, crop=a.crop, threads=a.threads, projection=False,
-                  curriculum=False, dynamic_mask=False, teacher_weight=0.0, validate_every=10 ** 9,
-                  reorder_every=max(2, a.iters // 4), checkpoint_every=10 ** 9,
-                  style_side=96 if a.fast else TrainConfig.style_side)
-    adamw_lr, adamw_sweep, adamw_inside = sweep(base, style, content, val, a.eval_every, "adamw", adamw_grid)
-    muon_lr, muon_sweep, muon_inside = sweep(base, style, content, val, a.eval_every, "muon", muon_grid,
+def optimizers(base, style, content, val, a, grids) -> dict:
+    """Muon vs AdamW: the lr sweeps on seed 0, then every seed of both arms; returns that part's results."""
+    adamw_lr, adamw_sweep, adamw_inside = sweep(base, style, content, val, a.eval_every, "adamw", grids[1])
+    muon_lr, muon_sweep, muon_inside = sweep(base, style, content, val, a.eval_every, "muon", grids[0],
                                              adam_lr=adamw_lr)
     seeds = {"adamw": [next(r for r in adamw_sweep if r["lr"] == adamw_lr)],
              "muon": [next(r for r in muon_sweep if r["lr"] == muon_lr)]}
@@ -298,22 +300,76 @@ def main(argv=None) -> int:
             seeds[opt].append(run(config(base, optimizer=opt, lr=lr, seed=seed, **extra), style, content, val,
                                   a.eval_every))
     pairs = [pair(m, w) for m, w in zip(seeds["muon"], seeds["adamw"])]
-    # ablation over the same seeds, Muon at its lr; its baseline is the Muon seed runs
-    ablation, flags = {"baseline": seeds["muon"]}, {}
-    muon_base = config(base, optimizer="muon", lr=muon_lr, adam_lr=adamw_lr)
+    claims = {"adamw_best": mean_ci([p["adamw_best"] for p in pairs]), "muon_best": mean_ci([p["muon_best"] for p in pairs]),
+              "iteration_ratio": mean_ci([p["iteration_ratio"] for p in pairs]),
+              "cpu_ratio": mean_ci([p["cpu_ratio"] for p in pairs]),
+              "muon_reached": sum(p["muon_iters_to_adamw_best"] is not None for p in pairs),
+              "adamw_reached": sum(p["adamw_iters_to_muon_best"] is not None for p in pairs)}
+    claims["iteration_claim"] = verdict(claims["iteration_ratio"], 0.45)
+    if claims["muon_reached"] < a.seeds:
+        claims["iteration_claim"] = "missed" if claims["muon_reached"] == 0 else "inconclusive"
+    return {"lr": {"adamw": adamw_lr, "muon": muon_lr},
+            "grids": {"adamw": sorted({r["lr"] for r in adamw_sweep}), "muon": sorted({r["lr"] for r in muon_sweep})},
+            "inside": {"adamw": adamw_inside, "muon": muon_inside},
+            "pairs": pairs, "claims": claims, "seeds": seeds, "sweeps": {"adamw": adamw_sweep, "muon": muon_sweep}}
+
+
+def auxiliary(muon_base, style, content, val, a, chosen: list[dict]) -> dict:
+    """The Muon arm with its auxiliary AdamW at METHOD.md's lr, paired by seed with ``chosen`` (the same arm
+    at the chosen auxiliary lr; trained here when empty); returns the paired best-loss difference."""
+    lrs = {"chosen": muon_base.adam_lr, "method": METHOD_AUX_LR}
+    runs = {"chosen": list(chosen), "method": []}
+    for seed in range(a.seeds):
+        for arm in ("chosen", "method") if not chosen else ("method",):
+            print(f"auxiliary lr {lrs[arm]:g}, seed {seed}", flush=True)
+            runs[arm].append(run(config(muon_base, seed=seed, adam_lr=lrs[arm]), style, content, val, a.eval_every))
+    diff = mean_ci([m["best"] - c["best"] for m, c in zip(runs["method"], runs["chosen"])])
+    return {"lr": lrs, "best": {k: mean_ci([r["best"] for r in v]) for k, v in runs.items()},
+            "method_minus_chosen": diff,
+            # "better": METHOD's lr reaches a lower loss; "worse": higher; else the interval holds 0
+            "verdict": {"met": "better", "missed": "worse"}.get(verdict(diff, 0.0), "no difference"),
+            "runs": runs}
+
+
+def ablation_rows(muon_base, style, content, val, a, baseline: list[dict]) -> dict:
+    """The ablation in Table II order over the same seeds; its baseline is the Muon arm (trained here when
+    ``baseline`` is empty)."""
+    ablation, flags = {"baseline": list(baseline)}, {}
+    if not baseline:
+        for seed in range(a.seeds):
+            print(f"ablation baseline, seed {seed}", flush=True)
+            ablation["baseline"].append(run(config(muon_base, seed=seed), style, content, val, a.eval_every))
     for name, change in ABLATION[1:]:
         flags.update(change)
         ablation[name] = []
         for seed in range(a.seeds):
             print(f"ablation {name}, seed {seed}", flush=True)
             ablation[name].append(run(config(muon_base, seed=seed, **flags), style, content, val, a.eval_every))
-    # pruning curve: the dynamic network is the "+ dynamic mask" row; static networks of equal FLOPs
+    table = {}
+    for name, runs in ablation.items():
+        fin = [r["curve"][-1] for r in runs]
+        r04 = [r["final"].get("0.4") for r in runs]
+        table[name] = {"style": mean_ci([f["style"] for f in fin]), "content": mean_ci([f["content"] for f in fin]),
+                       "ssim": mean_ci([f["ssim"] for f in fin]),
+                       "total_r040": mean_ci([x["total"] for x in r04 if x]),
+                       "ssim_r040": mean_ci([x["ssim"] for x in r04 if x])}
+    return {"ablation": ablation, "ablation_table": table}
+
+
+def pruning_curve(muon_base, style, content, val, a, dynamic: list[dict]) -> dict:
+    """The dynamically pruned network (``dynamic``: runs with the dynamic mask; trained here when empty) at
+    each level against static networks of equal FLOPs trained from scratch over the same seeds."""
     from muon_ad_ros.model.student import Student, StudentConfig
+    if not dynamic:
+        dynamic = []
+        for seed in range(a.seeds):
+            print(f"dynamic mask, seed {seed}", flush=True)
+            dynamic.append(run(config(muon_base, seed=seed, dynamic_mask=True), style, content, val, a.eval_every))
     full = Student()
     pruning = {"dynamic": [], "static": []}
     for level in (1.0, *LEVELS):
         frac = full.flops(256, 256, level) / full.flops(256, 256)
-        dyn = [r["final"][str(level)] for r in ablation["+ dynamic mask"]]
+        dyn = [r["final"][str(level)] for r in dynamic]
         pruning["dynamic"].append({"label": f"r={level}", "flops_fraction": frac,
                                    "total": mean_ci([d["total"] for d in dyn]),
                                    "ssim": mean_ci([d["ssim"] for d in dyn])})
@@ -331,36 +387,66 @@ def main(argv=None) -> int:
                                   "runs": [r["final"]["1.0"] for r in runs]})
     diffs = {}
     for i, level in enumerate(LEVELS):
-        dyn = [r["final"][str(level)]["total"] for r in ablation["+ dynamic mask"]]
+        dyn = [r["final"][str(level)]["total"] for r in dynamic]
         diffs[f"r={level}"] = mean_ci([s["total"] - d for s, d in zip(pruning["static"][i]["runs"], dyn)])
-    pruning_claim = ("met" if all(verdict(d, 0.0, below=False) == "met" for d in diffs.values()) else
-                     "missed" if any(verdict(d, 0.0, below=True) == "met" for d in diffs.values()) else "inconclusive")
-    claims = {"adamw_best": mean_ci([p["adamw_best"] for p in pairs]), "muon_best": mean_ci([p["muon_best"] for p in pairs]),
-              "iteration_ratio": mean_ci([p["iteration_ratio"] for p in pairs]),
-              "cpu_ratio": mean_ci([p["cpu_ratio"] for p in pairs]),
-              "muon_reached": sum(p["muon_iters_to_adamw_best"] is not None for p in pairs),
-              "adamw_reached": sum(p["adamw_iters_to_muon_best"] is not None for p in pairs),
-              "pruning_difference": diffs, "pruning_claim": pruning_claim}
-    claims["iteration_claim"] = verdict(claims["iteration_ratio"], 0.45)
-    if claims["muon_reached"] < a.seeds:
-        claims["iteration_claim"] = "missed" if claims["muon_reached"] == 0 else "inconclusive"
-    table = {}
-    for name, runs in ablation.items():
-        fin = [r["curve"][-1] for r in runs]
-        r04 = [r["final"].get("0.4") for r in runs]
-        table[name] = {"style": mean_ci([f["style"] for f in fin]), "content": mean_ci([f["content"] for f in fin]),
-                       "ssim": mean_ci([f["ssim"] for f in fin]),
-                       "total_r040": mean_ci([x["total"] for x in r04 if x]),
-                       "ssim_r040": mean_ci([x["ssim"] for x in r04 if x])}
-    result = {"meta": {"style": a.style, "iters": a.iters, "seeds": a.seeds, "batch": a.batch, "crop": a.crop,
-                       "threads": a.threads, "machine": machine("torch"),
-                       "command": "muon-ad bench method " + " ".join(sys.argv[1:] if argv is None else argv),
-                       "seconds": time.perf_counter() - t0},
-              "lr": {"adamw": adamw_lr, "muon": muon_lr},
-              "grids": {"adamw": sorted({r["lr"] for r in adamw_sweep}), "muon": sorted({r["lr"] for r in muon_sweep})},
-              "inside": {"adamw": adamw_inside, "muon": muon_inside},
-              "pairs": pairs, "claims": claims, "ablation_table": table, "pruning": pruning,
-              "seeds": seeds, "ablation": ablation, "sweeps": {"adamw": adamw_sweep, "muon": muon_sweep}}
+    claim = ("met" if all(verdict(d, 0.0, below=False) == "met" for d in diffs.values()) else
+             "missed" if any(verdict(d, 0.0, below=True) == "met" for d in diffs.values()) else "inconclusive")
+    return {"pruning": pruning, "pruning_difference": diffs, "pruning_claim": claim}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="muon-ad bench method", description=__doc__.splitlines()[0])
+    p.add_argument("--style", default="mosaic")
+    p.add_argument("--iters", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                   help="which parts to run (default: all)")
+    p.add_argument("--out", default="out/bench")
+    p.add_argument("--fast", action="store_true", help="tiny run for tests: 2 seeds, 6 iterations, 2-point grids")
+    a = p.parse_args(argv)
+    grids = (MUON_LRS, ADAMW_LRS)
+    if a.fast:
+        a.iters, a.eval_every, a.batch, a.crop, a.seeds = 6, 3, 1, 64, 2
+        grids = ((0.005, 0.01, 0.02), (3e-4, 1e-3, 3e-3))
+    torch.set_num_threads(a.threads)
+    global PARTIAL_PATH
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    PARTIAL_PATH = Path(a.out) / "method_partial.jsonl"
+    PARTIAL_PATH.write_text("")
+    t0 = time.perf_counter()
+    style = data.style_image(a.style)[0]
+    content = data.content_images(split="train")
+    val = held_out_crops(a.crop, 2 if a.fast else 8)
+    base = config(TrainConfig(), iters=a.iters, batch=a.batch, crop=a.crop, threads=a.threads, projection=False,
+                  curriculum=False, dynamic_mask=False, teacher_weight=0.0, teacher_feature_weight=0.0,
+                  validate_every=10 ** 9,                  reorder_every=max(2, a.iters // 4), checkpoint_every=10 ** 9,
+                  style_side=96 if a.fast else TrainConfig.style_side)
+    result: dict = {"lr": {"adamw": base.adam_lr, "muon": base.lr}, "claims": {}}
+    muon_seeds: list[dict] = []
+    if "optimizers" in a.parts:
+        part = optimizers(base, style, content, val, a, grids)
+        claims = part.pop("claims")
+        result.update(part)
+        result["claims"].update(claims)
+        muon_seeds = part["seeds"]["muon"]
+    muon_base = config(base, optimizer="muon", lr=result["lr"]["muon"], adam_lr=result["lr"]["adamw"])
+    if "aux" in a.parts:
+        result["auxiliary"] = auxiliary(muon_base, style, content, val, a, muon_seeds)
+        muon_seeds = muon_seeds or result["auxiliary"]["runs"]["chosen"]
+    if "ablation" in a.parts:
+        result.update(ablation_rows(muon_base, style, content, val, a, muon_seeds))
+    if "pruning" in a.parts:
+        part = pruning_curve(muon_base, style, content, val, a, result.get("ablation", {}).get("+ dynamic mask", []))
+        result["pruning"] = part["pruning"]
+        result["claims"].update(pruning_difference=part["pruning_difference"], pruning_claim=part["pruning_claim"])
+    result["meta"] = {"style": a.style, "iters": a.iters, "seeds": a.seeds, "batch": a.batch, "crop": a.crop,
+                      "threads": a.threads, "parts": a.parts, "machine": machine("torch"),
+                      "command": "muon-ad bench method " + " ".join(sys.argv[1:] if argv is None else argv),
+                      "seconds": time.perf_counter() - t0}
     out = Path(a.out)
     write_report(out, "method", result, markdown(result))
     plot(result, out / "method.png")

@@ -6,11 +6,16 @@ permutations) is applied to a copy of that student, and the pruned levels are co
 network on the held-out photographs (data.CONTENT_EVAL, as frames of --size, or a folder): mean absolute
 difference to the r=1.0 output and SSIM to it; "current" keeps the order the student has. The order the last phase starts from is the one whose
 levels lose least before any further training.
+
+Several checkpoints (one distill run per seed) give each order's mean and 95 % interval over the seeds and the
+paired difference of each named order to the mean of the random orders of the same seed, with a verdict.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,47 +43,102 @@ def level_loss(student, frames: list[torch.Tensor], retentions) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    """`muon-ad bench order --checkpoint before_order.pt [--random 5] --out DIR`; returns the exit status."""
+def one_checkpoint(path: Path, frames, retentions, random: int) -> tuple[dict, dict]:
+    """Returns ({order: {retention: {"l1", "ssim"}}}, the checkpoint) for the orders of one checkpoint."""
     from muon_ad_ros.train.export import load_checkpoint
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    scores = ck.get("order_scores")
+    if not scores:
+        raise ValueError(f"{path} has no order_scores (write it with muon-ad distill)")
+    candidates = {"current": None, **scores}  # current: the order the student was trained with so far
+    gen = torch.Generator().manual_seed(0)
+    for i in range(random):
+        candidates[f"random{i}"] = {k: torch.randperm(len(v), generator=gen).float() for k, v in scores["l1"].items()}
+    results = {}
+    for name, s in candidates.items():
+        student, _, _ = load_checkpoint(path)
+        student.eval()
+        if s is not None:
+            apply_order(student, s)
+        results[name] = level_loss(student, frames, retentions)
+        print(path.parent.name, name, " ".join(f"r={r} L1 {v['l1']:.4f} SSIM {v['ssim']:.3f}"
+                                               for r, v in results[name].items()), flush=True)
+    return results, ck
+
+
+def summarize(runs: list[dict], random: int) -> dict:
+    """Returns, per retention, each order's L1 over the checkpoints (mean, 95 % CI) and each named order's paired
+    difference to the mean of that checkpoint's random orders, with its verdict ("better": lower L1)."""
+    from muon_ad_ros.bench.method import mean_ci, verdict
+    named = [n for n in runs[0] if not n.startswith("random")]
+    out = {}
+    for r in runs[0][named[0]]:
+        rand = [float(np.mean([run[f"random{i}"][r]["l1"] for i in range(random)])) for run in runs]
+        row = {"random_mean": mean_ci(rand),
+               "random_range": [min(run[f"random{i}"][r]["l1"] for run in runs for i in range(random)),
+                                max(run[f"random{i}"][r]["l1"] for run in runs for i in range(random))]}
+        for n in named:
+            diff = mean_ci([run[n][r]["l1"] - m for run, m in zip(runs, rand)])
+            row[n] = {"l1": mean_ci([run[n][r]["l1"] for run in runs]), "minus_random": diff,
+                      "verdict": {"met": "better", "missed": "worse"}.get(verdict(diff, 0.0), "inconclusive")}
+        out[r] = row
+    return out
+
+
+def markdown(report: dict) -> str:
+    """Returns the summary as a Markdown table."""
+    from muon_ad_ros.bench.method import fmt
+    lines = [f"# Channel order: {len(report['checkpoints'])} checkpoints (seeds), {report['frames']} held-out frames "
+             f"at {report['size']}", "", f"Command: `{report['command']}`. Mean |level - r=1.0| over the frames "
+             "(lower: the level loses less); intervals 95 % over the checkpoints.", "",
+             "| retention | order | L1 to r=1.0 | minus the random orders' mean (paired) | verdict |",
+             "|---|---|---|---|---|"]
+    for r, row in report["summary"].items():
+        lo, hi = row["random_range"]
+        lines.append(f"| {r} | random (mean of {report['random']} per seed; range {lo:.4f}-{hi:.4f}) | "
+                     f"{fmt(row['random_mean'], '{:.4f}')} | | |")
+        for n, v in row.items():
+            if isinstance(v, dict) and "verdict" in v:
+                lines.append(f"| {r} | {n} | {fmt(v['l1'], '{:.4f}')} | {fmt(v['minus_random'], '{:.4f}')} | "
+                             f"{v['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    """`muon-ad bench order --checkpoint before_order.pt [...] [--random 5] --out DIR`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="muon-ad bench order", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, help="before_order.pt written by muon-ad distill")
-    p.add_argument("--out", default="out/bench", help="output directory (bench_order.json)")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="before_order.pt written by muon-ad distill (one per seed for intervals)")
+    p.add_argument("--out", default="out/bench", help="output directory (bench_order.json, bench_order.md)")
     p.add_argument("--content", default="default", help="folder of photos, or 'default' (held-out split)")
-    p.add_argument("--random", type=int, default=5, help="number of random orders")
+    p.add_argument("--random", type=int, default=5, help="number of random orders per checkpoint")
     p.add_argument("--size", default="320x240", help="WxH of the frames")
     p.add_argument("--retentions", type=float, nargs="+", default=[0.7, 0.4])
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
+    if a.random < 1:
+        p.error(f"--random must be >= 1, got {a.random}")
     torch.set_num_threads(a.threads)
-    ck = torch.load(a.checkpoint, map_location="cpu", weights_only=True)
-    scores = ck.get("order_scores")
-    if not scores:
-        p.error(f"{a.checkpoint} has no order_scores (write it with muon-ad distill)")
     w, h = (int(v) for v in a.size.lower().split("x"))
     folder = None if a.content == "default" else a.content
     frames = [data.to_tensor(data.fit_frame(img, w, h)) for img in data.content_images(folder, split="eval")]
-    candidates = {"current": None, **scores}  # current: the order the student was trained with so far
-    gen = torch.Generator().manual_seed(0)
-    for i in range(a.random):
-        candidates[f"random{i}"] = {k: torch.randperm(len(v), generator=gen).float() for k, v in scores["l1"].items()}
-    results = {}
-    for name, s in candidates.items():
-        student, _, _ = load_checkpoint(Path(a.checkpoint))
-        student.eval()
-        if s is not None:
-            apply_order(student, s)
-        results[name] = level_loss(student, frames, a.retentions)
-        print(name, " ".join(f"r={r} L1 {v['l1']:.4f} SSIM {v['ssim']:.3f}" for r, v in results[name].items()))
-    rand = {r: [results[f"random{i}"][r]["l1"] for i in range(a.random)] for r in results[next(iter(results))]}
-    summary = {r: {"random_min": min(v), "random_mean": float(np.mean(v)), "random_max": max(v),
-                   **{n: results[n][r]["l1"] for n in ("current", *scores)}} for r, v in rand.items()} if a.random else {}
+    runs, steps = [], []
+    for path in a.checkpoint:
+        try:
+            results, ck = one_checkpoint(Path(path), frames, a.retentions, a.random)
+        except ValueError as exc:
+            p.error(str(exc))
+        runs.append(results)
+        steps.append(ck.get("step"))
+    report = {"command": "muon-ad bench order " + shlex.join(argv), "checkpoints": a.checkpoint, "steps": steps,
+              "frames": len(frames), "size": a.size, "random": a.random,
+              "summary": summarize(runs, a.random), "results": runs}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"checkpoint": a.checkpoint, "step": ck.get("step"), "frames": len(frames), "size": a.size,
-              "results": results, "summary_l1": summary}
     (out / "bench_order.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(summary, indent=1))
+    (out / "bench_order.md").write_text(markdown(report))
+    print(markdown(report))
     return 0
 
 

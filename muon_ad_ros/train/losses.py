@@ -165,9 +165,10 @@ class AttentionDistillation(torch.nn.Module):
             out[name] = f[..., ring:f.shape[-2] - ring, ring:f.shape[-1] - ring] if ring else f
         return out
 
-    def forward(self, gen: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return {'style', 'content', 'total'} losses of generated images against their content images."""
-        gen_feats = self.features(gen)
+    def forward(self, gen: torch.Tensor, content: torch.Tensor, gen_feats: dict | None = None) -> dict[str, torch.Tensor]:
+        """Return {'style', 'content', 'total'} losses of generated images against their content images
+        (``gen_feats``: features(gen) when the caller has them already)."""
+        gen_feats = self.features(gen) if gen_feats is None else gen_feats
         with torch.no_grad():
             content_feats = self.features(content)
         s = self.style_loss(gen_feats, gen)

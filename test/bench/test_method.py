@@ -18,6 +18,21 @@ def test_bench_method_fast_writes_reports_over_seeds(tmp_path):
     md = (tmp_path / "method.md").read_text()
     assert "Muon vs AdamW" in md and "Pruning curve" in md
     assert (tmp_path / "method.png").stat().st_size > 1000
+    aux = result["auxiliary"]
+    assert aux["lr"] == {"chosen": result["lr"]["adamw"], "method": 3e-4}
+    assert len(aux["runs"]["method"]) == 2 and aux["runs"]["chosen"] == result["seeds"]["muon"]
+    assert aux["verdict"] in ("better", "worse", "no difference") and "auxiliary AdamW lr" in md
+
+
+def test_bench_method_runs_one_part_alone(tmp_path):
+    """--parts aux trains both auxiliary lrs itself (no sweep) and reports only that part."""
+    assert bench_method.main(["--fast", "--parts", "aux", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "method.json").read_text())
+    assert "seeds" not in result and "ablation" not in result and "pruning" not in result
+    assert {k: len(v) for k, v in result["auxiliary"]["runs"].items()} == {"chosen": 2, "method": 2}
+    md = (tmp_path / "method.md").read_text()
+    assert "auxiliary AdamW lr" in md and "Muon vs AdamW" not in md
+    assert (tmp_path / "method.png").stat().st_size > 1000
 
 
 def test_mean_ci_and_verdicts():

@@ -43,7 +43,7 @@ def test_distill_resume_continues_from_checkpoint(tmp_path):
 
 def test_training_lowers_the_style_loss(photos):
     cfg = distill.TrainConfig(iters=40, batch=2, crop=64, style_side=96, validate_every=40, reorder_every=20,
-                              projection=False, curriculum=False, dynamic_mask=False, teacher_weight=0.0)
+                              projection=False, curriculum=False, dynamic_mask=False, teacher_weight=0.0, teacher_feature_weight=0.0)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     before = trainer.validate()
     while trainer.step < cfg.iters:
@@ -61,7 +61,7 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
 
 def test_reorder_keeps_function_and_optimizer_state_aligned(photos):
     cfg = distill.TrainConfig(iters=6, batch=1, crop=64, style_side=96, reorder_every=3, validate_every=100,
-                              teacher_weight=0.0)
+                              teacher_weight=0.0, teacher_feature_weight=0.0)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     for _ in range(2):
         trainer.train_step()
@@ -116,7 +116,7 @@ def test_data_images_and_errors(tmp_path):
 
 def test_self_distillation_trains_the_full_network_and_a_random_level(photos):
     cfg = distill.TrainConfig(iters=8, batch=1, crop=64, style_side=96, validate_every=100, reorder_every=100,
-                              self_distill=10.0, subpixel=1, teacher_weight=0.0)
+                              self_distill=10.0, subpixel=1, teacher_weight=0.0, teacher_feature_weight=0.0)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     calls = []
     forward = trainer.student.forward
@@ -180,7 +180,7 @@ def test_paired_crops_cut_both_images_alike(photos):
 
 def test_channel_order_is_fixed_before_the_last_phase(photos):
     cfg = distill.TrainConfig(iters=12, batch=1, crop=64, style_side=96, validate_every=100, reorder_every=2,
-                              order_until=0.5, teacher_weight=0.0)
+                              order_until=0.5, teacher_weight=0.0, teacher_feature_weight=0.0)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     steps, saved = [], []
     trainer.reorder = lambda: steps.append(trainer.step)
@@ -191,11 +191,34 @@ def test_channel_order_is_fixed_before_the_last_phase(photos):
 
 
 def test_teacher_loss_pulls_towards_the_teacher(photos):
-    cfg = distill.TrainConfig(iters=1, batch=1, crop=64, style_side=96, validate_every=100, teacher_weight=1.0)
+    cfg = distill.TrainConfig(iters=1, batch=1, crop=64, style_side=96, validate_every=100, teacher_weight=1.0,
+                              teacher_feature_weight=0.0)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos[:1])
     assert len(trainer.teacher) == 1 and trainer.teacher[0].shape == trainer.content[0].shape
     rec = trainer.train_step()
     assert rec["teacher"] > 0.02  # the peer restyles the photo; the untrained student barely changes it
+    assert "teacher_features" not in rec
+
+
+def test_teacher_feature_loss_pulls_towards_the_teachers_features(photos):
+    """The default perceptual teacher term: logged every step, and steps on it (the other terms off) bring the
+    student's features of a fixed crop closer to the teacher's."""
+    cfg = distill.TrainConfig(iters=30, batch=1, crop=64, style_side=96, validate_every=100, reorder_every=100,
+                              content_weight=0.0, stats_weight=0.0, tv_weight=0.0, self_distill=0.0,
+                              dynamic_mask=False, curriculum=False, teacher_feature_weight=1.0)
+    assert distill.TrainConfig().teacher_feature_weight > 0  # on in the default recipe
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos[:1])
+    trainer.loss_fn.style_loss = lambda feats, image=None: torch.zeros(())  # only the teacher term trains
+    x, t = data.random_crops(trainer.content, 64, 2, np.random.default_rng(3), paired=trainer.teacher)
+
+    def gap():
+        with torch.no_grad():
+            g, f = trainer.loss_fn.features(trainer.student(x)), trainer.loss_fn.features(t)
+        return float(sum((g[l] - f[l]).abs().mean() for l in cfg.teacher_layers))
+    before = gap()
+    recs = [trainer.train_step() for _ in range(cfg.iters)]
+    assert all(r["teacher_features"] > 0 for r in recs)
+    assert gap() < 0.9 * before
 
 
 def test_l1_order_scores_cover_every_group():
