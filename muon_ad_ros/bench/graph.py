@@ -158,6 +158,7 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         styl = [(t, lat) for t, lat in col.arrivals["stylized"] if t0 <= t < t1]
         raw = [(t, lat) for t, lat in col.arrivals["raw"] if t0 <= t < t1]
         det = [(t, lat) for t, lat in col.arrivals["detections"] if t0 <= t < t1]
+        levels = [st["level"] for st in col.states if t0 <= st["t"] < t1]
     expected = rate * (t1 - t0)
     times = np.array([t for t, _ in styl])
     gaps = np.diff(times) * 1e3 if times.size > 2 else np.array([])
@@ -168,6 +169,8 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         "missed_pct": round(100 * max(0.0, 1 - len(styl) / expected), 1),
         "latency_ms": percentiles([lat for _, lat in styl], (50, 90, 99)),
         "jitter_ms": round(float(np.std(gaps)), 2) if gaps.size else float("nan"),
+        # the share of stylized frames that ran each exported level (the controller's choice in its closed-loop modes)
+        "levels_pct": {f"{lv:g}": round(100 * levels.count(lv) / len(levels), 1) for lv in sorted(set(levels), reverse=True)},
         "detection_fps": round(len(det) / (t1 - t0), 2),
         "detection_latency_ms": percentiles([lat for _, lat in det], (50, 99)),
         "transport": {"received_pct": round(100 * len(raw) / expected, 1),
@@ -196,16 +199,17 @@ def to_markdown(report: dict) -> str:
     """Returns the report as Markdown tables."""
     m = report["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; command: `{report['command']}`", "",
-             "| input Hz | stylized FPS | missed | latency p50 / p90 / p99 / max ms | jitter ms | detection FPS "
-             "| transport received, p50 / p99 ms | CPU % per node | RSS MB per node |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| input Hz | stylized FPS | missed | latency p50 / p90 / p99 / max ms | jitter ms | levels ran | "
+             "detection FPS | transport received, p50 / p99 ms | CPU % per node | RSS MB per node |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["fixed_rates"] + report["search"]:
         if "error" in r:
-            lines.append(f"| {r['input_hz']:g} | probe failed: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['input_hz']:g} | probe failed: {r['error']} | | | | | | | | |")
             continue
         lat, tr = r["latency_ms"], r["transport"]
         lines.append(f"| {r['input_hz']:g} | {r['stylized_fps']} | {r['missed_frames']} ({r['missed_pct']} %) | "
                      f"{lat['p50']} / {lat['p90']} / {lat['p99']} / {lat['max']} | {r['jitter_ms']} | "
+                     f"{', '.join(f'{k}: {v} %' for k, v in r.get('levels_pct', {}).items()) or 'n/a'} | "
                      f"{r['detection_fps']} | {tr['received_pct']} %, {tr['latency_ms']['p50']} / "
                      f"{tr['latency_ms']['p99']} | {r['cpu_pct']} | {r['rss_mb']} |")
     lines += ["", f"Maximum sustainable input rate: **{report['max_sustainable_hz']} Hz** "

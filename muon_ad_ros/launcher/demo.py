@@ -103,7 +103,8 @@ class Collector:
 
     def _on_state(self, msg):
         with self.lock:
-            self.states.append({"retention": round(msg.retention_requested, 3), "level": round(msg.retention_level, 3),
+            self.states.append({"t": time.time(), "retention": round(msg.retention_requested, 3),
+                                "level": round(msg.retention_level, 3),
                                 "flops_fraction": round(msg.flops_fraction, 3), "inference_ms": round(msg.inference_ms, 2),
                                 "context_groups": list(msg.context_groups)})
 
