@@ -10,7 +10,9 @@
    to reach Muon's), as a ratio to AdamW's own.
    The auxiliary AdamW's lr: every seed of the Muon arm again with METHOD.md's 3e-4 (paired by seed).
 2. The ablation in the paper's Table II order (cumulative: baseline, + dynamic mask, + curriculum,
-   + projection), every row over the same seeds.
+   + projection), every row over the same seeds. "+ dynamic mask" is the recipe's slimmable training
+   (self-distillation on), under which the curriculum's tau and the retention schedule pick nothing, so
+   "+ curriculum" measures its style weights, freeze and lr decay only.
 3. The pruning curve: the dynamically pruned network (trained with the dynamic mask) at retention 0.7
    and 0.4 against static networks of equal FLOPs trained separately from scratch, over the same seeds.
 

@@ -104,13 +104,39 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(report: dict, path: Path) -> Path:
+    """Draws each order's L1 to the full network per retention (mean over the checkpoints, 95 % CI bars)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    levels = list(report["summary"])
+    orders = ["random_mean"] + [n for n, v in report["summary"][levels[0]].items()
+                                if isinstance(v, dict) and "verdict" in v]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    width = 0.8 / len(orders)
+    for i, name in enumerate(orders):
+        stats = [report["summary"][lv][name] if name == "random_mean" else report["summary"][lv][name]["l1"]
+                 for lv in levels]
+        xs = [j + (i - (len(orders) - 1) / 2) * width for j in range(len(levels))]
+        ax.bar(xs, [c["mean"] for c in stats], width, yerr=[c["ci95"] or 0.0 for c in stats], capsize=3,
+               label="random (mean per seed)" if name == "random_mean" else name)
+    ax.set_xticks(range(len(levels)), [f"retention {lv}" for lv in levels])
+    ax.set(ylabel="mean |level - r=1.0| on held-out frames",
+           title=f"Channel order at the fixing point ({len(report['checkpoints'])} seeds, 95 % CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     """`muon-ad bench order --checkpoint before_order.pt [...] [--random 5] --out DIR`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="muon-ad bench order", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, nargs="+",
                    help="before_order.pt written by muon-ad distill (one per seed for intervals)")
-    p.add_argument("--out", default="out/bench", help="output directory (bench_order.json, bench_order.md)")
+    p.add_argument("--out", default="out/bench", help="output directory (bench_order.json, .md, .png)")
     p.add_argument("--content", default="default", help="folder of photos, or 'default' (held-out split)")
     p.add_argument("--random", type=int, default=5, help="number of random orders per checkpoint")
     p.add_argument("--size", default="320x240", help="WxH of the frames")
@@ -138,6 +164,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_order.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "bench_order.md").write_text(markdown(report))
+    plot(report, out / "bench_order.png")
     print(markdown(report))
     return 0
 

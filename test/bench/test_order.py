@@ -27,6 +27,7 @@ def test_bench_order_over_seeds(tmp_path):
              for r in report["results"]]
     assert abs(row["l1"]["minus_random"]["mean"] - sum(diffs) / 2) < 1e-9
     assert "| 0.40 | l1 |" in (out / "bench_order.md").read_text()
+    assert (out / "bench_order.png").stat().st_size > 1000
 
 
 def test_bench_order_rejects_a_checkpoint_without_scores(tmp_path):
