@@ -90,10 +90,10 @@ class TrainConfig:
     # student's output and of the teacher's output of the same crop, at teacher_layers, added to the style
     # side. Unlike the pixel L1 it does not ask for the teacher's colour at each pixel, only for what the
     # features see there (strokes, outlines, palette), so a stroke a few pixels off costs little. Measured on
-    # starry_night (800 steps, moment weight 3, the 8 held-out photos at 640x480): weight 1 took the
-    # top level from mobilenet Gram 138 to 65.5 and multistyle26 0.00245 to 0.00215 with SSIM to content
-    # 0.548 -> 0.425, levels 0.7/0.4 at 1.01x/1.11x; the same run with content weight 0.1 and no teacher
-    # reached Gram 80 at SSIM 0.31 with the photo's shapes gone (docs/method.md, shipped styles).
+    # starry_night (the shipped run: 800 steps, moment weight 3; the 8 held-out photos at 640x480): weight 1
+    # took the top level from mobilenet Gram 138 (400 steps, no teacher) to 65.3 and multistyle26 0.00245 to
+    # 0.00222 with SSIM to content 0.548 -> 0.444; the recipe with content weight 0.1 and no teacher reached
+    # Gram 80 at SSIM 0.31 with the photos' shapes gone (docs/method.md, shipped styles).
     teacher_feature_weight: float = 1.0
     teacher_layers: tuple[str, ...] = ("block5", "block9")
     # Self-distillation of the pruned levels (the in-place distillation of slimmable networks, not in
