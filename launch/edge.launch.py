@@ -14,7 +14,8 @@ from launch_ros.actions import Node
 from muon_ad_ros import graph
 
 ARGS = {
-    "cameras": ("realsense", "Comma list of camera sources: realsense, csi, or none (use style_input)."),
+    "cameras": ("realsense", "Comma list of camera sources: realsense, csi, or none (use style_input). With both, "
+                "both are stylized (csi on stylized/image_raw_1); detection and depth use realsense."),
     "namespace": ("", "Namespace for every node and topic."),
     "recording": ("", "RealSense recording (.db3/.bag) to play instead of a device."),
     "realsense_serial": ("", "Serial number of the RealSense device; empty = first found."),

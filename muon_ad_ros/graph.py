@@ -127,9 +127,14 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
         nodes.append(NodeSpec("csi_camera", "csi_camera", _join(namespace, "csi"), {
             "source": csi_source, "width": width, "height": height, "fps": float(camera_fps)}))
     source = _ns(namespace, camera_topic(cameras, style_input))
-    nodes.append(NodeSpec("style_transfer", "style_transfer", namespace, {
-        "model_dir": style_model, "backend": style_backend, "sched_priority": int(style_priority)},
-        (("image", source),)))
+    style = {"model_dir": style_model, "backend": style_backend, "sched_priority": int(style_priority)}
+    style_remaps = [("image", source)]
+    if not style_input and len(cameras) == 2:
+        # both cameras into the one style node (latest frame of each, round robin); the CSI stream's output
+        # is stylized/image_raw_1. Detection and depth stay on the first camera.
+        style["input_topics"] = ["image", "image_1"]
+        style_remaps.append(("image_1", _ns(namespace, CSI_TOPIC)))
+    nodes.append(NodeSpec("style_transfer", "style_transfer", namespace, style, tuple(style_remaps)))
     if detection:
         nodes.append(NodeSpec("detection", "detection", namespace, {
             "backend": detection_backend, "model_path": detection_model, "rate_limit": float(detection_rate)},

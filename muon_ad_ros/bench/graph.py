@@ -3,6 +3,8 @@ latency percentiles it lacks.
 
 A player process publishes recorded frames at fixed rates into the real graph (style_transfer,
 detection, controller as separate processes); a collector process-side node counts what comes out.
+--streams 2 adds a second player on a second camera topic, both read by the style node as the launch
+sets it up for two cameras.
 For each rate: delivered FPS, missed frames, camera-to-output latency p50/p90/p99/max, jitter, CPU
 use and peak resident memory per node. Then a bisection for the maximum sustainable rate
 (output >= input - 5 Hz and <= 5 % missed). A probe that fails is reported with its reason and the
@@ -11,6 +13,7 @@ run goes on. Writes bench_graph.json and bench_graph.md into --out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -24,6 +27,7 @@ from muon_ad_ros.bench.report import machine, paced, percentiles, write_report
 from muon_ad_ros.launcher.demo import Collector, process_stats
 
 TOPIC = "/camera/color/image_raw"
+TOPIC2 = "/csi/image_raw"          # the second stream with --streams 2 (a CSI camera's topic in the launch)
 
 
 def load_frames(n: int = 90, width: int = 640, height: int = 480) -> np.ndarray:
@@ -58,7 +62,9 @@ def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic:
     deadline = time.monotonic() + 15.0
     while pub.get_subscription_count() < subscribers and time.monotonic() < deadline:
         time.sleep(0.05)
-    msgs = [fill_image(Image(), f, "rgb8", Header(frame_id="camera_color_optical_frame")) for f in frames]
+    # each stream its own camera frame, as two camera drivers would stamp them
+    frame_id = "camera_color_optical_frame" if topic == TOPIC else "csi_optical_frame"
+    msgs = [fill_image(Image(), f, "rgb8", Header(frame_id=frame_id)) for f in frames]
     t0 = time.monotonic()
     sent = 0
     for n in paced(rate, seconds):
@@ -119,18 +125,36 @@ def _frame_name(frame: str) -> str:
 
 
 def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pids: dict, subscribers: int,
-               warmup: float = 2.0, profile_dir: Path | None = None) -> dict:
-    """Returns the figures of one fixed-rate probe (with py-spy profiles of the window into profile_dir)."""
+               warmup: float = 2.0, profile_dir: Path | None = None, streams: int = 1) -> dict:
+    """Returns the figures of one fixed-rate probe (with py-spy profiles of the window into profile_dir).
+    streams=2: a second player publishes the same frames at the same rate on TOPIC2 (read by the style node
+    only), and its stylized output is reported as "stream_2"."""
     launched = time.time()
-    player = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.graph", "play", frames_path, str(rate),
-                               str(warmup + seconds + 5.0), str(subscribers)], stdout=subprocess.PIPE,
-                              env=graph.node_env())
+    players = [subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.graph", "play", frames_path, str(rate),
+                                 str(warmup + seconds + 5.0), str(subs), topic], stdout=subprocess.PIPE,
+                                env=graph.node_env())
+               for topic, subs in ((TOPIC, subscribers), (TOPIC2, 1))[:streams]]
     try:
-        return _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir)
+        r = _measure(col, players[0], launched, rate, seconds, pids, warmup, profile_dir)
+        for player in players[1:]:
+            player.communicate(timeout=45)
+            if player.returncode:
+                raise RuntimeError(f"the second player exited with {player.returncode}")
+        if streams == 2:
+            t0, t1 = r.pop("_window")
+            with col.lock:
+                styl = [(t, lat) for t, lat in col.arrivals["stylized_1"] if t0 <= t < t1]
+            expected = rate * (t1 - t0)
+            r["stream_2"] = {"stylized_fps": round(len(styl) / (t1 - t0), 2),
+                             "missed_pct": round(100 * max(0.0, 1 - len(styl) / expected), 1),
+                             "latency_ms": percentiles([lat for _, lat in styl], (50, 90, 99))}
+        r.pop("_window", None)
+        return r
     finally:
-        if player.poll() is None:
-            player.kill()
-            player.wait()
+        for player in players:
+            if player.poll() is None:
+                player.kill()
+                player.wait()
 
 
 def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) -> dict:
@@ -176,6 +200,7 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         "transport": {"received_pct": round(100 * len(raw) / expected, 1),
                       "latency_ms": percentiles([lat for _, lat in raw], (50, 99))},
         "cpu_pct": {k: round(100 * (cpu1[k]["cpu_s"] - cpu0[k]["cpu_s"]) / (t1 - t0), 1) for k in pids},
+        "_window": (t0, t1),
         "rss_mb": {k: v["rss_mb"] for k, v in cpu1.items()},
         **({"profile": {k: {"file": path.name, **summarize_profile(path)} for k, (_, path) in profiles.items()
                         if path.is_file()}} if profiles else {}),
@@ -192,7 +217,8 @@ def safe_probe(rate: float, *args, **kwargs) -> dict:
 
 def sustainable(r: dict) -> bool:
     """ros2_benchmark's criterion: output >= input - 5 Hz and <= 5 % missed."""
-    return "error" not in r and r["stylized_fps"] >= r["input_hz"] - 5 and r["missed_pct"] <= 5.0
+    return "error" not in r and all(s["stylized_fps"] >= r["input_hz"] - 5 and s["missed_pct"] <= 5.0
+                                    for s in (r, r.get("stream_2", r)))
 
 
 def to_markdown(report: dict) -> str:
@@ -207,8 +233,12 @@ def to_markdown(report: dict) -> str:
             lines.append(f"| {r['input_hz']:g} | probe failed: {r['error']} | | | | | | | | |")
             continue
         lat, tr = r["latency_ms"], r["transport"]
-        lines.append(f"| {r['input_hz']:g} | {r['stylized_fps']} | {r['missed_frames']} ({r['missed_pct']} %) | "
-                     f"{lat['p50']} / {lat['p90']} / {lat['p99']} / {lat['max']} | {r['jitter_ms']} | "
+        s2 = r.get("stream_2")
+        two = (lambda a, b: f"{a} / {b}") if s2 else (lambda a, b: f"{a}")
+        lines.append(f"| {r['input_hz']:g} | {two(r['stylized_fps'], (s2 or {}).get('stylized_fps'))} | "
+                     f"{r['missed_frames']} ({two(r['missed_pct'], (s2 or {}).get('missed_pct'))} %) | "
+                     f"{lat['p50']} / {lat['p90']} / {two(lat['p99'], (s2 or {}).get('latency_ms', {}).get('p99'))} / "
+                     f"{lat['max']} | {r['jitter_ms']} | "
                      f"{', '.join(f'{k}: {v} %' for k, v in r.get('levels_pct', {}).items()) or 'n/a'} | "
                      f"{r['detection_fps']} | {tr['received_pct']} %, {tr['latency_ms']['p50']} / "
                      f"{tr['latency_ms']['p99']} | {r['cpu_pct']} | {r['rss_mb']} |")
@@ -236,6 +266,9 @@ def main(argv=None) -> int:
     ap.add_argument("--controller-mode", default="manual")
     ap.add_argument("--detection-rate", type=float, default=graph.DETECTION_RATE,
                     help="detection rate_limit in Hz (0 = every frame it can take)")
+    ap.add_argument("--streams", type=int, choices=(1, 2), default=1,
+                    help="2: a second camera stream at the same rate into the style node (cameras:=realsense,csi); "
+                         "FPS, missed and p99 are then given as stream 1 / stream 2")
     ap.add_argument("--profile", action="store_true",
                     help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
     a = ap.parse_args(argv)
@@ -245,9 +278,19 @@ def main(argv=None) -> int:
     np.save(frames_path, load_frames())
     specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode,
                              detection_rate=a.detection_rate)
+    if a.streams == 2:   # the style node as the launch sets it up for two cameras
+        specs = [dataclasses.replace(s, parameters={**s.parameters, "input_topics": ["image", "image_1"]},
+                                     remaps=s.remaps + (("image_1", TOPIC2),)) if s.kind == "style_transfer" else s
+                 for s in specs]
     from muon_ad_ros.launcher.processes import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC)
+    if a.streams == 2:
+        from sensor_msgs.msg import Image
+
+        from muon_ad_ros.nodes.qos import image_qos
+        col.node.create_subscription(Image, "/stylized/image_raw_1", lambda m: col._on_image("stylized_1", m),
+                                     image_qos())
     report = {"machine": machine(), "command": "muon-ad bench graph " + " ".join(argv or sys.argv[1:]),
               "probe_seconds": a.seconds, "graph": [s.name for s in specs], "fixed_rates": [], "search": []}
     try:
@@ -257,7 +300,7 @@ def main(argv=None) -> int:
         subscribers = 1 + sum(1 for s in specs if any(dst == TOPIC for _, dst in s.remaps))
         for rate in [float(r) for r in a.rates.split(",")]:
             r = safe_probe(rate, col, str(frames_path), a.seconds, pids, subscribers,
-                           profile_dir=out / "logs" if a.profile else None)
+                           profile_dir=out / "logs" if a.profile else None, streams=a.streams)
             report["fixed_rates"].append(r)
             print(json.dumps({k: r[k] for k in ("input_hz", "stylized_fps", "missed_pct", "latency_ms", "error")
                               if k in r}), flush=True)
@@ -266,7 +309,7 @@ def main(argv=None) -> int:
         lo, hi = (max(ok) if ok else 1.0), (min(x for x in bad if x > max(ok, default=0)) if bad else 120.0)
         for _ in range(a.search_steps):
             mid = round((lo + hi) / 2, 1)
-            r = safe_probe(mid, col, str(frames_path), a.seconds, pids, subscribers)
+            r = safe_probe(mid, col, str(frames_path), a.seconds, pids, subscribers, streams=a.streams)
             report["search"].append(r)
             lo, hi = (mid, hi) if sustainable(r) else (lo, mid)
         report["max_sustainable_hz"] = max((r["input_hz"] for r in report["fixed_rates"] + report["search"]
@@ -285,5 +328,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "play":
-        raise SystemExit(play(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])))
+        raise SystemExit(play(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]),
+                              *sys.argv[6:7]))
     raise SystemExit(main())

@@ -37,6 +37,21 @@ def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, 
     return r_max - t * (r_max - r_min), nearest
 
 
+
+def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, int]:
+    """Returns (fps of the slowest stream, latency p50 ms, samples) of the (receipt time, latency ms, camera
+    frame_id) arrivals of the last ``horizon`` seconds. With two cameras into the style node (the launch
+    gives both the same rate) each stream is timed on its own: their sum would hide one that falls behind.
+    A stream with fewer than two frames in the window has no rate and is left out (a silent camera is the
+    link monitor's to report); with no timed stream the rate is 0."""
+    recent = [a for a in arrivals if a[0] > now - horizon]
+    streams: dict = {}
+    for t, _, frame in recent:
+        streams.setdefault(frame, []).append(t)
+    rates = [(len(ts) - 1) / max(1e-6, ts[-1] - ts[0]) for ts in streams.values() if len(ts) >= 2]
+    p50 = float(np.median([a[1] for a in recent])) if len(recent) >= 2 else float("nan")
+    return (min(rates) if rates else 0.0), p50, len(recent)
+
 class ControllerNode(Node):
     def __init__(self):
         super().__init__("controller")
@@ -59,7 +74,7 @@ class ControllerNode(Node):
         self._reading = 0.0             # when the read-back was sent (0 = none pending)
         self.create_subscription(ParameterEvent, "/parameter_events", self._on_parameter_event,
                                  qos_profile_parameter_events)
-        self.arrivals = collections.deque(maxlen=1000)     # (receipt monotonic, latency ms)
+        self.arrivals = collections.deque(maxlen=1000)     # (receipt monotonic, latency ms, camera frame_id)
         # no stale_timeout of its own: a peer listed but unmatched for three control periods (2 s at least)
         self.links = LinkMonitor(self, self.diag, lambda: max(2.0, 3 * self.values["period"]))
         self.links.subscription(PruningState, "stylized/pruning_state", self._on_state, qos.reliable_qos())
@@ -90,7 +105,7 @@ class ControllerNode(Node):
 
     def _on_state(self, msg: PruningState):
         latency = (time.time() - images.stamp_seconds(msg.header.stamp)) * 1e3
-        self.arrivals.append((time.monotonic(), latency))
+        self.arrivals.append((time.monotonic(), latency, msg.header.frame_id))
 
     def _on_depth(self, msg: Image):
         self.depth_stats.on_input()
@@ -180,14 +195,10 @@ class ControllerNode(Node):
 
     # -- the loop -----------------------------------------------------------------------------
     def _window(self) -> tuple[float, float, int]:
-        """Returns (stylized fps, latency p50 ms, samples) over the last two control periods."""
+        """Returns (stylized fps of the slowest camera stream, latency p50 ms, samples) over the last two
+        control periods."""
         horizon = max(2.0, 2 * self.values["period"])
-        now = time.monotonic()
-        recent = [(t, lat) for t, lat in self.arrivals if t > now - horizon]
-        if len(recent) < 2:
-            return 0.0, float("nan"), len(recent)
-        fps = (len(recent) - 1) / max(1e-6, recent[-1][0] - recent[0][0])
-        return fps, float(np.median([lat for _, lat in recent])), len(recent)
+        return stream_window(self.arrivals, time.monotonic(), horizon)
 
     def _control(self):
         self._read_style()

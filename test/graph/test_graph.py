@@ -27,6 +27,17 @@ def test_style_and_detection_read_the_camera_and_namespace_applies():
     assert specs["realsense_camera"].fqn == "/robot1/camera/realsense_camera"
 
 
+def test_two_cameras_both_go_into_the_style_node():
+    specs = {s.name: s for s in graph.edge_graph(("realsense", "csi"), namespace="r1")}
+    style = specs["style_transfer"]
+    assert style.parameters["input_topics"] == ["image", "image_1"]
+    assert dict(style.remaps) == {"image": "/r1/camera/color/image_raw", "image_1": "/r1/csi/image_raw"}
+    assert dict(specs["detection"].remaps)["image"] == "/r1/camera/color/image_raw"   # detection: first camera
+    one = {s.name: s for s in graph.edge_graph(("csi",))}
+    assert "input_topics" not in one["style_transfer"].parameters
+    assert dict(one["style_transfer"].remaps) == {"image": "/csi/image_raw"}
+
+
 def test_existing_camera_topic_is_accepted_by_remapping():
     specs = {s.name: s for s in graph.edge_graph((), style_input="/camera/camera/color/image_raw")}
     assert "realsense_camera" not in specs
@@ -151,6 +162,15 @@ def test_bench_graph_reports_a_failed_probe_and_goes_on(tmp_path):
     md = to_markdown({"machine": {"cpu": "x", "cores": 2, "python": "3"}, "command": "c", "fixed_rates": [r],
                       "search": [], "max_sustainable_hz": 0.0, "probe_seconds": 1.0, "peak_graph_rss_mb": 0})
     assert "probe failed: RuntimeError: the player exited" in md
+    # two streams: FPS, missed and p99 as stream 1 / stream 2, and both must keep up to be sustainable
+    ok = {"input_hz": 30.0, "stylized_fps": 29.9, "missed_frames": 1, "missed_pct": 0.2, "jitter_ms": 1.0,
+          "latency_ms": {"p50": 30, "p90": 40, "p99": 50, "max": 60}, "detection_fps": 10.0, "levels_pct": {"1": 100.0},
+          "transport": {"received_pct": 100.0, "latency_ms": {"p50": 3, "p99": 9}}, "cpu_pct": {}, "rss_mb": {}}
+    two = {**ok, "stream_2": {"stylized_fps": 20.0, "missed_pct": 33.0, "latency_ms": {"p50": 40, "p90": 50, "p99": 70}}}
+    assert sustainable(ok) and not sustainable(two)
+    md = to_markdown({"machine": {"cpu": "x", "cores": 2, "python": "3"}, "command": "c", "fixed_rates": [two],
+                      "search": [], "max_sustainable_hz": 0.0, "probe_seconds": 1.0, "peak_graph_rss_mb": 0})
+    assert "| 29.9 / 20.0 | 1 (0.2 / 33.0 %) |" in md and "/ 50 / 70 /" in md
 
 
 def test_rviz_config_follows_namespace_and_camera():

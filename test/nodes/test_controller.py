@@ -135,3 +135,18 @@ def test_status_names_and_hardware_ids_carry_the_namespace(probe, start_nodes, b
             "robot1/controller: control": "muon_ad_ros/robot1/controller"}
     assert wait_for(lambda: want.items() <= statuses().items(), 30), (statuses(), g.log("controller")[-2000:])
     assert not [n for n in statuses() if not n.startswith("robot1/")]
+
+
+def test_stream_window_times_each_camera_stream_on_its_own():
+    """Two cameras into one style node: the controller's rate is the slower stream's, not their sum."""
+    from muon_ad_ros.nodes.controller import stream_window
+    fast = [(i / 30, 40.0, "camera_color_optical_frame") for i in range(61)]      # 30 Hz for 2 s
+    slow = [(i / 12, 60.0, "csi_optical_frame") for i in range(25)]               # 12 Hz for 2 s
+    fps, p50, n = stream_window(fast + slow, now=2.0, horizon=2.5)
+    assert abs(fps - 12.0) < 1e-6 and n == 86 and p50 == 40.0
+    fps, _, _ = stream_window(fast, now=2.0, horizon=2.5)
+    assert abs(fps - 30.0) < 1e-6                               # one camera: as before
+    assert stream_window(fast[:1], now=2.0, horizon=2.5)[0] == 0.0
+    # a stream with a single frame in the window has no rate and does not count
+    assert abs(stream_window(fast + slow[-1:], now=2.0, horizon=2.5)[0] - 30.0) < 1e-6
+

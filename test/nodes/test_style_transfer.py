@@ -91,6 +91,34 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     assert d["sched_policy"] == "SCHED_FIFO" and d["backend"] == "onnxruntime"
 
 
+def test_two_camera_streams_each_get_their_stylized_output(probe, start_nodes, bundle):
+    """input_topics with two cameras (what the launch sets for cameras:=realsense,csi): each stream comes out
+    on its own topic with its own header, and the pruning states name both cameras."""
+    from muon_ad_ros.msg import PruningState
+    second = "/test_cam2/image_raw"
+    spec = graph.NodeSpec("style_transfer", "style_transfer", "",
+                          {"model_dir": bundle, "threads": 1, "input_topics": ["image", "image_1"]},
+                          (("image", TOPIC), ("image_1", second)))
+    g = start_nodes([spec])
+    outs = {0: probe.collect(Image, "/stylized/image_raw"), 1: probe.collect(Image, "/stylized/image_raw_1")}
+    states = probe.collect(PruningState, "/stylized/pruning_state")
+    pubs = {0: probe.node.create_publisher(Image, TOPIC, image_qos()),
+            1: probe.node.create_publisher(Image, second, image_qos())}
+    assert wait_for(lambda: probe.node.count_subscribers(TOPIC) > 0 and probe.node.count_subscribers(second) > 0,
+                    20), g.log("style_transfer")
+    frames_of = {0: "cam0_optical_frame", 1: "cam1_optical_frame"}
+    for i in range(20):
+        for k, pub in pubs.items():
+            hdr = Header(frame_id=frames_of[k])
+            hdr.stamp = probe.node.get_clock().now().to_msg()
+            pub.publish(fill_image(Image(), frame(i + 50 * k), "rgb8", hdr))
+        time.sleep(0.05)
+    assert wait_for(lambda: len(outs[0]) >= 3 and len(outs[1]) >= 3, 20), g.log("style_transfer")
+    assert {m.header.frame_id for m in outs[0]} == {frames_of[0]}
+    assert {m.header.frame_id for m in outs[1]} == {frames_of[1]}
+    assert wait_for(lambda: {m.header.frame_id for m in states} >= set(frames_of.values()), 5)
+
+
 def test_bad_parameter_values_are_rejected_and_the_old_value_kept(probe, start_nodes, bundle, tmp_path):
     start_nodes([style_spec(bundle)])
     res = probe.set_params("/style_transfer", retention=0.2)
