@@ -165,7 +165,8 @@ def teacher_images(content: list[np.ndarray], style: np.ndarray, threads: int = 
     for img in content:
         y, why = peer_arbitrary(img, style, threads)
         if y is None:
-            raise RuntimeError(f"teacher unavailable: {why}")
+            raise RuntimeError(f"teacher unavailable: {why} (--teacher-feature-weight 0 --teacher-weight 0 "
+                               "distills without it)")
         out.append(np.ascontiguousarray(y[..., :3]))
     return out
 
