@@ -135,20 +135,15 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
                                 env=graph.node_env())
                for topic, subs in ((TOPIC, subscribers), (TOPIC2, 1))[:streams]]
     try:
-        r = _measure(col, players[0], launched, rate, seconds, pids, warmup, profile_dir)
+        r, (t0, t1) = _measure(col, players[0], launched, rate, seconds, pids, warmup, profile_dir)
         for player in players[1:]:
             player.communicate(timeout=45)
             if player.returncode:
                 raise RuntimeError(f"the second player exited with {player.returncode}")
         if streams == 2:
-            t0, t1 = r.pop("_window")
             with col.lock:
                 styl = [(t, lat) for t, lat in col.arrivals["stylized_1"] if t0 <= t < t1]
-            expected = rate * (t1 - t0)
-            r["stream_2"] = {"stylized_fps": round(len(styl) / (t1 - t0), 2),
-                             "missed_pct": round(100 * max(0.0, 1 - len(styl) / expected), 1),
-                             "latency_ms": percentiles([lat for _, lat in styl], (50, 90, 99))}
-        r.pop("_window", None)
+            r["stream_2"] = stream_figures(styl, rate, t1 - t0)
         return r
     finally:
         for player in players:
@@ -157,7 +152,8 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
                 player.wait()
 
 
-def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) -> dict:
+def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) -> tuple[dict, tuple[float, float]]:
+    """Returns (the probe's figures, its measuring window as wall times)."""
     # The window starts `warmup` seconds after the first frame arrives, not after the player starts.
     deadline = launched + 30.0
     while time.time() < deadline and not any(t >= launched for t, _ in list(col.arrivals["raw"])[-5:]):
@@ -186,12 +182,10 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
     expected = rate * (t1 - t0)
     times = np.array([t for t, _ in styl])
     gaps = np.diff(times) * 1e3 if times.size > 2 else np.array([])
-    return {
+    return ({
         "input_hz": rate, "window_s": round(t1 - t0, 2), "sent_total": sent["sent"],
-        "stylized_fps": round(len(styl) / (t1 - t0), 2),
+        **stream_figures(styl, rate, t1 - t0),
         "missed_frames": max(0, int(round(expected - len(styl)))),
-        "missed_pct": round(100 * max(0.0, 1 - len(styl) / expected), 1),
-        "latency_ms": percentiles([lat for _, lat in styl], (50, 90, 99)),
         "jitter_ms": round(float(np.std(gaps)), 2) if gaps.size else float("nan"),
         # the share of stylized frames that ran each exported level (the controller's choice in its closed-loop modes)
         "levels_pct": {f"{lv:g}": round(100 * levels.count(lv) / len(levels), 1) for lv in sorted(set(levels), reverse=True)},
@@ -200,11 +194,18 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         "transport": {"received_pct": round(100 * len(raw) / expected, 1),
                       "latency_ms": percentiles([lat for _, lat in raw], (50, 99))},
         "cpu_pct": {k: round(100 * (cpu1[k]["cpu_s"] - cpu0[k]["cpu_s"]) / (t1 - t0), 1) for k in pids},
-        "_window": (t0, t1),
         "rss_mb": {k: v["rss_mb"] for k, v in cpu1.items()},
         **({"profile": {k: {"file": path.name, **summarize_profile(path)} for k, (_, path) in profiles.items()
                         if path.is_file()}} if profiles else {}),
-    }
+    }, (t0, t1))
+
+
+def stream_figures(styl: list, rate: float, window: float) -> dict:
+    """Returns stylized FPS, missed % and latency percentiles of one stream's (receipt time, latency ms)
+    arrivals in a window of ``window`` seconds at input ``rate``."""
+    return {"stylized_fps": round(len(styl) / window, 2),
+            "missed_pct": round(100 * max(0.0, 1 - len(styl) / (rate * window)), 1),
+            "latency_ms": percentiles([lat for _, lat in styl], (50, 90, 99))}
 
 
 def safe_probe(rate: float, *args, **kwargs) -> dict:

@@ -72,8 +72,8 @@ class Collector:
         now, lat = self._latency(msg.header)
         with self.lock:
             self.arrivals[kind].append((now, lat))
-        if kind == "raw" and self.snapshot_dir is None:
-            return
+        if self.snapshot_dir is None and not (kind == "stylized" and self.video_path is not None):
+            return      # counted only (the benchmarks): no frame is kept or written
         try:
             frame = self.images.image_view(msg, ("rgb8",), 8192)
         except self.images.ImageError:
