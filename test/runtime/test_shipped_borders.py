@@ -2,9 +2,9 @@
 
 Measured on the real ONNX models with metrics.border_gap: the gap between the mean colour of the outer
 4-px strip and of the strip 8-16 px in, compared with the same gap of the input photo, on three
-scikit-image photographs and the eight held-out photographs (opencv-doc, installed by tools/env.sh). The
-zero-padded models shipped before replicate padding reached 76/255 where the photo's own gap was 3; the ihc
-model shipped before the GPU-trained one drew a dark band inside the right edge of held-out photos (20.5).
+scikit-image photographs and the eight held-out photographs (opencv-doc, installed by tools/env.sh). A
+zero-padded model reached 76/255 where the photo's own gap was 3; the held-out photographs catch a dark band
+inside the right edge that the three scikit-image ones miss (an ihc model: 20.5 on them, 6.4 on the three).
 """
 import json
 
@@ -17,7 +17,7 @@ from muon_ad_ros.train import data, metrics
 
 BUNDLES = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
 # Known: mosaic (the weights of commit d47f60a) reaches 16.7 at 640x480, r=1.0, along the bottom of messi5.jpg;
-# its retrained candidates drew a right-edge band up to 38/255 (docs/method.md, shipped styles). strict: the
+# candidates retrained for it draw a right-edge band up to 38/255 (docs/method.md, shipped styles). strict: the
 # test fails as soon as it passes, so the mark cannot outlive the defect.
 KNOWN = {"mosaic": "a 16.7/255 strip along the bottom edge of one held-out photo (docs/method.md)"}
 # a stylized border may differ from the photo's a little (the style's own contrast); a frame does not
