@@ -265,6 +265,9 @@ def main(argv=None) -> int:
     ap.add_argument("--search-steps", type=int, default=4)
     ap.add_argument("--no-detection", action="store_true")
     ap.add_argument("--controller-mode", default="manual")
+    ap.add_argument("--target-fps", type=float,
+                    help="the controller's frame-rate target in target_fps mode, per camera stream "
+                         "(default: the launch file's)")
     ap.add_argument("--detection-rate", type=float, default=graph.DETECTION_RATE,
                     help="detection rate_limit in Hz (0 = every frame it can take)")
     ap.add_argument("--streams", type=int, choices=(1, 2), default=1,
@@ -278,7 +281,8 @@ def main(argv=None) -> int:
     frames_path = out / "bench_frames.npy"
     np.save(frames_path, load_frames())
     specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode,
-                             detection_rate=a.detection_rate)
+                             detection_rate=a.detection_rate,
+                             **({"target_fps": a.target_fps} if a.target_fps else {}))
     if a.streams == 2:   # the style node as the launch sets it up for two cameras
         specs = [dataclasses.replace(s, parameters={**s.parameters, "input_topics": ["image", "image_1"]},
                                      remaps=s.remaps + (("image_1", TOPIC2),)) if s.kind == "style_transfer" else s
