@@ -110,11 +110,12 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
                detection: bool = True, detection_backend: str = "opencv_hog", detection_model: str = "",
                detection_rate: float = DETECTION_RATE,
                controller_mode: str = "manual", target_fps: float = 24.0,
-               style_input: str = "") -> list[NodeSpec]:
+               style_input: str = "", style_input_2: str = "") -> list[NodeSpec]:
     """Returns the node specs of the edge graph for these launch arguments.
 
     cameras: any of "realsense", "csi"; none = subscribe to existing topics (style_input, e.g.
-    realsense2_camera's /camera/camera/color/image_raw)."""
+    realsense2_camera's /camera/camera/color/image_raw). style_input_2: a second camera topic for the style
+    node (stylized on stylized/image_raw_1); with both cameras and no style_input it is the CSI camera's."""
     for cam in cameras:
         if cam not in ("realsense", "csi"):
             raise ValueError(f"unknown camera {cam!r}; use realsense, csi or none")
@@ -130,10 +131,12 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
     style = {"model_dir": style_model, "backend": style_backend, "sched_priority": int(style_priority)}
     style_remaps = [("image", source)]
     if not style_input and len(cameras) == 2:
-        # both cameras into the one style node (latest frame of each, round robin); the CSI stream's output
-        # is stylized/image_raw_1. Detection and depth stay on the first camera.
+        style_input_2 = CSI_TOPIC
+    if style_input_2:
+        # two cameras into the one style node (latest frame of each, round robin); the second stream's
+        # output is stylized/image_raw_1. Detection and depth stay on the first camera.
         style["input_topics"] = ["image", "image_1"]
-        style_remaps.append(("image_1", _ns(namespace, CSI_TOPIC)))
+        style_remaps.append(("image_1", _ns(namespace, style_input_2)))
     nodes.append(NodeSpec("style_transfer", "style_transfer", namespace, style, tuple(style_remaps)))
     if detection:
         nodes.append(NodeSpec("detection", "detection", namespace, {

@@ -13,7 +13,6 @@ run goes on. Writes bench_graph.json and bench_graph.md into --out.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -280,22 +279,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     frames_path = out / "bench_frames.npy"
     np.save(frames_path, load_frames())
-    specs = graph.edge_graph((), style_input=TOPIC, detection=not a.no_detection, controller_mode=a.controller_mode,
+    specs = graph.edge_graph((), style_input=TOPIC, style_input_2=TOPIC2 if a.streams == 2 else "",
+                             detection=not a.no_detection, controller_mode=a.controller_mode,
                              detection_rate=a.detection_rate,
                              **({"target_fps": a.target_fps} if a.target_fps else {}))
-    if a.streams == 2:   # the style node as the launch sets it up for two cameras
-        specs = [dataclasses.replace(s, parameters={**s.parameters, "input_topics": ["image", "image_1"]},
-                                     remaps=s.remaps + (("image_1", TOPIC2),)) if s.kind == "style_transfer" else s
-                 for s in specs]
     from muon_ad_ros.launcher.processes import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
-    col = Collector("", raw_topic=TOPIC)
-    if a.streams == 2:
-        from sensor_msgs.msg import Image
-
-        from muon_ad_ros.nodes.qos import image_qos
-        col.node.create_subscription(Image, "/stylized/image_raw_1", lambda m: col._on_image("stylized_1", m),
-                                     image_qos())
+    col = Collector("", raw_topic=TOPIC, second_stream=a.streams == 2)
     report = {"machine": machine(), "command": "muon-ad bench graph " + " ".join(argv or sys.argv[1:]),
               "probe_seconds": a.seconds, "graph": [s.name for s in specs], "fixed_rates": [], "search": []}
     try:

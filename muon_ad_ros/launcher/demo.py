@@ -21,7 +21,7 @@ class Collector:
     detections, pruning states and diagnostics, with receipt times for rates and latencies."""
 
     def __init__(self, namespace: str = "", video_path: Path | None = None, snapshot_dir: Path | None = None,
-                 raw_topic: str = "/camera/color/image_raw"):
+                 raw_topic: str = "/camera/color/image_raw", second_stream: bool = False):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
@@ -47,6 +47,9 @@ class Collector:
         self.start_wall = time.time()
         sensor = qos.image_qos()
         self.node.create_subscription(Image, f"{ns}/stylized/image_raw", lambda m: self._on_image("stylized", m), sensor)
+        if second_stream:   # the style node's output of a second camera (graph.edge_graph's style_input_2)
+            self.node.create_subscription(Image, f"{ns}/stylized/image_raw_1",
+                                          lambda m: self._on_image("stylized_1", m), sensor)
         self.node.create_subscription(Image, f"{ns}/detections/image_annotated",
                                       lambda m: self._on_image("annotated", m), sensor)
         self.node.create_subscription(Image, f"{ns}{raw_topic}", lambda m: self._on_image("raw", m), sensor)

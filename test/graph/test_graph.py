@@ -33,6 +33,14 @@ def test_two_cameras_both_go_into_the_style_node():
     assert style.parameters["input_topics"] == ["image", "image_1"]
     assert dict(style.remaps) == {"image": "/r1/camera/color/image_raw", "image_1": "/r1/csi/image_raw"}
     assert dict(specs["detection"].remaps)["image"] == "/r1/camera/color/image_raw"   # detection: first camera
+
+
+def test_existing_topics_as_two_style_inputs():
+    style = {s.name: s for s in graph.edge_graph((), style_input="/a/image", style_input_2="/b/image")}["style_transfer"]
+    assert style.parameters["input_topics"] == ["image", "image_1"]
+    assert dict(style.remaps) == {"image": "/a/image", "image_1": "/b/image"}
+    one = {s.name: s for s in graph.edge_graph((), style_input="/a/image")}["style_transfer"]
+    assert "input_topics" not in one.parameters
     one = {s.name: s for s in graph.edge_graph(("csi",))}
     assert "input_topics" not in one["style_transfer"].parameters
     assert dict(one["style_transfer"].remaps) == {"image": "/csi/image_raw"}
