@@ -6,7 +6,7 @@
 #   starry_night, ihc: distilled with the recipes below, guided by the teacher's features, on a GPU
 #                 (NVIDIA H200, --device cuda, 2500 steps in about 6 min with seven runs sharing the GPU);
 #                 their command.txt and training.json record the runs. DEVICE=cpu (or no GPU: the
-#                 default auto picks the CPU) runs the same recipe in about 23 min per style on this 2-core
+#                 default auto picks the CPU) runs the same recipe in about 22 min per style on this 2-core
 #                 CPU; CUDA and CPU kernels round differently, so it gives close, not identical, weights
 #                 (starry_night on the CPU: held-out Gram 61.5 vs 55.8, multistyle26 0.00190 vs 0.00201,
 #                 but a border gap of 19.5/255 that fails the border test: check a retrained model with

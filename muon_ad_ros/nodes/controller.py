@@ -37,7 +37,6 @@ def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, 
     return r_max - t * (r_max - r_min), nearest
 
 
-
 def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, int]:
     """Returns (fps of the slowest stream, latency p50 ms, samples) of the (receipt time, latency ms, camera
     frame_id) arrivals of the last ``horizon`` seconds. With two cameras into the style node (the launch
@@ -51,6 +50,7 @@ def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, i
     rates = [(len(ts) - 1) / max(1e-6, ts[-1] - ts[0]) for ts in streams.values() if len(ts) >= 2]
     p50 = float(np.median([a[1] for a in recent])) if len(recent) >= 2 else float("nan")
     return (min(rates) if rates else 0.0), p50, len(recent)
+
 
 class ControllerNode(Node):
     def __init__(self):

@@ -90,10 +90,11 @@ class TrainConfig:
     # student's output and of the teacher's output of the same crop, at teacher_layers, added to the style
     # side. Unlike the pixel L1 it does not ask for the teacher's colour at each pixel, only for what the
     # features see there (strokes, outlines, palette), so a stroke a few pixels off costs little. Measured on
-    # starry_night (the shipped run: 800 steps, moment weight 3; the 8 held-out photos at 640x480): weight 1
+    # starry_night (800 steps, moment weight 3; the 8 held-out photos at 640x480): weight 1
     # took the top level from mobilenet Gram 138 (400 steps, no teacher) to 65.3 and multistyle26 0.00245 to
     # 0.00222 with SSIM to content 0.548 -> 0.444; the recipe with content weight 0.1 and no teacher reached
-    # Gram 80 at SSIM 0.31 with the photos' shapes gone (docs/method.md, shipped styles).
+    # Gram 80 at SSIM 0.31 with the photos' shapes gone. At 2500 steps weight 3 was farther than 1 for
+    # starry_night (Gram 75.9 vs 55.8) but kept ihc free of a right-edge band (docs/method.md, shipped styles).
     teacher_feature_weight: float = 1.0
     teacher_layers: tuple[str, ...] = ("block5", "block9")
     # Self-distillation of the pruned levels (the in-place distillation of slimmable networks, not in
@@ -417,7 +418,8 @@ def main(argv=None) -> int:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="muon-ad distill", description=__doc__.splitlines()[0])
     p.add_argument("--style", required=True, help=f"style image file or bundled style ({', '.join(data.STYLES)})")
-    p.add_argument("--content", help="folder of content images (default: photographs bundled with scikit-image)")
+    p.add_argument("--content", help="folder of content images (default: the training split of the scikit-image and "
+                        "opencv-doc photographs and videos, muon_ad_ros/data/SOURCES.md)")
     p.add_argument("--out", help="output bundle directory (default: out/distill/<style name>)")
     p.add_argument("--name", help="style name recorded in the bundle (default: from --style)")
     p.add_argument("--iters", type=int)
