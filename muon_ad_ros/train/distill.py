@@ -111,6 +111,13 @@ class TrainConfig:
     order: str = "l1"
     order_until: float = 0.5
     tv_weight: float = 0.3  # total variation on the output (not in METHOD.md): damps sub-pixel checkerboards
+    # Border consistency (not in METHOD.md): the student also stylizes the training crop cut by 8 or 16 px on
+    # each side, and the 8x8-block means of the outer border_ring px of that output are pulled (L1, this
+    # weight) towards the full crop's output at the same pixels, which were interior pixels there: a border
+    # painted as if the frame went on. 0 = off (the shipped recipes). It targets the band that the
+    # outline-painting styles draw where the frame cuts the content; what it measured is in docs/method.md.
+    border_weight: float = 0.0
+    border_ring: int = 16
     # One-sided projection moves the fixed point towards content: where style and content balance,
     # g_style + g_content ~ 0, so cos ~ -1 < -0.5 and the style part is projected away. Measured: without it
     # (content 0.1) the full-capacity student drifted to pure style texture by step ~1300 (content gone at
@@ -182,6 +189,27 @@ def style_views(style: np.ndarray, side: int, rng: np.random.Generator) -> list[
 def total_variation(y: torch.Tensor) -> torch.Tensor:
     """Return the mean absolute difference between neighbouring pixels."""
     return (y[..., 1:, :] - y[..., :-1, :]).abs().mean() + (y[..., :, 1:] - y[..., :, :-1]).abs().mean()
+
+
+def inner_crop(x: torch.Tensor, rng: np.random.Generator, margins=(8, 16)) -> tuple[torch.Tensor, tuple]:
+    """Return x cut by a random margin (one of ``margins``, multiples of the student's 8-px grid) on each
+    side, and the (top, bottom, left, right) margins."""
+    top, bottom, left, right = (int(m) for m in rng.choice(margins, 4))
+    return x[..., top:x.shape[-2] - bottom, left:x.shape[-1] - right], (top, bottom, left, right)
+
+
+def border_consistency(y_inner: torch.Tensor, y_full: torch.Tensor, cut: tuple, ring: int,
+                       cell: int = 8) -> torch.Tensor:
+    """Return the mean |mean of (y_inner - y_full at the same pixels) over a cell x cell block| over the blocks
+    of the outer ``ring`` px of y_inner. The block mean keeps a colour shift along the border (a band, a
+    frame) and averages out where the texture's strokes fall, which the border cannot know."""
+    top, bottom, left, right = cut
+    ref = y_full[..., top:y_full.shape[-2] - bottom, left:y_full.shape[-1] - right]
+    diff = torch.nn.functional.avg_pool2d(y_inner - ref, cell).abs()
+    k = max(1, ring // cell)
+    mask = torch.ones_like(diff[:1, :1])
+    mask[..., k:-k, k:-k] = 0
+    return (diff * mask).sum() / (mask.sum() * diff.shape[0] * diff.shape[1])
 
 
 class Distiller:
@@ -264,6 +292,11 @@ class Distiller:
             content = content + cfg.tv_weight * total_variation(y)
         rec = {"step": step, "retention": r, "phase": st.phase, "lambda_style": st.lambda_style,
                "style": losses["style"].item(), "content": losses["content"].item()}
+        if cfg.border_weight:  # a fidelity term too: the border as the interior would be painted
+            inner, cut = inner_crop(x, self.rng)
+            ring = border_consistency(self.student(inner, r), y.detach(), cut, cfg.border_ring)
+            content = content + cfg.border_weight * ring
+            rec["border"] = ring.item()
         if cfg.teacher_weight:  # a style target: it goes with the style side
             teach = (y - t).abs().mean()
             style = style + cfg.teacher_weight * teach
@@ -361,6 +394,15 @@ class Distiller:
                     "step": self.step, "log": self.log, "rng": self.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "train_config": dataclasses.asdict(self.cfg)}, path)
 
+    def init_from(self, path: Path) -> None:
+        """Load the student weights of a bundle's student.pt or a checkpoint (same architecture); the
+        optimizer, schedule and step start fresh."""
+        from .export import load_checkpoint
+        student, _, _ = load_checkpoint(path)
+        if student.config != self.student.config:
+            raise ValueError(f"{path}: student config {student.config} differs from this run's {self.student.config}")
+        self.student.load_state_dict(student.state_dict())
+
     def resume(self, path: Path) -> None:
         """Restore the state written by ``checkpoint``."""
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -424,6 +466,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="style name recorded in the bundle (default: from --style)")
     p.add_argument("--iters", type=int)
     p.add_argument("--resume", help="checkpoint to continue from")
+    p.add_argument("--init", help="start from these weights (a bundle's student.pt or a checkpoint) with a fresh "
+                                  "optimizer and schedule: a fine-tune")
     p.add_argument("--checkpoint-dir", help="where checkpoint.pt goes (default: --out)")
     p.add_argument("--optimizer", choices=("muon", "adamw"), default=d.optimizer)
     p.add_argument("--lr", type=float, help=f"base lr (default: {d.lr} for muon, 1e-3 for adamw)")
@@ -443,6 +487,10 @@ def main(argv=None) -> int:
                    help=f"weight of the feature L1 to that output at {','.join(d.teacher_layers)} "
                         f"(default {d.teacher_feature_weight}; 0: off)")
     p.add_argument("--content-weight", type=float, help=f"weight of the content loss (default {d.content_weight})")
+    p.add_argument("--image-pad", type=int, default=d.image_pad,
+                   help=f"pixels the images are mirrored outwards before the feature network (default {d.image_pad})")
+    p.add_argument("--border-weight", type=float, default=d.border_weight,
+                   help="weight of the border-consistency L1 (the border painted as the interior; 0: off)")
     p.add_argument("--order", choices=ORDERS, default=d.order, help="channel order of the pruned levels")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--device", choices=DEVICES, default="auto",
@@ -461,16 +509,22 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(d, optimizer=a.optimizer, seed=a.seed, loss=a.loss, threads=a.threads,
                               projection=a.projection, curriculum=not a.no_curriculum,
                               dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, order=a.order,
-                              **over)
+                              border_weight=a.border_weight, image_pad=a.image_pad, **over)
     if cfg.crop % 8 or cfg.crop < 64:
         p.error(f"--crop must be a multiple of 8 and >= 64, got {cfg.crop}")
+    if cfg.image_pad < 0 or cfg.image_pad % 16:
+        p.error(f"--image-pad must be a multiple of 16 (the feature network's stride) and >= 0, got {cfg.image_pad}")
+    if cfg.border_weight and cfg.crop < 96:
+        p.error(f"--border-weight needs --crop >= 96 (the cut crop must keep 64 px), got {cfg.crop}")
     if cfg.iters < 1:
         p.error(f"--iters must be >= 1, got {cfg.iters}")
     if cfg.teacher_weight < 0 or cfg.teacher_feature_weight < 0:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
-    if cfg.stats_weight < 0:
-        p.error(f"--stats-weight must be >= 0, got {cfg.stats_weight}")
+    if cfg.stats_weight < 0 or cfg.border_weight < 0:
+        p.error(f"--stats-weight and --border-weight must be >= 0, got {cfg.stats_weight}, {cfg.border_weight}")
+    if a.init and a.resume:
+        p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     try:
         device = resolve_device(a.device)
     except ValueError as exc:
@@ -489,7 +543,13 @@ def main(argv=None) -> int:
         order_scores={"importance": t.order_scores("importance"), "l1": t.order_scores("l1")})
     if a.resume:
         trainer.resume(Path(a.resume))
+    if a.init:
+        try:
+            trainer.init_from(Path(a.init))
+        except (FileNotFoundError, ValueError) as exc:
+            p.error(f"--init: {exc}")
     record = {"command": "muon-ad distill " + shlex.join(argv), "seed": cfg.seed, "git_commit": git_commit(),
+              "init": str(a.init) if a.init else None,
               "git_dirty": git_dirty(Path(__file__).resolve().parent),
               "train_config": dataclasses.asdict(cfg), "torch": str(torch.__version__), "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,

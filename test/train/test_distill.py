@@ -226,3 +226,65 @@ def test_l1_order_scores_cover_every_group():
     s = Student()
     scores = distill.l1_scores(s)
     assert {k: len(v) for k, v in scores.items()} == s.channel_groups()
+
+
+def test_border_consistency_compares_the_cut_crops_ring_with_the_same_pixels_of_the_full_crop():
+    rng = np.random.default_rng(0)
+    full = torch.rand(2, 3, 96, 128)
+    inner, cut = distill.inner_crop(full, rng)
+    top, bottom, left, right = cut
+    assert all(m in (8, 16) for m in cut) and inner.shape[-2:] == (96 - top - bottom, 128 - left - right)
+    assert distill.border_consistency(inner, full, cut, 16) == 0  # the same pixels
+    framed = inner.clone()
+    framed[..., :, -4:] += 0.5  # a band inside the right edge
+    assert float(distill.border_consistency(framed, full, cut, 16)) > 0.01
+    inside = inner.clone()
+    inside[..., 20:-20, 20:-20] += 0.5  # the interior is not the border's business
+    assert distill.border_consistency(inside, full, cut, 16) == 0
+
+
+def test_border_weight_trains_a_shipped_students_border_towards_its_interior(photos):
+    """--init a shipped bundle, then steps on the border term alone bring the border of a cut crop closer to
+    what the full crop paints at the same pixels."""
+    from muon_ad_ros.model.bundle import MODELS_ROOT
+    cfg = distill.TrainConfig(iters=25, batch=1, crop=96, style_side=96, validate_every=100, reorder_every=100,
+                              content_weight=0.0, stats_weight=0.0, tv_weight=0.0, self_distill=0.0, lr=0.002,
+                              dynamic_mask=False, curriculum=False, teacher_feature_weight=0.0, border_weight=10.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
+    trainer.init_from(MODELS_ROOT / "mosaic" / "student.pt")
+    trainer.loss_fn.style_loss = lambda feats, image=None: torch.zeros(())  # only the border term trains
+    x = data.random_crops(trainer.content, 128, 4, np.random.default_rng(3))
+    cut = (16, 16, 16, 16)
+
+    def gap():
+        with torch.no_grad():
+            return float(distill.border_consistency(trainer.student(x[..., 16:-16, 16:-16]), trainer.student(x),
+                                                    cut, 16))
+    before = gap()
+    recs = [trainer.train_step() for _ in range(cfg.iters)]
+    assert all(r["border"] > 0 for r in recs)
+    assert gap() < 0.8 * before
+
+
+def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
+    from muon_ad_ros.model.bundle import MODELS_ROOT
+    out = tmp_path / "b"
+    init = MODELS_ROOT / "mosaic" / "student.pt"
+    assert distill.main(["--style", "mosaic", "--fast", "--iters", "1", "--init", str(init), "--out", str(out),
+                         "--no-export", "--content-weight", "0", "--stats-weight", "0", "--image-pad", "32"]) == 0
+    record = json.loads((out / "training.json").read_text())
+    assert record["init"] == str(init) and "--init" in record["command"]
+    assert record["train_config"]["image_pad"] == 32
+    with pytest.raises(SystemExit):
+        distill.main(["--style", "mosaic", "--fast", "--init", str(init), "--resume", str(out / "checkpoint.pt"),
+                      "--out", str(out)])
+    assert "exclude each other" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distill.main(["--style", "mosaic", "--fast", "--init", str(tmp_path / "none.pt"), "--out", str(out)])
+    assert "none.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distill.main(["--style", "mosaic", "--fast", "--border-weight", "1", "--out", str(out)])
+    assert "--crop >= 96" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distill.main(["--style", "mosaic", "--fast", "--image-pad", "20", "--out", str(out)])
+    assert "multiple of 16" in capsys.readouterr().err
