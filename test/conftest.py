@@ -90,12 +90,11 @@ class Probe:
         return [parameter_value_to_python(v) for v in future.result().values]
 
     def close(self):
-        import rclpy
+        from muon_ad_ros.nodes.spin import close_ros
         self._run = False
         self.thread.join(timeout=2.0)
         self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        close_ros(self.node, self.context)
 
 
 class Camera:

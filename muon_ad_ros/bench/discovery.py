@@ -39,6 +39,7 @@ def child(role: str, delay: float, t0: float, seconds: float) -> None:
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from std_msgs.msg import String
+    from muon_ad_ros.nodes.spin import close_ros
     rclpy.init()
     node = rclpy.create_node(f"discovery_{role}")
     created, first = time.time(), None
@@ -55,7 +56,7 @@ def child(role: str, delay: float, t0: float, seconds: float) -> None:
         rclpy.spin_once(node, timeout_sec=0.02)
     if role != "pub":
         print(json.dumps({"created": created - t0, "first": None if first is None else first - t0}), flush=True)
-    rclpy.try_shutdown()
+    close_ros(node)
 
 
 def without_discovery_settings(profile: Path, folder: Path) -> Path:

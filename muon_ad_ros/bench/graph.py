@@ -55,6 +55,7 @@ def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic:
     from muon_ad_ros.nodes.images import fill_image
     from muon_ad_ros.nodes.qos import image_qos
     frames = np.load(frames_path)
+    from muon_ad_ros.nodes.spin import close_ros
     rclpy.init()
     node = rclpy.create_node("bench_player")
     pub = node.create_publisher(Image, topic, image_qos())
@@ -72,8 +73,7 @@ def play(frames_path: str, rate: float, seconds: float, subscribers: int, topic:
         pub.publish(msg)
         sent = n + 1
     print(json.dumps({"sent": sent, "seconds": time.monotonic() - t0}), flush=True)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    close_ros(node)
     return 0
 
 

@@ -29,6 +29,7 @@ def watch(seconds: float) -> int:
     listed graph nodes changes, and when a get_parameters call on a newly listed style node returns."""
     import rclpy
     from rcl_interfaces.srv import GetParameters
+    from muon_ad_ros.nodes.spin import close_ros
     rclpy.init()
     node = rclpy.create_node("startup_watch")
     client = node.create_client(GetParameters, "/style_transfer/get_parameters")
@@ -49,7 +50,7 @@ def watch(seconds: float) -> int:
         if "style_transfer" in names and (future is None or retry) and client.service_is_ready():
             future, asked = client.call_async(GetParameters.Request(names=["retention"])), time.monotonic()
             future.add_done_callback(lambda f: print(json.dumps({"t": time.time(), "param": True}), flush=True))
-    rclpy.try_shutdown()
+    close_ros(node)
     return 0
 
 

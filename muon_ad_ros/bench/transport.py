@@ -105,6 +105,7 @@ def publish(width: int, height: int, rate: float, seconds: float, out: str, qos:
     from std_msgs.msg import Header
 
     from muon_ad_ros.nodes.images import fill_image
+    from muon_ad_ros.nodes.spin import close_ros
     rclpy.init()
     node = rclpy.create_node("bench_transport_pub")
     pub = node.create_publisher(Image, TOPIC, _qos(qos, 1))
@@ -117,8 +118,7 @@ def publish(width: int, height: int, rate: float, seconds: float, out: str, qos:
         pub.publish(msg)
         sent = n + 1
     Path(out).write_text(json.dumps({"sent": sent}))
-    node.destroy_node()
-    rclpy.try_shutdown()
+    close_ros(node)
     return 0
 
 
@@ -128,6 +128,7 @@ def subscribe(seconds: float, t_start: float, out: str, qos: str = "sensor") -> 
     from sensor_msgs.msg import Image
 
     from muon_ad_ros.nodes.images import stamp_seconds
+    from muon_ad_ros.nodes.spin import close_ros
     rclpy.init()
     node = rclpy.create_node("bench_transport_sub")
     seqs: list[int] = []
@@ -146,8 +147,7 @@ def subscribe(seconds: float, t_start: float, out: str, qos: str = "sensor") -> 
     while time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
     Path(out).write_text(json.dumps({"seqs": seqs, "latency_ms": lat, "first_s": first[0] if first else None}))
-    node.destroy_node()
-    rclpy.try_shutdown()
+    close_ros(node)
     return 0
 
 

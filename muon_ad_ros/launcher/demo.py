@@ -157,7 +157,8 @@ class Collector:
         self._spin.join(timeout=2.0)
         if self.writer is not None:
             self.writer.release()
-        self.node.destroy_node()
+        from muon_ad_ros.nodes.spin import close_ros
+        close_ros(self.node, shutdown=False)   # the process may go on with ROS (bench graph's next probe)
 
 
 def ensure_recording() -> Path:

@@ -144,10 +144,11 @@ class Recorder:
         self._running = False
         self._spin.join(timeout=2.0)
         self.executor.shutdown()
-        self.node.destroy_node()
-        with self.lock:
+        with self.lock:   # the file is complete before the DDS teardown, which close_ros may cut short
             self.writer.finish()
             self._file.close()
+        from muon_ad_ros.nodes.spin import close_ros
+        close_ros(self.node, shutdown=False)   # the context is the caller's
         return dict(self.counts)
 
 

@@ -1,6 +1,7 @@
 """The executor the nodes spin in and the process's init/spin/shutdown loop."""
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
@@ -39,6 +40,31 @@ class StopRequest:
         return bool(self.signals)
 
 
+# Longest the DDS teardown of a process may take before the process ends without it (close_ros)
+TEARDOWN_LIMIT_S = 5.0
+
+
+def close_ros(node=None, context=None, limit_s: float = TEARDOWN_LIMIT_S, shutdown: bool = True) -> None:
+    """Destroys `node` (if given) and, with `shutdown`, shuts `context` down (rclpy's default one if None); if
+    that takes longer than `limit_s`, the process ends there (exit status 1, every thread's stack on stderr).
+
+    Why: Fast DDS 3.2 can livelock while it deletes a participant (the last node of a context).
+    DomainParticipantImpl::set_listener(nullptr) waits for the discovery callbacks in flight, but its wait
+    returns at once (the deadline is steady_clock's maximum; eProsima/Fast-DDS#6513) and it takes the
+    listener mutex again in a loop, while the callbacks it waits for block on that mutex. Seen under gdb
+    in a process whose peers were leaving the graph as it shut down: 100 % of a core for over 9 minutes.
+    faulthandler's watchdog is a C thread, so it also fires while the stuck call holds the GIL; the
+    process's results are written before this is called."""
+    faulthandler.dump_traceback_later(limit_s, exit=True)
+    try:
+        if node is not None:
+            node.destroy_node()
+        if shutdown:
+            rclpy.try_shutdown(context=context)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def run_node(node_class, args=None, poll: float = 0.1, **kwargs) -> int:
     """Returns the exit code (0 on SIGINT/SIGTERM) after initialising rclpy, spinning `node_class` until
     a signal asks to stop, then closing the node (its threads joined, inference sessions closed) and
@@ -73,8 +99,7 @@ def run_node(node_class, args=None, poll: float = 0.1, **kwargs) -> int:
             if stop:
                 names = [signal.Signals(s).name for s in stop.signals]
                 node.get_logger().info(f"stopped on {', '.join(names)}; threads and inference sessions closed")
-            node.destroy_node()
-        rclpy.try_shutdown()
+        close_ros(node)
         # Python puts its own handlers back to the default (terminate) while the interpreter finalizes,
         # which takes a while with DDS and ONNX Runtime to tear down; ignored signals stay ignored.
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,6 +19,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from muon_ad_ros.nodes.images import fill_image, stamp_seconds
+from muon_ad_ros.nodes.spin import close_ros
 from muon_ad_ros.nodes.qos import image_qos, reliable_qos
 
 
@@ -80,7 +81,7 @@ def main():
         print(json.dumps(observe(a.seconds, a.node)), flush=True)
     else:
         camera(a.topic, a.seconds)
-    rclpy.try_shutdown()
+    close_ros()
 
 
 if __name__ == "__main__":

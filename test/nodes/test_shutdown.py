@@ -52,3 +52,25 @@ def test_sigint_twice_then_sigterm_ends_every_node_cleanly(probe, start_nodes, r
         log = g.log(name)
         assert not [b for b in BAD if b in log], (name, log[-3000:])
         assert "stopped on SIGINT" in log and "threads and inference sessions closed" in log, (name, log[-3000:])
+
+
+def test_close_ros_ends_a_process_whose_dds_teardown_hangs():
+    """close_ros bounds the teardown: a destroy_node that does not return (here a regular expression that
+    backtracks for hours inside C code holding the GIL, as Fast DDS's livelock does) ends the process with
+    its stacks on stderr instead of hanging it."""
+    import subprocess
+    import sys
+    code = "\n".join([
+        "import re, rclpy",
+        "from muon_ad_ros.nodes.spin import close_ros",
+        "rclpy.init()",
+        "node = rclpy.create_node('stuck_teardown')",
+        "node.destroy_node = lambda: re.match(r'(a+)+$', 'a' * 64 + 'b')",
+        "print('results written', flush=True)",
+        "close_ros(node, limit_s=1.0)",
+        "print('not reached', flush=True)"])
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert run.returncode == 1 and run.stdout == "results written\n"
+    assert "Timeout" in run.stderr and "close_ros" in run.stderr
