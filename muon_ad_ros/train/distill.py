@@ -398,7 +398,12 @@ class Distiller:
         """Load the student weights of a bundle's student.pt or a checkpoint (same architecture); the
         optimizer, schedule and step start fresh."""
         from .export import load_checkpoint
-        student, _, _ = load_checkpoint(path)
+        try:
+            student, _, _ = load_checkpoint(path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # torch.load and load_state_dict raise their own types for a wrong file
+            raise ValueError(f"{path}: not student weights ({type(exc).__name__}: {exc})") from None
         if student.config != self.student.config:
             raise ValueError(f"{path}: student config {student.config} differs from this run's {self.student.config}")
         self.student.load_state_dict(student.state_dict())
@@ -525,6 +530,8 @@ def main(argv=None) -> int:
         p.error(f"--stats-weight and --border-weight must be >= 0, got {cfg.stats_weight}, {cfg.border_weight}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
+    if a.init and not Path(a.init).is_file():
+        p.error(f"--init: {a.init} is not a file (a bundle's student.pt or a distill checkpoint)")
     try:
         device = resolve_device(a.device)
     except ValueError as exc:
@@ -546,7 +553,7 @@ def main(argv=None) -> int:
     if a.init:
         try:
             trainer.init_from(Path(a.init))
-        except (FileNotFoundError, ValueError) as exc:
+        except ValueError as exc:
             p.error(f"--init: {exc}")
     record = {"command": "muon-ad distill " + shlex.join(argv), "seed": cfg.seed, "git_commit": git_commit(),
               "init": str(a.init) if a.init else None,

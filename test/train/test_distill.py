@@ -282,6 +282,10 @@ def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
     with pytest.raises(SystemExit):
         distill.main(["--style", "mosaic", "--fast", "--init", str(tmp_path / "none.pt"), "--out", str(out)])
     assert "none.pt" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit):
+        distill.main(["--style", "mosaic", "--fast", "--init", str(tmp_path / "junk.pt"), "--out", str(out)])
+    assert "junk.pt: not student weights" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         distill.main(["--style", "mosaic", "--fast", "--border-weight", "1", "--out", str(out)])
     assert "--crop >= 96" in capsys.readouterr().err
