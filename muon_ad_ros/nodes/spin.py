@@ -53,8 +53,9 @@ def close_ros(node=None, context=None, limit_s: float = TEARDOWN_LIMIT_S, shutdo
     returns at once (the deadline is steady_clock's maximum; eProsima/Fast-DDS#6513) and it takes the
     listener mutex again in a loop, while the callbacks it waits for block on that mutex. Seen under gdb
     in a process whose peers were leaving the graph as it shut down: 100 % of a core for over 9 minutes.
-    faulthandler's watchdog is a C thread, so it also fires while the stuck call holds the GIL; the
-    process's results are written before this is called."""
+    faulthandler's watchdog is a C thread, so it also fires while the stuck call holds the GIL. The nodes,
+    the bench children and the recorder write what they produced before calling this; the demo and bench
+    graph write their report after their collector closes, so a cut teardown ends them without it."""
     faulthandler.dump_traceback_later(limit_s, exit=True)
     try:
         if node is not None:
