@@ -67,6 +67,20 @@ def without_discovery_settings(profile: Path, folder: Path) -> Path:
     return path
 
 
+def child_result(proc: subprocess.Popen, limit_s: float) -> dict:
+    """Returns the result line a child prints before its teardown; a child still running after limit_s is
+    killed (its line, printed first, is kept), so a stuck teardown costs the run seconds, not the run."""
+    try:
+        out = proc.communicate(timeout=limit_s)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out = proc.communicate()[0]
+    line = next((l for l in out.splitlines() if l.strip()), None)
+    if line is None:
+        raise RuntimeError(f"discovery child {proc.args[4]!r} printed no result (exit status {proc.returncode})")
+    return json.loads(line)
+
+
 def trial(envs: dict, spread: float, early: float, seconds: float) -> list[float | None]:
     """Returns each subscription's seconds from the last node's creation to its first sample (None: never):
     [sub1, sub2, early]."""
@@ -76,7 +90,8 @@ def trial(envs: dict, spread: float, early: float, seconds: float) -> list[float
     procs = [subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.discovery", "_child", role,
                                str(delays[role]), str(t0), str(seconds + early)],
                               stdout=subprocess.PIPE, text=True, env=envs[role]) for role in ROLES]
-    outs = [json.loads(procs[0].stdout.readline())] + [json.loads(p.communicate()[0]) for p in procs[1:]]
+    limit = 1.0 + max(delays.values()) + seconds + early + 30.0  # its run, then close_ros's 5 s and start-up
+    outs = [json.loads(procs[0].stdout.readline())] + [child_result(p, limit) for p in procs[1:]]
     procs[0].kill()
     procs[0].communicate()
     ready = max(o["created"] for o in outs)
