@@ -59,6 +59,12 @@ class StudentConfig:
     # up to 76/255 from the strip 8-16 px in, where the photo's own difference was 3). Bundles written
     # before this field existed are "zeros" (see from_saved).
     padding: str = "replicate"
+    # Channels of a learned 1/2-resolution stage before the output (0: none, the smooth head above). With
+    # it, a 2x2 stride-2 conv reads the image at 1/2, the 1/4 decoder is brought up by a 1x1 conv and
+    # nearest 2x, a 3x3 conv mixes the two, and the output conv emits 2x2 sub-pixels there (depth-to-space to
+    # full resolution) added to the input times the gain: strokes down to 1-2 px can be placed, where the
+    # smooth head's bilinear 4x upsampling of the 1/4 output cannot paint anything finer than 4 px.
+    half_width: int = 0
 
     @classmethod
     def from_saved(cls, saved: dict, state: dict | None = None) -> "StudentConfig":
@@ -196,7 +202,7 @@ class Student(nn.Module):
 
     # the layers that read the image and write the output (and the colour path beside them): AdamW's,
     # not Muon's (train/muon.py muon_param_groups)
-    io_layers = ("stem", "out", "skip")
+    io_layers = ("stem", "stem2", "out", "skip")
 
     def __init__(self, config: StudentConfig | None = None):
         super().__init__()
@@ -213,7 +219,18 @@ class Student(nn.Module):
         s = cfg.subpixel
         if s not in (1, 2, 4):
             raise ValueError(f"subpixel must be 1, 2 or 4, got {s}")
-        self.out = SlicedConv(c4, 3 * s * s, 3, in_group="dec4", padding_mode=pm)  # 3 colours x s x s sub-pixels
+        c2 = cfg.half_width
+        if c2 < 0 or (c2 and s != 1):
+            raise ValueError(f"half_width must be >= 0 and needs subpixel 1, got {c2} with subpixel {s}")
+        if c2:
+            self.stem2 = SlicedConv(3, c2, 2, stride=2, padding=0, out_group="skip2")
+            self.up2 = SlicedConv(c4, c2, 1, out_group="skip2", in_group="dec4")
+            self.dec2 = SlicedConv(c2, c2, 3, out_group="dec2", in_group="skip2", padding_mode=pm)
+            self.out = SlicedConv(c2, 12, 3, in_group="dec2", padding_mode=pm)  # 3 colours x 2x2 sub-pixels
+            with torch.no_grad():  # the four sub-pixels start equal (ICNR): no 2-px checkerboard at the start
+                self.out.weight.copy_(self.out.weight[::4].repeat_interleave(4, dim=0))
+        else:
+            self.out = SlicedConv(c4, 3 * s * s, 3, in_group="dec4", padding_mode=pm)  # 3 colours x s x s
         if s == 4:
             # full-resolution colour path of the input in the same sub-pixel layout (a 4x4 stride-4
             # conv): fine content detail survives, and the add and sigmoid run at 1/4 resolution
@@ -237,6 +254,8 @@ class Student(nn.Module):
         """Return {group name: number of members}: the keys reorder_channels and importance use."""
         c4, c8 = self.config.widths
         groups = {"skip4": c4, "stream": c8, "dec4": c4}
+        if self.config.half_width:
+            groups.update(skip2=self.config.half_width, dec2=self.config.half_width)
         groups.update({f"res{i}": self.config.res_hidden for i in range(len(self.res))})
         groups.update({blk.name: blk.groups for blk in self.context})
         return groups
@@ -299,6 +318,10 @@ class Student(nn.Module):
         for blk in self.context:
             h = blk(h, c)
         d = F.relu(self.dec(F.interpolate(self.up(h, c), scale_factor=2.0, mode="nearest") + e, c))
+        if self.config.half_width:
+            e2 = F.relu(self.stem2(x, c))  # 1/2
+            d2 = F.relu(self.dec2(F.interpolate(self.up2(d, c), scale_factor=2.0, mode="nearest") + e2, c))
+            return torch.sigmoid(F.pixel_shuffle(self.out(d2, c), 2) + self.colour_gain * x)
         s = self.config.subpixel
         if s == 4:
             return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 4)
@@ -325,7 +348,12 @@ class Student(nn.Module):
         total, h8, w8 = self.down.macs(h, w, c)
         total += stem + sum(b.conv_a.macs(h8, w8, c)[0] + b.conv_b.macs(h8, w8, c)[0] for b in self.res)
         total += sum(blk.macs(h8, w8, c) for blk in self.context)
-        total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0] + self.out.macs(h, w, c)[0]
+        total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0]
+        if self.config.half_width:
+            total += self.stem2.macs(height, width, c)[0] + self.up2.macs(h, w, c)[0]
+            total += self.dec2.macs(height // 2, width // 2, c)[0] + self.out.macs(height // 2, width // 2, c)[0]
+            return total + 3 * height * width * 2  # the colour gain and the add per output value
+        total += self.out.macs(h, w, c)[0]
         if self.config.subpixel == 4:
             return total + self.skip.macs(height, width, c)[0]
         return total + 3 * height * width * 5  # bilinear taps (4) and the colour gain per output value
@@ -334,6 +362,7 @@ class Student(nn.Module):
         """Return the kept fraction of each stage's channels [skip4, stream, res..., dec4] at this retention."""
         c, groups = self.counts(retention), self.channel_groups()
         names = ["skip4", "stream"] + [f"res{i}" for i in range(len(self.res))] + ["dec4"]
+        names += ["skip2", "dec2"] if self.config.half_width else []
         return [c[g] / groups[g] for g in names]
 
 

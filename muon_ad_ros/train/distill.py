@@ -72,6 +72,7 @@ class TrainConfig:
     stats_layers: tuple[str, ...] = ("rgb", "block2")
     stats_weight: float = 1.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
+    half_width: int = 0  # channels of the student's learned 1/2-resolution stage (StudentConfig.half_width)
     # Feature pixels on each side of the generated image left out of the style loss: the feature network's
     # zero padding makes border tokens special, and matching them taught the student a bright frame.
     loss_border: int = 0
@@ -221,7 +222,7 @@ class Distiller:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         # initialized on the CPU whatever the device: the same seed gives the same weights everywhere
-        self.student = Student(StudentConfig(subpixel=cfg.subpixel)).to(self.device)
+        self.student = Student(StudentConfig(subpixel=cfg.subpixel, half_width=cfg.half_width)).to(self.device)
         stats = tuple(cfg.stats_layers) if cfg.stats_weight else ()
         teach_layers = tuple(cfg.teacher_layers) if cfg.teacher_feature_weight else ()
         layers = tuple(l for l in dict.fromkeys(cfg.style_layers + cfg.content_layers + stats + teach_layers)
@@ -496,6 +497,10 @@ def main(argv=None) -> int:
                    help=f"pixels the images are mirrored outwards before the feature network (default {d.image_pad})")
     p.add_argument("--border-weight", type=float, default=d.border_weight,
                    help="weight of the border-consistency L1 (the border painted as the interior; 0: off)")
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight,
+                   help=f"weight of the total variation of the output (default {d.tv_weight})")
+    p.add_argument("--half-width", type=int, default=d.half_width,
+                   help="channels of a learned 1/2-resolution stage before the output (0: none, the smooth head)")
     p.add_argument("--order", choices=ORDERS, default=d.order, help="channel order of the pruned levels")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--device", choices=DEVICES, default="auto",
@@ -514,20 +519,24 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(d, optimizer=a.optimizer, seed=a.seed, loss=a.loss, threads=a.threads,
                               projection=a.projection, curriculum=not a.no_curriculum,
                               dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, order=a.order,
-                              border_weight=a.border_weight, image_pad=a.image_pad, **over)
+                              border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
+                              tv_weight=a.tv_weight, **over)
     if cfg.crop % 8 or cfg.crop < 64:
         p.error(f"--crop must be a multiple of 8 and >= 64, got {cfg.crop}")
     if cfg.image_pad < 0 or cfg.image_pad % 16:
         p.error(f"--image-pad must be a multiple of 16 (the feature network's stride) and >= 0, got {cfg.image_pad}")
     if cfg.border_weight and cfg.crop < 96:
         p.error(f"--border-weight needs --crop >= 96 (the cut crop must keep 64 px), got {cfg.crop}")
+    if cfg.half_width < 0 or cfg.half_width % 8:
+        p.error(f"--half-width must be a multiple of 8 (0: none), got {cfg.half_width}")
     if cfg.iters < 1:
         p.error(f"--iters must be >= 1, got {cfg.iters}")
     if cfg.teacher_weight < 0 or cfg.teacher_feature_weight < 0:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
-    if cfg.stats_weight < 0 or cfg.border_weight < 0:
-        p.error(f"--stats-weight and --border-weight must be >= 0, got {cfg.stats_weight}, {cfg.border_weight}")
+    if min(cfg.stats_weight, cfg.border_weight, cfg.tv_weight) < 0:
+        p.error(f"--stats-weight, --border-weight and --tv-weight must be >= 0, got {cfg.stats_weight}, "
+                f"{cfg.border_weight}, {cfg.tv_weight}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():

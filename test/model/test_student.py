@@ -271,3 +271,66 @@ def test_replicate_padding_has_no_border():
 def test_saved_configs_without_padding_are_the_zero_padded_students():
     assert StudentConfig.from_saved({"subpixel": 1}).padding == "zeros"
     assert StudentConfig().padding == "replicate"
+
+
+def half_res_student(seed=0):
+    torch.manual_seed(seed)
+    net = Student(StudentConfig(half_width=16)).eval()
+    with torch.no_grad():
+        for blk in net.context_blocks():
+            blk.o.weight.normal_(0, 0.05)
+    return net
+
+
+def test_half_resolution_stage_gives_full_resolution_prunes_and_counts_its_flops():
+    net = half_res_student()
+    x = frame(72, 88)
+    with torch.no_grad():
+        for r in (1.0, 0.7, 0.4):
+            y = net(x, r)
+            assert y.shape == (1, 3, 72, 88) and 0 <= y.min() and y.max() <= 1
+        corr = torch.corrcoef(torch.stack([x.flatten(), net(x).flatten()]))[0, 1]
+    assert corr > 0.8  # it starts near its input, like the smooth head
+    c = net.counts(0.4)
+    assert (c["skip2"], c["dec2"]) == (8, 8) and net.dec2.sizes(c) == (8, 8) and net.out.sizes(c) == (12, 8)
+    assert len(net.retention_per_stage(0.4)) == len(Student().retention_per_stage(0.4)) + 2
+    # the stage's own cost: 2x2 stem at 1/2, 1x1 at 1/4, 3x3 mix and 3x3 output at 1/2, gain and add
+    extra = 240 * 320 * (16 * 12 + 16 * 16 * 9 + 12 * 16 * 9) + 120 * 160 * 16 * 32 + 3 * 480 * 640 * 2
+    assert net.flops(480, 640) - Student().flops(480, 640) == extra - 120 * 160 * 3 * 32 * 9 - 3 * 480 * 640 * 5
+
+
+def test_half_resolution_stage_starts_without_a_two_pixel_checkerboard():
+    """The output conv's four sub-pixels start equal (ICNR), so depth-to-space paints 2x2 blocks."""
+    net = half_res_student()
+    with torch.no_grad():
+        y = net.out(torch.rand(1, 16, 24, 24), net.counts(1.0))
+    torch.testing.assert_close(y[:, 1::4], y[:, 0::4])
+    torch.testing.assert_close(y[:, 3::4], y[:, 0::4])
+
+
+@pytest.mark.parametrize("retention", [1.0, 0.4])
+def test_half_resolution_stage_reorders_and_slices_like_the_rest(retention):
+    net = half_res_student()
+    masked = Student(net.config).eval()
+    masked.load_state_dict(net.state_dict())
+    x = frame(64, 96)
+    with torch.no_grad():
+        before = net(x, 1.0)
+        gen = torch.Generator().manual_seed(3)
+        masked.reorder_channels({g: torch.rand(n, generator=gen) for g, n in masked.channel_groups().items()})
+        torch.testing.assert_close(masked(x, 1.0), before, atol=2e-5, rtol=1e-4)
+        c = masked.counts(retention)
+        sliced = masked(x, retention)
+        for name, entries in masked.channel_params().items():
+            for p, dim, block in entries:
+                if dim == 0:
+                    p.narrow(0, c[name] * block, p.shape[0] - c[name] * block).zero_()
+        torch.testing.assert_close(sliced, masked(x, 1.0), atol=1e-5, rtol=1e-4)
+
+
+def test_half_width_is_checked_and_saved():
+    with pytest.raises(ValueError, match="half_width"):
+        Student(StudentConfig(half_width=16, subpixel=2))
+    state = half_res_student().state_dict()
+    assert StudentConfig.from_saved({"half_width": 16}, state).half_width == 16
+    assert StudentConfig.from_saved({}, Student().state_dict()).half_width == 0

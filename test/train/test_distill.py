@@ -57,6 +57,26 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
     assert "--crop" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="nope.png"):
         distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
+    for bad in (["--half-width", "12"], ["--tv-weight", "-1"]):
+        with pytest.raises(SystemExit):
+            distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), *bad])
+        assert bad[0] in capsys.readouterr().err
+
+
+def test_distill_half_width_and_tv_weight_reach_the_bundle(tmp_path):
+    out = tmp_path / "bundle"
+    assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--half-width", "8",
+                         "--tv-weight", "3"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    record = json.loads((out / "training.json").read_text())
+    assert meta["student_config"]["half_width"] == 8
+    assert record["train_config"]["tv_weight"] == 3.0
+    from muon_ad_ros.runtime.style import OnnxRuntimeBackend, TorchBackend
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    onnx_be, torch_be = OnnxRuntimeBackend(out, threads=1), TorchBackend(out, threads=1)
+    for r in (1.0, 0.4):  # the runtime rebuilds the half-resolution stage from the bundle
+        a, b = onnx_be.infer(rgb, r), torch_be.infer(rgb, r)
+        assert a.shape == (64, 96, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_reorder_keeps_function_and_optimizer_state_aligned(photos):
