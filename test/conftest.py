@@ -73,10 +73,26 @@ class Probe:
         client = self.node.create_client(SetParameters, f"{node_fqn}/set_parameters")
         assert client.wait_for_service(timeout * TIMEOUT_SCALE), f"{node_fqn} offers no set_parameters service"
         req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        future = client.call_async(req)
-        assert wait_for(future.done, timeout), f"set_parameters on {node_fqn} timed out"
+        future = self.call(client, req, timeout)
+        assert future is not None, f"set_parameters on {node_fqn} timed out"
         self.node.destroy_client(client)
         return future.result().results
+
+    def call(self, client, request, timeout: float, attempt_s: float = 2.0):
+        """Returns the done future of `request`, sent again every attempt_s until timeout (None then).
+
+        A server that has not yet matched this client's response reader drops the response after the
+        response writer's max_blocking_time (100 ms; rmw_fastrtps logs "client will not receive
+        response"), which happens to nodes started a moment ago on a loaded machine. Parameter get/set
+        requests are idempotent, so sending one again is safe."""
+        deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+        while True:
+            future = client.call_async(request)
+            if wait_for(future.done, attempt_s):
+                return future
+            client.remove_pending_request(future)
+            if time.monotonic() >= deadline:
+                return None
 
     def get_params(self, node_fqn: str, *names: str, timeout: float = 10.0) -> list:
         """Returns the current values of parameters of a running node."""
@@ -84,8 +100,8 @@ class Probe:
         from rclpy.parameter import parameter_value_to_python
         client = self.node.create_client(GetParameters, f"{node_fqn}/get_parameters")
         assert client.wait_for_service(timeout * TIMEOUT_SCALE), f"{node_fqn} offers no get_parameters service"
-        future = client.call_async(GetParameters.Request(names=list(names)))
-        assert wait_for(future.done, timeout)
+        future = self.call(client, GetParameters.Request(names=list(names)), timeout)
+        assert future is not None, f"get_parameters on {node_fqn} timed out"
         self.node.destroy_client(client)
         return [parameter_value_to_python(v) for v in future.result().values]
 

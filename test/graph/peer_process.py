@@ -37,13 +37,18 @@ def observe(seconds: float, node_name: str) -> dict:
     node.create_subscription(Image, "/stylized/image_raw", lambda m: images.setdefault(key(m.header), time.time() - stamp_seconds(m.header.stamp)), image_qos(10))
     node.create_subscription(PruningState, "/stylized/pruning_state", lambda m: states.add(key(m.header)), reliable_qos(50))
     client = node.create_client(GetParameters, f"/{node_name}/get_parameters")
-    future = None
+    future, sent = None, 0.0
     while time.monotonic() < t0 + seconds:
         rclpy.spin_once(node, timeout_sec=0.02)
         if result["discovered_s"] is None and node_name in node.get_node_names():
             result["discovered_s"] = round(time.monotonic() - t0, 2)
-        if future is None and client.service_is_ready():
-            future = client.call_async(GetParameters.Request(names=["retention"]))
+        # sent again after 2 s: a server that has not matched this client's response reader within 100 ms
+        # drops the response (rmw_fastrtps: "client will not receive response")
+        stale = future is not None and not future.done() and time.monotonic() - sent > 2.0
+        if (future is None or stale) and result["retention"] is None and client.service_is_ready():
+            if stale:
+                client.remove_pending_request(future)
+            future, sent = client.call_async(GetParameters.Request(names=["retention"])), time.monotonic()
         if future is not None and future.done() and result["retention"] is None:
             result["retention"] = parameter_value_to_python(future.result().values[0])
     # Frames after the first image: each has a reliable pruning state, so a state without its image is a loss.
