@@ -406,7 +406,10 @@ class Distiller:
         except Exception as exc:  # torch.load and load_state_dict raise their own types for a wrong file
             raise ValueError(f"{path}: not student weights ({type(exc).__name__}: {exc})") from None
         if student.config != self.student.config:
-            raise ValueError(f"{path}: student config {student.config} differs from this run's {self.student.config}")
+            there, here = dataclasses.asdict(student.config), dataclasses.asdict(self.student.config)
+            diff = ", ".join(f"{k} {there[k]} there, {here[k]} here" for k in there if there[k] != here.get(k))
+            hint = f"; pass --half-width {there['half_width']}" if there["half_width"] != here["half_width"] else ""
+            raise ValueError(f"{path}: another student architecture ({diff}){hint}")
         self.student.load_state_dict(student.state_dict())
 
     def resume(self, path: Path) -> None:

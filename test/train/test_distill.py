@@ -269,7 +269,8 @@ def test_border_weight_trains_a_shipped_students_border_towards_its_interior(pho
     from muon_ad_ros.model.bundle import MODELS_ROOT
     cfg = distill.TrainConfig(iters=25, batch=1, crop=96, style_side=96, validate_every=100, reorder_every=100,
                               content_weight=0.0, stats_weight=0.0, tv_weight=0.0, self_distill=0.0, lr=0.002,
-                              dynamic_mask=False, curriculum=False, teacher_feature_weight=0.0, border_weight=10.0)
+                              dynamic_mask=False, curriculum=False, teacher_feature_weight=0.0, border_weight=10.0,
+                              half_width=16)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     trainer.init_from(MODELS_ROOT / "mosaic" / "student.pt")
     trainer.loss_fn.style_loss = lambda feats, image=None: torch.zeros(())  # only the border term trains
@@ -291,7 +292,8 @@ def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
     out = tmp_path / "b"
     init = MODELS_ROOT / "mosaic" / "student.pt"
     assert distill.main(["--style", "mosaic", "--fast", "--iters", "1", "--init", str(init), "--out", str(out),
-                         "--no-export", "--content-weight", "0", "--stats-weight", "0", "--image-pad", "32"]) == 0
+                         "--no-export", "--content-weight", "0", "--stats-weight", "0", "--image-pad", "32",
+                         "--half-width", "16"]) == 0
     record = json.loads((out / "training.json").read_text())
     assert record["init"] == str(init) and "--init" in record["command"]
     assert record["train_config"]["image_pad"] == 32
@@ -306,6 +308,9 @@ def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
     with pytest.raises(SystemExit):
         distill.main(["--style", "mosaic", "--fast", "--init", str(tmp_path / "junk.pt"), "--out", str(out)])
     assert "junk.pt: not student weights" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the shipped mosaic has the half-resolution stage, this run would not
+        distill.main(["--style", "mosaic", "--fast", "--init", str(init), "--out", str(out)])
+    assert "(half_width 16 there, 0 here); pass --half-width 16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         distill.main(["--style", "mosaic", "--fast", "--border-weight", "1", "--out", str(out)])
     assert "--crop >= 96" in capsys.readouterr().err
