@@ -52,6 +52,46 @@ def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, i
     return (min(rates) if rates else 0.0), p50, len(recent)
 
 
+class RaiseGate:
+    """When the target_fps loop may raise quality: after `need` consecutive control periods with headroom.
+
+    A raise undone (a degrade) within `need` periods doubles `need`, up to 32; a raise that holds until the
+    next one halves it back towards `base`. Headroom measured at a level the style node only just sustains
+    (no drops there) does not show that the level above is sustainable: raising after every such period
+    made the loop cycle through a level it could not hold (two 30 Hz cameras: a burst of dropped frames
+    every 2-3 s)."""
+
+    def __init__(self, base: int):
+        self.base = self.need = int(base)
+        self.calm = 0                   # consecutive periods with headroom
+        self.since_raise = None         # periods since the last raise (None: none, or undone)
+
+    def _tick(self):
+        if self.since_raise is not None:
+            self.since_raise += 1
+
+    def degraded(self) -> None:
+        self._tick()
+        if self.since_raise is not None and self.since_raise <= self.need:
+            self.need = min(32, 2 * self.need)
+        self.calm, self.since_raise = 0, None
+
+    def headroom(self) -> bool:
+        """Counts a period with headroom; True when quality is to be raised now."""
+        self._tick()
+        self.calm += 1
+        if self.calm < self.need:
+            return False
+        if self.since_raise is not None:
+            self.need = max(self.base, self.need // 2)
+        self.calm, self.since_raise = 0, 0
+        return True
+
+    def held(self) -> None:
+        self._tick()
+        self.calm = 0
+
+
 class ControllerNode(Node):
     def __init__(self):
         super().__init__("controller")
@@ -87,6 +127,7 @@ class ControllerNode(Node):
         self.depth_stats = frames.FrameStats()
         self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
         self.detection_rate = None      # None: the loop has not limited detection
+        self.gate = RaiseGate(self.values["restore_periods"])
         self.pushed: dict = {}
         if self.values["mode"] != "manual":
             self._adopt_style_values()
@@ -100,6 +141,8 @@ class ControllerNode(Node):
             self.timer = self.create_timer(value, self._control)
         if name == "mode" and value != "manual":
             self._adopt_style_values()
+        if name == "restore_periods":
+            self.gate = RaiseGate(value)
         if self.values["mode"] == "manual" and name in ("mode", "retention", "resolution_scale"):
             self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
 
@@ -229,6 +272,7 @@ class ControllerNode(Node):
                     and not (v["target_latency_ms"] > 0 and p50 > v["target_latency_ms"] * (1 - h)))
         before = (self.retention, self.scale, self.detection_rate)
         if too_slow:
+            self.gate.degraded()
             # Degrade style first (retention, then resolution); detection only when style is at its floor.
             if self.retention > v["retention_min"] + 1e-6:
                 self.retention = max(v["retention_min"], self.retention - v["step"])
@@ -236,20 +280,27 @@ class ControllerNode(Node):
                 self.scale = max(v["resolution_min"], round(self.scale - 0.125, 3))
             elif self.det_client is not None:
                 self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or DETECTION_RATE_START * 2) / 2)
-        elif headroom:
-            # Restore in the reverse order: detection, then resolution, then retention.
-            if self.detection_rate is not None:
-                self.detection_rate = None if self.detection_rate * 2 > DETECTION_RATE_START else self.detection_rate * 2
-            elif self.scale < 1.0 - 1e-6:
-                self.scale = min(1.0, round(self.scale + 0.125, 3))
-            elif self.retention < v["retention_max"] - 1e-6:
-                self.retention = min(v["retention_max"], self.retention + v["step"])
+        elif headroom and (self.detection_rate is not None or self.scale < 1.0 - 1e-6
+                           or self.retention < v["retention_max"] - 1e-6):
+            if self.gate.headroom():
+                # Restore in the reverse order: detection, then resolution, then retention.
+                if self.detection_rate is not None:
+                    self.detection_rate = None if self.detection_rate * 2 > DETECTION_RATE_START else self.detection_rate * 2
+                elif self.scale < 1.0 - 1e-6:
+                    self.scale = min(1.0, round(self.scale + 0.125, 3))
+                elif self.retention < v["retention_max"] - 1e-6:
+                    self.retention = min(v["retention_max"], self.retention + v["step"])
+        else:
+            self.gate.held()
         after = (self.retention, self.scale, self.detection_rate)
         drop_txt = f", style dropped {drops:.0%} of camera frames" if drops == drops else ""
         if after != before:
             self.decision = (f"target_fps: {why}{drop_txt} -> {'degrade' if too_slow else 'restore'}: retention "
                              f"{before[0]:.2f}->{after[0]:.2f}, resolution_scale {before[1]:.3f}->{after[1]:.3f}, "
                              f"detection rate_limit {_rate(before[2])}->{_rate(after[2])}")
+        elif headroom and self.gate.calm:
+            self.decision = (f"target_fps: {why}{drop_txt} -> hold: headroom for {self.gate.calm} of the "
+                             f"{self.gate.need} periods before a raise")
         else:
             self.decision = f"target_fps: {why}{drop_txt} -> hold (within band or at bound)"
         self.level = WARN if too_slow and after == before else OK
@@ -305,7 +356,8 @@ class ControllerNode(Node):
             style_retention=_known(self.style_actual.get("retention")),
             style_resolution_scale=_known(self.style_actual.get("resolution_scale")),
             style_overrides=self.overrides, last_style_override=self.last_override,
-            detection_rate_limit=_rate(self.detection_rate), style_node_ready=self.style_client.service_is_ready(),
+            detection_rate_limit=_rate(self.detection_rate), raise_after_periods=self.gate.need,
+            style_node_ready=self.style_client.service_is_ready(),
             depth_frames_received=self.depth_stats.received, depth_frames_bad=sum(self.depth_stats.bad.values()),
             **{f"depth_bad_{k}": v for k, v in sorted(self.depth_stats.bad.items())}))
 

@@ -150,3 +150,35 @@ def test_stream_window_times_each_camera_stream_on_its_own():
     # a stream with a single frame in the window has no rate and does not count
     assert abs(stream_window(fast + slow[-1:], now=2.0, horizon=2.5)[0] - 30.0) < 1e-6
 
+
+
+def test_raise_gate_backs_off_from_a_level_that_does_not_hold():
+    """A plant that sustains retention 0.5 but not 0.6 (two 30 Hz cameras on 2 cores): raising on every
+    period with headroom tried 0.6 every other period; the gate tries it ever more rarely."""
+    from muon_ad_ros.nodes.controller import RaiseGate
+    gate, r, tries = RaiseGate(3), 0.5, []
+    for period in range(60):
+        if r > 0.55:                      # too slow there: degrade
+            gate.degraded()
+            r -= 0.1
+        elif gate.headroom():             # sustained without drops: headroom
+            r += 0.1
+            tries.append(period)
+    assert len(tries) <= 5 and gate.need == 32
+    assert all(c - b > b - a for a, b, c in zip(tries, tries[1:], tries[2:]))   # the gaps grow
+
+
+def test_raise_gate_restores_quality_when_the_load_goes():
+    from muon_ad_ros.nodes.controller import RaiseGate
+    gate, r = RaiseGate(3), 0.4
+    for _ in range(40):
+        if r > 0.95:
+            gate.held()                   # at the top: nothing to raise (what the controller does)
+        elif gate.headroom():
+            r += 0.1
+    assert r > 0.95 and gate.need == 3    # every raise held: one step per 3 periods, 18 periods for 6 steps
+    gate.degraded()                       # a degrade long after the last raise does not back off
+    assert gate.need == 3
+    assert not gate.headroom() and not gate.headroom() and gate.headroom()
+    gate.degraded()                       # ...one right after a raise does
+    assert gate.need == 6
