@@ -405,16 +405,22 @@ class Distiller:
             raise
         except Exception as exc:  # torch.load and load_state_dict raise their own types for a wrong file
             raise ValueError(f"{path}: not student weights ({type(exc).__name__}: {exc})") from None
-        if student.config != self.student.config:
-            there, here = dataclasses.asdict(student.config), dataclasses.asdict(self.student.config)
-            diff = ", ".join(f"{k} {there[k]} there, {here[k]} here" for k in there if there[k] != here.get(k))
-            hint = f"; pass --half-width {there['half_width']}" if there["half_width"] != here["half_width"] else ""
-            raise ValueError(f"{path}: another student architecture ({diff}){hint}")
+        self._check_architecture(path, student.config)
         self.student.load_state_dict(student.state_dict())
+
+    def _check_architecture(self, path: Path, saved: StudentConfig) -> None:
+        """Raise ValueError naming the fields where `saved` differs from this run's student."""
+        if saved == self.student.config:
+            return
+        there, here = dataclasses.asdict(saved), dataclasses.asdict(self.student.config)
+        diff = ", ".join(f"{k} {there[k]} there, {here[k]} here" for k in there if there[k] != here.get(k))
+        hint = f"; pass --half-width {there['half_width']}" if there["half_width"] != here["half_width"] else ""
+        raise ValueError(f"{path}: another student architecture ({diff}){hint}")
 
     def resume(self, path: Path) -> None:
         """Restore the state written by ``checkpoint``."""
         ck = torch.load(path, map_location="cpu", weights_only=True)
+        self._check_architecture(path, StudentConfig.from_saved(ck.get("config", {}), ck["student"]))
         self.student.load_state_dict(ck["student"])
         self.optimizer.load_state_dict(ck["optimizer"])
         for g in self.optimizer.param_groups:
@@ -561,7 +567,10 @@ def main(argv=None) -> int:
         ck_dir / "before_order.pt", style=style_meta,
         order_scores={"importance": t.order_scores("importance"), "l1": t.order_scores("l1")})
     if a.resume:
-        trainer.resume(Path(a.resume))
+        try:
+            trainer.resume(Path(a.resume))
+        except ValueError as exc:
+            p.error(f"--resume: {exc}")
     if a.init:
         try:
             trainer.init_from(Path(a.init))

@@ -311,6 +311,12 @@ def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
     with pytest.raises(SystemExit):  # the shipped mosaic has the half-resolution stage, this run would not
         distill.main(["--style", "mosaic", "--fast", "--init", str(init), "--out", str(out)])
     assert "(half_width 16 there, 0 here); pass --half-width 16" in capsys.readouterr().err
+    assert distill.main(["--style", "mosaic", "--fast", "--iters", "2", "--out", str(tmp_path / "h"), "--no-export",
+                         "--half-width", "8"]) == 0
+    with pytest.raises(SystemExit):  # resuming that run without the flag
+        distill.main(["--style", "mosaic", "--fast", "--iters", "3", "--resume", str(tmp_path / "h" / "checkpoint.pt"),
+                      "--out", str(tmp_path / "h")])
+    assert "--resume: " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         distill.main(["--style", "mosaic", "--fast", "--border-weight", "1", "--out", str(out)])
     assert "--crop >= 96" in capsys.readouterr().err
