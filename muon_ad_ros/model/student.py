@@ -70,7 +70,8 @@ class StudentConfig:
     def from_saved(cls, saved: dict, state: dict | None = None) -> "StudentConfig":
         """Return the config saved in a bundle or checkpoint (lists back to tuples). Where ``subpixel`` is
         missing (bundles written before it existed, bare state_dicts) it is read from the output conv's
-        width in ``state`` (3 * subpixel^2 channels), else the first head's 4. Attention-block fields
+        width in ``state`` (3 * subpixel^2 channels), else the first head's 4; a missing ``half_width`` is
+        read from the half-resolution stem's weights (0 without them; with them the padding is edge). Attention-block fields
         of older bundles map to their context blocks (same value and output weights)."""
         cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(saved).items()}
         for old, new in ATTENTION_FIELDS.items():
@@ -78,9 +79,16 @@ class StudentConfig:
                 cfg.setdefault(new, cfg.pop(old))
         for gone in ("query_pool", "key_pool"):
             cfg.pop(gone, None)
+        stem2 = (state or {}).get("stem2.weight")
+        if "half_width" not in cfg and stem2 is not None:  # a bare state_dict of a half-resolution student
+            cfg["half_width"] = int(stem2.shape[0])
+            cfg.setdefault("padding", "replicate")          # the stage came after edge padding
         if "subpixel" not in cfg:
             out = (state or {}).get("out.weight")
-            cfg["subpixel"] = {3: 1, 12: 2}.get(int(out.shape[0]), 4) if out is not None else 4
+            if cfg.get("half_width"):
+                cfg["subpixel"] = 1
+            else:
+                cfg["subpixel"] = {3: 1, 12: 2}.get(int(out.shape[0]), 4) if out is not None else 4
         cfg.setdefault("padding", "zeros")
         return cls(**cfg)
 

@@ -334,3 +334,6 @@ def test_half_width_is_checked_and_saved():
     state = half_res_student().state_dict()
     assert StudentConfig.from_saved({"half_width": 16}, state).half_width == 16
     assert StudentConfig.from_saved({}, Student().state_dict()).half_width == 0
+    bare = StudentConfig.from_saved({}, state)   # a student.pt without its model.json
+    assert (bare.half_width, bare.subpixel, bare.padding) == (16, 1, "replicate")
+    Student(bare).load_state_dict(state)
