@@ -280,16 +280,9 @@ class ControllerNode(Node):
                 self.scale = max(v["resolution_min"], round(self.scale - 0.125, 3))
             elif self.det_client is not None:
                 self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or DETECTION_RATE_START * 2) / 2)
-        elif headroom and (self.detection_rate is not None or self.scale < 1.0 - 1e-6
-                           or self.retention < v["retention_max"] - 1e-6):
+        elif headroom and (up := self._raised(v)) is not None:
             if self.gate.headroom():
-                # Restore in the reverse order: detection, then resolution, then retention.
-                if self.detection_rate is not None:
-                    self.detection_rate = None if self.detection_rate * 2 > DETECTION_RATE_START else self.detection_rate * 2
-                elif self.scale < 1.0 - 1e-6:
-                    self.scale = min(1.0, round(self.scale + 0.125, 3))
-                elif self.retention < v["retention_max"] - 1e-6:
-                    self.retention = min(v["retention_max"], self.retention + v["step"])
+                self.retention, self.scale, self.detection_rate = up
         else:
             self.gate.held()
         after = (self.retention, self.scale, self.detection_rate)
@@ -304,6 +297,18 @@ class ControllerNode(Node):
         else:
             self.decision = f"target_fps: {why}{drop_txt} -> hold (within band or at bound)"
         self.level = WARN if too_slow and after == before else OK
+
+    def _raised(self, v: dict):
+        """Returns (retention, scale, detection rate) one step up, in the reverse order of degrading
+        (detection, then resolution, then retention), or None when everything is at its best."""
+        r, scale, rate = self.retention, self.scale, self.detection_rate
+        if rate is not None:
+            return r, scale, (None if rate * 2 > DETECTION_RATE_START else rate * 2)
+        if scale < 1.0 - 1e-6:
+            return r, min(1.0, round(scale + 0.125, 3)), rate
+        if r < v["retention_max"] - 1e-6:
+            return min(v["retention_max"], r + v["step"]), scale, rate
+        return None
 
     def _depth_lod(self):
         v = self.values
