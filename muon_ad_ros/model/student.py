@@ -65,6 +65,12 @@ class StudentConfig:
     # full resolution) added to the input times the gain: strokes down to 1-2 px can be placed, where the
     # smooth head's bilinear 4x upsampling of the 1/4 output cannot paint anything finer than 4 px.
     half_width: int = 0
+    # How the decoder brings the 1/8 features to 1/4 (and the 1/4 decoder to 1/2 in the stage above):
+    # "nearest" copies each 1/8 value into a 2x2 block, which the trained nearest students turned into a
+    # fixed 8-px checkerboard over every frame (their texture); "bilinear" (half-pixel, an ONNX Resize and
+    # a DLA resize layer with an integer scale) has no block edges to paint. Bundles written before this
+    # field existed are "nearest" (see from_saved).
+    upsample: str = "nearest"
 
     @classmethod
     def from_saved(cls, saved: dict, state: dict | None = None) -> "StudentConfig":
@@ -90,6 +96,7 @@ class StudentConfig:
             else:
                 cfg["subpixel"] = {3: 1, 12: 2}.get(int(out.shape[0]), 4) if out is not None else 4
         cfg.setdefault("padding", "zeros")
+        cfg.setdefault("upsample", "nearest")
         return cls(**cfg)
 
 
@@ -221,7 +228,10 @@ class Student(nn.Module):
         self.down = SlicedConv(c4, c8, 3, stride=2, out_group="stream", in_group="skip4", padding_mode=pm)
         self.res = nn.ModuleList(ResBlock(f"res{i}", c8, cfg.res_hidden, pm) for i in range(cfg.res_blocks))
         self.context = nn.ModuleList(ContextBlock(f"context{i}", c8, cfg) for i in range(cfg.context_blocks))
-        # 1x1 conv at 1/8 then nearest upsampling: the same function as upsample-then-1x1, 4x cheaper
+        if cfg.upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {cfg.upsample!r}")
+        # 1x1 conv at 1/8 then upsampling: the same function as upsample-then-1x1 (both upsamplings are
+        # linear per channel), 4x cheaper
         self.up = SlicedConv(c8, c4, 1, out_group="skip4", in_group="stream")
         self.dec = SlicedConv(c4, c4, 3, out_group="dec4", in_group="skip4", padding_mode=pm)
         s = cfg.subpixel
@@ -325,10 +335,10 @@ class Student(nn.Module):
             h = F.relu(blk(h, c))
         for blk in self.context:
             h = blk(h, c)
-        d = F.relu(self.dec(F.interpolate(self.up(h, c), scale_factor=2.0, mode="nearest") + e, c))
+        d = F.relu(self.dec(self._up2x(self.up(h, c)) + e, c))
         if self.config.half_width:
             e2 = F.relu(self.stem2(x, c))  # 1/2
-            d2 = F.relu(self.dec2(F.interpolate(self.up2(d, c), scale_factor=2.0, mode="nearest") + e2, c))
+            d2 = F.relu(self.dec2(self._up2x(self.up2(d, c)) + e2, c))
             return torch.sigmoid(F.pixel_shuffle(self.out(d2, c), 2) + self.colour_gain * x)
         s = self.config.subpixel
         if s == 4:
@@ -347,6 +357,12 @@ class Student(nn.Module):
         y = F.interpolate(y, scale_factor=float(4 // s), mode="bilinear", align_corners=False)
         return torch.sigmoid(y + self.colour_gain * x)
 
+    def _up2x(self, x: torch.Tensor) -> torch.Tensor:
+        """Return x at twice the resolution (StudentConfig.upsample)."""
+        if self.config.upsample == "nearest":
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
     def flops(self, height: int, width: int, retention: float = 1.0) -> int:
         """Return the multiply-accumulates of one forward pass at height x width and this retention."""
         if height % 8 or width % 8 or height < 64 or width < 64:
@@ -356,9 +372,11 @@ class Student(nn.Module):
         total, h8, w8 = self.down.macs(h, w, c)
         total += stem + sum(b.conv_a.macs(h8, w8, c)[0] + b.conv_b.macs(h8, w8, c)[0] for b in self.res)
         total += sum(blk.macs(h8, w8, c) for blk in self.context)
-        total += self.up.macs(h8, w8, c)[0] + self.dec.macs(h, w, c)[0]
+        taps = 4 if self.config.upsample == "bilinear" else 0  # per upsampled value
+        total += self.up.macs(h8, w8, c)[0] + taps * c["skip4"] * h * w + self.dec.macs(h, w, c)[0]
         if self.config.half_width:
             total += self.stem2.macs(height, width, c)[0] + self.up2.macs(h, w, c)[0]
+            total += taps * c["skip2"] * (height // 2) * (width // 2)
             total += self.dec2.macs(height // 2, width // 2, c)[0] + self.out.macs(height // 2, width // 2, c)[0]
             return total + 3 * height * width * 2  # the colour gain and the add per output value
         total += self.out.macs(h, w, c)[0]

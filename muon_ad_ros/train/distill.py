@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
+from . import data, metrics
 from .curriculum import Curriculum
 from .features import TRAINING_NETWORK, feature_network
 from .losses import FORMS, AttentionDistillation
@@ -73,6 +73,7 @@ class TrainConfig:
     stats_weight: float = 1.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
     half_width: int = 0  # channels of the student's learned 1/2-resolution stage (StudentConfig.half_width)
+    upsample: str = "nearest"  # the decoder's 2x upsampling (StudentConfig.upsample)
     # Feature pixels on each side of the generated image left out of the style loss: the feature network's
     # zero padding makes border tokens special, and matching them taught the student a bright frame.
     loss_border: int = 0
@@ -112,6 +113,10 @@ class TrainConfig:
     order: str = "l1"
     order_until: float = 0.5
     tv_weight: float = 0.3  # total variation on the output (not in METHOD.md): damps sub-pixel checkerboards
+    # Lattice penalty (not in METHOD.md): this weight times the mean square of metrics.lattice_pattern of the
+    # output, the texture locked to the student's 8-px stride lattice (a fixed grid over every frame, which
+    # total variation does not single out). 0 = off.
+    lattice_weight: float = 0.0
     # Border consistency (not in METHOD.md): the student also stylizes the training crop cut by 8 or 16 px on
     # each side, and the 8x8-block means of the outer border_ring px of that output are pulled (L1, this
     # weight) towards the full crop's output at the same pixels, which were interior pixels there: a border
@@ -222,7 +227,8 @@ class Distiller:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         # initialized on the CPU whatever the device: the same seed gives the same weights everywhere
-        self.student = Student(StudentConfig(subpixel=cfg.subpixel, half_width=cfg.half_width)).to(self.device)
+        self.student = Student(StudentConfig(subpixel=cfg.subpixel, half_width=cfg.half_width,
+                                                   upsample=cfg.upsample)).to(self.device)
         stats = tuple(cfg.stats_layers) if cfg.stats_weight else ()
         teach_layers = tuple(cfg.teacher_layers) if cfg.teacher_feature_weight else ()
         layers = tuple(l for l in dict.fromkeys(cfg.style_layers + cfg.content_layers + stats + teach_layers)
@@ -291,8 +297,13 @@ class Distiller:
         style, content = st.lambda_style * losses["style"], cfg.content_weight * losses["content"]
         if cfg.tv_weight:  # counted with content: it is a fidelity term, not a style term
             content = content + cfg.tv_weight * total_variation(y)
+        if cfg.lattice_weight:  # a fidelity term too: the photo has no such grid
+            lattice = metrics.lattice_pattern(y).pow(2).mean()
+            content = content + cfg.lattice_weight * lattice
         rec = {"step": step, "retention": r, "phase": st.phase, "lambda_style": st.lambda_style,
                "style": losses["style"].item(), "content": losses["content"].item()}
+        if cfg.lattice_weight:
+            rec["lattice"] = lattice.item()
         if cfg.border_weight:  # a fidelity term too: the border as the interior would be painted
             inner, cut = inner_crop(x, self.rng)
             ring = border_consistency(self.student(inner, r), y.detach(), cut, cfg.border_ring)
@@ -405,7 +416,8 @@ class Distiller:
             raise
         except Exception as exc:  # torch.load and load_state_dict raise their own types for a wrong file
             raise ValueError(f"{path}: not student weights ({type(exc).__name__}: {exc})") from None
-        self._check_architecture(path, student.config)
+        # the upsampling has no weights: a student fine-tuned into the other mode starts from these
+        self._check_architecture(path, dataclasses.replace(student.config, upsample=self.student.config.upsample))
         self.student.load_state_dict(student.state_dict())
 
     def _check_architecture(self, path: Path, saved: StudentConfig) -> None:
@@ -508,8 +520,13 @@ def main(argv=None) -> int:
                    help="weight of the border-consistency L1 (the border painted as the interior; 0: off)")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight,
                    help=f"weight of the total variation of the output (default {d.tv_weight})")
+    p.add_argument("--lattice-weight", type=float, default=d.lattice_weight,
+                   help="weight of the penalty on texture locked to the student's 8-px lattice (0: off)")
     p.add_argument("--half-width", type=int, default=d.half_width,
                    help="channels of a learned 1/2-resolution stage before the output (0: none, the smooth head)")
+    p.add_argument("--upsample", choices=("nearest", "bilinear"), default=d.upsample,
+                   help="the decoder's 2x upsampling (bilinear has no 2x2 blocks to turn into an 8-px grid; "
+                        f"default {d.upsample}); --init may change it, the weights fit either")
     p.add_argument("--order", choices=ORDERS, default=d.order, help="channel order of the pruned levels")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--device", choices=DEVICES, default="auto",
@@ -529,7 +546,7 @@ def main(argv=None) -> int:
                               projection=a.projection, curriculum=not a.no_curriculum,
                               dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, order=a.order,
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
-                              tv_weight=a.tv_weight, **over)
+                              upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight, **over)
     if cfg.crop % 8 or cfg.crop < 64:
         p.error(f"--crop must be a multiple of 8 and >= 64, got {cfg.crop}")
     if cfg.image_pad < 0 or cfg.image_pad % 16:
@@ -543,9 +560,9 @@ def main(argv=None) -> int:
     if cfg.teacher_weight < 0 or cfg.teacher_feature_weight < 0:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
-    if min(cfg.stats_weight, cfg.border_weight, cfg.tv_weight) < 0:
-        p.error(f"--stats-weight, --border-weight and --tv-weight must be >= 0, got {cfg.stats_weight}, "
-                f"{cfg.border_weight}, {cfg.tv_weight}")
+    if min(cfg.stats_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight) < 0:
+        p.error(f"--stats-weight, --border-weight, --tv-weight and --lattice-weight must be >= 0, got "
+                f"{cfg.stats_weight}, {cfg.border_weight}, {cfg.tv_weight}, {cfg.lattice_weight}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():

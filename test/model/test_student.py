@@ -337,3 +337,34 @@ def test_half_width_is_checked_and_saved():
     bare = StudentConfig.from_saved({}, state)   # a student.pt without its model.json
     assert (bare.half_width, bare.subpixel, bare.padding) == (16, 1, "replicate")
     Student(bare).load_state_dict(state)
+
+
+def test_bilinear_upsampling_leaves_no_two_by_two_blocks_and_counts_its_taps():
+    """Nearest upsampling copies each 1/8 value into a 2x2 block at 1/4 (an 8-px block at full resolution);
+    bilinear interpolates between them, prunes the same way and costs 4 taps per upsampled value."""
+    near, bil = Student().eval(), Student(StudentConfig(upsample="bilinear")).eval()
+    bil.load_state_dict(near.state_dict())
+    h = torch.rand(1, 32, 6, 8, generator=torch.Generator().manual_seed(0))
+    for net, blocky in ((near, True), (bil, False)):
+        u = net._up2x(h)
+        assert u.shape == (1, 32, 12, 16)
+        assert torch.equal(u[..., 0::2, :], u[..., 1::2, :]) is blocky
+    torch.testing.assert_close(bil._up2x(torch.full((1, 2, 4, 4), 0.3)), torch.full((1, 2, 8, 8), 0.3))
+    x = frame(72, 88)
+    with torch.no_grad():
+        for r in (1.0, 0.4):
+            assert bil(x, r).shape == (1, 3, 72, 88)
+            assert not torch.equal(bil(x, r), near(x, r))
+    c = bil.counts(0.4)
+    assert bil.flops(480, 640, 0.4) - near.flops(480, 640, 0.4) == 4 * c["skip4"] * 120 * 160
+    half = Student(StudentConfig(half_width=16, upsample="bilinear"))
+    c = half.counts(1.0)
+    assert (half.flops(480, 640) - Student(StudentConfig(half_width=16)).flops(480, 640)
+            == 4 * (c["skip4"] * 120 * 160 + c["skip2"] * 240 * 320))
+
+
+def test_upsample_is_checked_and_saved_configs_without_it_are_nearest():
+    with pytest.raises(ValueError, match="upsample"):
+        Student(StudentConfig(upsample="cubic"))
+    assert StudentConfig.from_saved({"subpixel": 1}).upsample == "nearest"
+    assert StudentConfig.from_saved({"upsample": "bilinear"}, Student().state_dict()).upsample == "bilinear"

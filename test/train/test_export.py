@@ -211,3 +211,13 @@ def test_bundle_student_pt_loads_with_the_bundles_config(tmp_path):
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         assert torch.allclose(loaded(x), net(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("half_width", [0, 16])
+def test_bilinear_upsampling_exports_and_runs_at_other_sizes(tmp_path, half_width):
+    from muon_ad_ros.model.student import Student, StudentConfig
+    torch.manual_seed(0)
+    net = Student(StudentConfig(upsample="bilinear", half_width=half_width)).eval()
+    path = export.export_onnx(net, tmp_path / "b.onnx", 0.4)
+    x = torch.rand(1, 3, 88, 136, generator=torch.Generator().manual_seed(5))
+    assert export.onnx_max_error(path, net, x, 0.4) < 1e-4

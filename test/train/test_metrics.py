@@ -60,3 +60,18 @@ def test_style_distances_names_every_network_and_statistic(photo, mosaic):
     assert set(d) == {"multistyle26/gram", "multistyle26/meanstd"} and all(v > 0 for v in d.values())
     with pytest.raises(ValueError, match="fft"):
         metrics.style_distance(photo, mosaic, "multistyle26", kind="fft")
+
+
+def test_lattice_pattern_finds_a_grid_locked_to_the_stride_and_ignores_ramps_and_photos():
+    yy, xx = np.mgrid[0:120, 0:160].astype(np.float32)
+    ramp = np.stack([40 + xx, 60 + 0.5 * yy, 100 + 0.3 * (xx + yy)], -1)
+    assert metrics.lattice_rms(ramp.astype(np.uint8)) < 0.5        # smooth content leaves no pattern
+    grid = ramp + 8 * ((yy // 4 + xx // 4) % 2)[..., None]          # an 8-px checkerboard, +-4 about its mean
+    assert 3.5 < metrics.lattice_rms(grid.clip(0, 255).astype(np.uint8)) < 4.5
+    photo = data.fit_frame(data.skimage_image("chelsea"), 320, 240)
+    assert metrics.lattice_rms(photo) < 1.0
+    y = torch.from_numpy(grid.transpose(2, 0, 1)[None] / 255).requires_grad_()
+    metrics.lattice_pattern(y).pow(2).mean().backward()            # the distillation's penalty has a gradient
+    assert float(y.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="lattice_pattern"):
+        metrics.lattice_pattern(torch.zeros(1, 3, 16, 64))
