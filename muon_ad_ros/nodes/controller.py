@@ -37,19 +37,56 @@ def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, 
     return r_max - t * (r_max - r_min), nearest
 
 
-def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, int]:
-    """Returns (fps of the slowest stream, latency p50 ms, samples) of the (receipt time, latency ms, camera
+def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, int, float]:
+    """Returns (fps of the slowest stream, latency p50 ms, samples, fps of all streams together) of the (receipt time, latency ms, camera
     frame_id) arrivals of the last ``horizon`` seconds. With two cameras into the style node (the launch
     gives both the same rate) each stream is timed on its own: their sum would hide one that falls behind.
     A stream with fewer than two frames in the window has no rate and is left out (a silent camera is the
-    link monitor's to report); with no timed stream the rate is 0."""
+    link monitor's to report); with no timed stream the rates are 0."""
     recent = [a for a in arrivals if a[0] > now - horizon]
     streams: dict = {}
     for t, _, frame in recent:
         streams.setdefault(frame, []).append(t)
     rates = [(len(ts) - 1) / max(1e-6, ts[-1] - ts[0]) for ts in streams.values() if len(ts) >= 2]
     p50 = float(np.median([a[1] for a in recent])) if len(recent) >= 2 else float("nan")
-    return (min(rates) if rates else 0.0), p50, len(recent)
+    return (min(rates) if rates else 0.0), p50, len(recent), sum(rates)
+
+
+def next_level(levels, retention: float, up: bool, bound: float):
+    """Returns the model level next above (`up`) or below the one `retention` runs at, within `bound`
+    (retention_max / retention_min), or None. Retentions between two levels run the lower one, so a
+    fixed step (1.0 -> 0.9 -> 0.8) spends periods on requests that change nothing."""
+    current = max([lv for lv in levels if lv <= retention + 1e-6] or [min(levels)])
+    if up:
+        above = [lv for lv in levels if current + 1e-6 < lv <= bound + 1e-6]
+        return min(above) if above else None
+    below = [lv for lv in levels if bound - 1e-6 <= lv < current - 1e-6]
+    return max(below) if below else None
+
+
+class LevelCosts:
+    """What each retention level cost the style node lately: the inference_ms of its PruningState
+    messages (an exponential average per level, with when it was last seen). A level whose recent cost
+    times the camera frame rate exceeds the style node's time is not worth a raise: it was seen
+    dropping frames."""
+
+    MEMORY_S = 30.0   # costs older than this are forgotten: the load on the machine changes
+
+    def __init__(self):
+        self.ms: dict[float, tuple[float, float]] = {}
+
+    def add(self, level: float, ms: float, now: float) -> None:
+        key = round(float(level), 4)
+        old = self.ms.get(key)
+        self.ms[key] = (ms if old is None or now - old[1] > self.MEMORY_S else 0.8 * old[0] + 0.2 * ms, now)
+
+    def load(self, level: float, frames_per_s: float, now: float) -> float:
+        """Returns the fraction of the style node's time `level` would take at this input rate (NaN when its
+        cost is unknown or forgotten)."""
+        seen = self.ms.get(round(float(level), 4))
+        if seen is None or now - seen[1] > self.MEMORY_S:
+            return float("nan")
+        return frames_per_s * seen[0] / 1e3
 
 
 class RaiseGate:
@@ -128,6 +165,8 @@ class ControllerNode(Node):
         self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
         self.detection_rate = None      # None: the loop has not limited detection
         self.gate = RaiseGate(self.values["restore_periods"])
+        self.levels: tuple = ()         # the style model's retention levels (PruningState.retention_levels)
+        self.costs = LevelCosts()
         self.pushed: dict = {}
         if self.values["mode"] != "manual":
             self._adopt_style_values()
@@ -148,7 +187,10 @@ class ControllerNode(Node):
 
     def _on_state(self, msg: PruningState):
         latency = (time.time() - images.stamp_seconds(msg.header.stamp)) * 1e3
-        self.arrivals.append((time.monotonic(), latency, msg.header.frame_id))
+        now = time.monotonic()
+        self.arrivals.append((now, latency, msg.header.frame_id))
+        self.levels = tuple(msg.retention_levels)
+        self.costs.add(msg.retention_level, msg.inference_ms, now)
 
     def _on_depth(self, msg: Image):
         self.depth_stats.on_input()
@@ -237,16 +279,16 @@ class ControllerNode(Node):
         return ratio if time.monotonic() - when < 3.0 else float("nan")
 
     # -- the loop -----------------------------------------------------------------------------
-    def _window(self) -> tuple[float, float, int]:
-        """Returns (stylized fps of the slowest camera stream, latency p50 ms, samples) over the last two
-        control periods."""
+    def _window(self) -> tuple[float, float, int, float]:
+        """Returns (stylized fps of the slowest camera stream, latency p50 ms, samples, stylized fps of all
+        streams) over the last two control periods."""
         horizon = max(2.0, 2 * self.values["period"])
         return stream_window(self.arrivals, time.monotonic(), horizon)
 
     def _control(self):
         self._read_style()
         mode = self.values["mode"]
-        fps, p50, n = self._window()
+        fps, p50, n, total = self._window()
         drops = self._drops()
         if mode == "manual":
             self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
@@ -255,10 +297,10 @@ class ControllerNode(Node):
         elif mode == "depth_lod":
             self._depth_lod()
         else:
-            self._target_fps(fps, p50, n, drops)
+            self._target_fps(fps, p50, n, drops, total)
         self._push()
 
-    def _target_fps(self, fps: float, p50: float, n: int, drops: float):
+    def _target_fps(self, fps: float, p50: float, n: int, drops: float, total: float):
         v, h = self.values, self.values["hysteresis"]
         if n < 2:
             self.decision, self.level = "target_fps: no stylized frames in the window; holding", WARN
@@ -271,17 +313,28 @@ class ControllerNode(Node):
         headroom = ((fps > v["target_fps"] * (1 + h) or camera_limited) and not lat_high
                     and not (v["target_latency_ms"] > 0 and p50 > v["target_latency_ms"] * (1 - h)))
         before = (self.retention, self.scale, self.detection_rate)
+        # the camera frames offered to the style node: what it stylized plus what it dropped
+        offered = total / (1.0 - drops) if drops == drops and drops < 1.0 else total
+        cost_txt = ""
         if too_slow:
             self.gate.degraded()
             # Degrade style first (retention, then resolution); detection only when style is at its floor.
-            if self.retention > v["retention_min"] + 1e-6:
+            lower = next_level(self.levels, self.retention, False, v["retention_min"]) if self.levels else None
+            if lower is not None:
+                self.retention = lower
+            elif not self.levels and self.retention > v["retention_min"] + 1e-6:
                 self.retention = max(v["retention_min"], self.retention - v["step"])
             elif self.scale > v["resolution_min"] + 1e-6:
                 self.scale = max(v["resolution_min"], round(self.scale - 0.125, 3))
             elif self.det_client is not None:
                 self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or DETECTION_RATE_START * 2) / 2)
         elif headroom and (up := self._raised(v)) is not None:
-            if self.gate.headroom():
+            load = self.costs.load(up[0], offered, time.monotonic()) if up[0] != self.retention else float("nan")
+            if load > 1.0:    # that level was seen not keeping up with this many frames: no retry yet
+                self.gate.held()
+                cost_txt = (f" -> hold: retention {up[0]:.2f} took {1e3 * load / offered:.0f} ms per frame lately, "
+                            f"{load:.0%} of the style node's time at {offered:.1f} frames/s")
+            elif self.gate.headroom():
                 self.retention, self.scale, self.detection_rate = up
         else:
             self.gate.held()
@@ -291,6 +344,8 @@ class ControllerNode(Node):
             self.decision = (f"target_fps: {why}{drop_txt} -> {'degrade' if too_slow else 'restore'}: retention "
                              f"{before[0]:.2f}->{after[0]:.2f}, resolution_scale {before[1]:.3f}->{after[1]:.3f}, "
                              f"detection rate_limit {_rate(before[2])}->{_rate(after[2])}")
+        elif cost_txt:
+            self.decision = f"target_fps: {why}{drop_txt}{cost_txt}"
         elif headroom and self.gate.calm:
             self.decision = (f"target_fps: {why}{drop_txt} -> hold: headroom for {self.gate.calm} of the "
                              f"{self.gate.need} periods before a raise")
@@ -306,6 +361,9 @@ class ControllerNode(Node):
             return r, scale, (None if rate * 2 > DETECTION_RATE_START else rate * 2)
         if scale < 1.0 - 1e-6:
             return r, min(1.0, round(scale + 0.125, 3)), rate
+        if self.levels:
+            up = next_level(self.levels, r, True, v["retention_max"])
+            return None if up is None else (up, scale, rate)
         if r < v["retention_max"] - 1e-6:
             return min(v["retention_max"], r + v["step"]), scale, rate
         return None
@@ -354,7 +412,7 @@ class ControllerNode(Node):
         future.add_done_callback(done)
 
     def _report(self):
-        fps, p50, n = self._window()
+        fps, p50, n, _ = self._window()
         self.diag.status("control", self.level, self.decision, diagnostics.kv(
             mode=self.values["mode"], stylized_fps=f"{fps:.2f}", stylized_latency_p50_ms=f"{p50:.1f}",
             retention=f"{self.retention:.3f}", resolution_scale=f"{self.scale:.3f}",

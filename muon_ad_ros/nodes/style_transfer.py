@@ -202,6 +202,7 @@ class StyleTransferNode(Node):
     def _pruning_state(self, backend, retention: float, header, infer_ms: float) -> PruningState:
         info = backend.pruning_state(retention)
         return PruningState(header=header, retention_requested=float(retention), retention_level=float(info.level),
+                            retention_levels=[float(lv) for lv in backend.levels],
                             retention_per_stage=[float(r) for r in info.retention_per_stage],
                             context_groups=[int(g) for g in info.context_groups],
                             flops_fraction=float(info.flops_fraction), inference_ms=float(infer_ms))

@@ -14,7 +14,8 @@ PARAMS = (
     Param("retention_max", 1.0, "Highest retention the closed loop may set.", min=0.4, max=1.0),
     Param("resolution_min", 0.5, "Lowest resolution_scale the loop uses after retention is at its minimum.",
           min=0.25, max=1.0),
-    Param("step", 0.1, "Retention change per control period.", min=0.01, max=0.6),
+    Param("step", 0.1, "Retention change per control period while the style model's levels are unknown "
+          "(with them, from its pruning_state, the loop moves one level at a time).", min=0.01, max=0.6),
     Param("hysteresis", 0.1, "Relative band around the target inside which nothing changes.", min=0.0, max=0.5),
     Param("period", 1.0, "Control period in seconds.", min=0.1, max=10.0),
     Param("restore_periods", 3, "target_fps: consecutive control periods with headroom before quality is raised "

@@ -142,9 +142,10 @@ def test_stream_window_times_each_camera_stream_on_its_own():
     from muon_ad_ros.nodes.controller import stream_window
     fast = [(i / 30, 40.0, "camera_color_optical_frame") for i in range(61)]      # 30 Hz for 2 s
     slow = [(i / 12, 60.0, "csi_optical_frame") for i in range(25)]               # 12 Hz for 2 s
-    fps, p50, n = stream_window(fast + slow, now=2.0, horizon=2.5)
+    fps, p50, n, total = stream_window(fast + slow, now=2.0, horizon=2.5)
     assert abs(fps - 12.0) < 1e-6 and n == 86 and p50 == 40.0
-    fps, _, _ = stream_window(fast, now=2.0, horizon=2.5)
+    assert abs(total - 42.0) < 1e-6                             # what the style node is offered, summed
+    fps, _, _, _ = stream_window(fast, now=2.0, horizon=2.5)
     assert abs(fps - 30.0) < 1e-6                               # one camera: as before
     assert stream_window(fast[:1], now=2.0, horizon=2.5)[0] == 0.0
     # a stream with a single frame in the window has no rate and does not count
@@ -182,3 +183,28 @@ def test_raise_gate_restores_quality_when_the_load_goes():
     assert not gate.headroom() and not gate.headroom() and gate.headroom()
     gate.degraded()                       # ...one right after a raise does
     assert gate.need == 6
+
+
+def test_next_level_moves_between_the_models_levels():
+    from muon_ad_ros.nodes.controller import next_level
+    levels = (0.4, 0.7, 1.0)
+    assert next_level(levels, 1.0, False, 0.4) == 0.7
+    assert next_level(levels, 0.9, False, 0.4) == 0.4     # 0.9 runs level 0.7: the next one down is 0.4
+    assert next_level(levels, 0.4, False, 0.4) is None
+    assert next_level(levels, 0.7, False, 0.5) is None    # 0.4 is below retention_min
+    assert next_level(levels, 0.4, True, 1.0) == 0.7
+    assert next_level(levels, 0.5, True, 1.0) == 0.7
+    assert next_level(levels, 0.7, True, 0.9) is None     # 1.0 is above retention_max
+
+
+def test_level_costs_say_what_a_level_would_take_and_forget():
+    from muon_ad_ros.nodes.controller import LevelCosts
+    costs = LevelCosts()
+    assert costs.load(0.7, 60.0, 0.0) != costs.load(0.7, 60.0, 0.0)   # unknown: NaN
+    costs.add(0.7, 20.0, 0.0)
+    assert abs(costs.load(0.7, 60.0, 1.0) - 1.2) < 1e-9                 # 60 frames/s x 20 ms
+    costs.add(0.7, 10.0, 2.0)
+    assert abs(costs.load(0.7, 60.0, 2.0) - 60 * 18.0 / 1e3) < 1e-9     # averaged
+    assert costs.load(0.7, 60.0, 2.0 + LevelCosts.MEMORY_S + 1) != costs.load(0.7, 60.0, 0.0)   # forgotten
+    costs.add(0.7, 10.0, 100.0)                                          # a fresh start, not an average
+    assert abs(costs.load(0.7, 30.0, 100.0) - 0.3) < 1e-9

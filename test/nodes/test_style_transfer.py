@@ -69,6 +69,7 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     full = states[-1]
     assert full.retention_level == pytest.approx(1.0) and full.flops_fraction == pytest.approx(1.0)
     assert list(full.context_groups) == [16, 16]
+    assert list(full.retention_levels) == pytest.approx([0.4, 0.7, 1.0])  # what a controller can step between
 
     res = probe.set_params("/style_transfer", retention=0.4)
     assert res[0].successful, res[0].reason
