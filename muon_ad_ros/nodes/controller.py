@@ -80,6 +80,10 @@ class LevelCosts:
         old = self.ms.get(key)
         self.ms[key] = (ms if old is None or now - old[1] > self.MEMORY_S else 0.8 * old[0] + 0.2 * ms, now)
 
+    def summary(self, now: float) -> str:
+        """Returns 'level: ms' of every level remembered, e.g. '0.40: 9.8, 0.70: 17.2' (empty when none)."""
+        return ", ".join(f"{lv:.2f}: {ms:.1f}" for lv, (ms, t) in sorted(self.ms.items()) if now - t <= self.MEMORY_S)
+
     def load(self, level: float, frames_per_s: float, now: float) -> float:
         """Returns the fraction of the style node's time `level` would take at this input rate (NaN when its
         cost is unknown or forgotten)."""
@@ -420,6 +424,7 @@ class ControllerNode(Node):
             style_resolution_scale=_known(self.style_actual.get("resolution_scale")),
             style_overrides=self.overrides, last_style_override=self.last_override,
             detection_rate_limit=_rate(self.detection_rate), raise_after_periods=self.gate.need,
+            level_inference_ms=self.costs.summary(time.monotonic()),
             style_node_ready=self.style_client.service_is_ready(),
             depth_frames_received=self.depth_stats.received, depth_frames_bad=sum(self.depth_stats.bad.values()),
             **{f"depth_bad_{k}": v for k, v in sorted(self.depth_stats.bad.items())}))

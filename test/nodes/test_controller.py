@@ -208,3 +208,5 @@ def test_level_costs_say_what_a_level_would_take_and_forget():
     assert costs.load(0.7, 60.0, 2.0 + LevelCosts.MEMORY_S + 1) != costs.load(0.7, 60.0, 0.0)   # forgotten
     costs.add(0.7, 10.0, 100.0)                                          # a fresh start, not an average
     assert abs(costs.load(0.7, 30.0, 100.0) - 0.3) < 1e-9
+    costs.add(0.4, 6.0, 100.0)
+    assert costs.summary(100.0) == "0.40: 6.0, 0.70: 10.0"          # on /diagnostics as level_inference_ms
