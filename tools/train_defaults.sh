@@ -1,33 +1,43 @@
 #!/usr/bin/env bash
 # Reproduces the shipped style models in muon_ad_ros/models/ (seed 0, 1 torch thread; content: the
 # training split of muon_ad_ros/train/data.py, which tools/env.sh installs). The styles train one after
-# another; each run is bounded by a timeout and logs to out/train_defaults/<style>.log; checkpoints
-# (and before_order.pt for `muon-ad bench order`) stay in out/train_defaults/<style>/.
-#   starry_night, ihc: distilled with the recipes below, guided by the teacher's features, on a GPU
-#                 (NVIDIA H200, --device cuda: starry_night 2500 steps in about 6 min with seven runs sharing
-#                 the GPU, ihc 1500 steps with the half-resolution stage in 3 min with five); their
-#                 command.txt and training.json record the runs. DEVICE=cpu (or no GPU: the default auto
-#                 picks the CPU) runs the same recipe in about 22 min per 2500 steps on this 2-core CPU; CUDA
-#                 and CPU kernels round differently, so it gives close, not identical, weights
-#                 (starry_night on the CPU: held-out Gram 61.5 vs 55.8, multistyle26 0.00190 vs 0.00201,
-#                 but a border gap of 19.5/255 that fails the border test: check a retrained model with
-#                 `pytest test/runtime/test_shipped_borders.py` before shipping it).
-#   mosaic:       two runs: the GPU recipe below (1500 steps), then a 300-step fine-tune of its weights with
-#                 the border-consistency term (the second recipe, on the CPU in about 14 min).
+# another; each run is bounded by a timeout and logs to out/train_defaults/<style>[_<stage>].log; checkpoints
+# (and before_order.pt for `muon-ad bench order`) stay in out/train_defaults/.
+# A style's recipe is one or more runs, each a fine-tune (--init) of the one before; the last one writes
+# the bundle. Each bundle's command.txt and training.json record the runs that made it.
+#   starry_night: 2500 steps on a GPU (NVIDIA H200, --device cuda, about 6 min with seven runs sharing it),
+#                 then 1500 steps on the CPU (16 min on one thread) with bilinear decoder upsampling and the
+#                 lattice penalty (docs/method.md, section 4).
+#   ihc:          1500 steps with the half-resolution stage on a GPU (3 min with five runs sharing it), then
+#                 600 steps on the CPU with bilinear upsampling and the lattice penalty, then 400 more with the
+#                 channel order kept (--order none: the first fine-tune's re-ordering had cost level 0.4 its style).
+#   mosaic:       1500 steps on a GPU, then 300 steps with the border-consistency term on the CPU (14 min), then
+#                 300 more with bilinear upsampling and the lattice penalty too (14 min).
+# DEVICE=cpu (or no GPU: the default auto picks the CPU) runs the GPU steps on the CPU too, in about 22 min
+# per 2500 steps on this 2-core CPU; CUDA and CPU kernels round differently, so it gives close, not
+# identical, weights (starry_night's first run on the CPU: held-out Gram 61.5 vs 55.8, multistyle26 0.00190 vs
+# 0.00201, but a border gap of 19.5/255): check a retrained model with
+# `pytest test/runtime/test_shipped_borders.py` before shipping it.
 # Usage: tools/train_defaults.sh [style ...]   (default: ihc starry_night mosaic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 LIMIT=${TRAIN_TIMEOUT:-45m}
 DEVICE=${DEVICE:-auto}
+# the runs of each style, separated by '|'
 declare -A RECIPE=(
-  [ihc]="--iters 1500 --stats-weight 3 --teacher-feature-weight 3 --half-width 16 --tv-weight 3"
-  [starry_night]="--iters 2500 --stats-weight 3"
-  [mosaic]="--iters 1500 --stats-weight 3 --batch 8 --crop 256 --half-width 16 --tv-weight 3"
+  [ihc]="--iters 1500 --stats-weight 3 --teacher-feature-weight 3 --half-width 16 --tv-weight 3
+    | --iters 600 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 3
+      --teacher-feature-weight 3 --half-width 16 --tv-weight 3
+    | --iters 400 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 3
+      --teacher-feature-weight 3 --half-width 16 --tv-weight 3 --order none --seed 1"
+  [starry_night]="--iters 2500 --stats-weight 3
+    | --iters 1500 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 3"
+  [mosaic]="--iters 1500 --stats-weight 3 --batch 8 --crop 256 --half-width 16 --tv-weight 3
+    | --iters 300 --lr 0.001 --batch 4 --crop 256 --image-pad 48 --border-weight 100 --stats-weight 3 --half-width 16 --tv-weight 3
+    | --iters 300 --lr 0.001 --batch 4 --crop 256 --image-pad 48 --border-weight 100 --stats-weight 3 --half-width 16 --tv-weight 3
+      --upsample bilinear --lattice-weight 3000"
 )
-# mosaic's second run, from the first one's weights
-MOSAIC_BORDER="--iters 300 --lr 0.001 --batch 4 --crop 256 --image-pad 48 --border-weight 100 --stats-weight 3
-  --half-width 16 --tv-weight 3"
 styles=("$@")
 [ ${#styles[@]} -eq 0 ] && styles=(ihc starry_night mosaic)
 mkdir -p out/train_defaults
@@ -35,17 +45,20 @@ status=0
 for style in "${styles[@]}"; do
   echo "== $style: start $(date -u +%FT%TZ)"
   start=$(date +%s)
-  out="muon_ad_ros/models/$style"
-  [ "$style" = mosaic ] && out="out/train_defaults/mosaic_start"
-  # shellcheck disable=SC2086
-  timeout "$LIMIT" "$PY" -m muon_ad_ros.cli distill --style "$style" --seed 0 ${RECIPE[$style]:-} --device "$DEVICE" \
-    --out "$out" --checkpoint-dir "out/train_defaults/$style" > "out/train_defaults/$style.log" 2>&1 || status=1
-  if [ "$style" = mosaic ] && [ -f "$out/student.pt" ]; then
+  recipe=${RECIPE[$style]:-}
+  IFS='|' read -r -a runs <<< "${recipe//$'\n'/ }"
+  init=()
+  for i in "${!runs[@]}"; do
+    if [ "$i" -eq $(( ${#runs[@]} - 1 )) ]; then out="muon_ad_ros/models/$style"; else out="out/train_defaults/${style}_$i"; fi
     # shellcheck disable=SC2086
-    timeout "$LIMIT" "$PY" -m muon_ad_ros.cli distill --style mosaic --seed 0 --init "$out/student.pt" $MOSAIC_BORDER \
-      --threads 1 --device "$DEVICE" --out muon_ad_ros/models/mosaic --checkpoint-dir out/train_defaults/mosaic_border \
-      > out/train_defaults/mosaic_border.log 2>&1 || status=1
-  fi
+    if ! timeout "$LIMIT" "$PY" -m muon_ad_ros.cli distill --style "$style" --seed 0 ${runs[$i]} "${init[@]}" \
+        --threads 1 --device "$DEVICE" --out "$out" --checkpoint-dir "out/train_defaults/${style}_${i}_ck" \
+        > "out/train_defaults/${style}_$i.log" 2>&1; then
+      status=1
+      break
+    fi
+    init=(--init "$out/student.pt")
+  done
   echo "== $style: done in $(( $(date +%s) - start )) s"
 done
 exit $status

@@ -2,7 +2,8 @@
 
 Built for CPU and the Jetson DLA (METHOD.md section 6): convolutions, ReLU, average pooling, integer
 nearest and bilinear upsampling, edge (replicate) padding, no InstanceNorm. A 4x4 stride-4 stem and
-a stride-2 conv take the frame to 1/8 where residual blocks and global-context blocks work; a 1x1 conv + 2x nearest upsampling with an additive skip return to 1/4, where a 3x3 conv
+a stride-2 conv take the frame to 1/8 where residual blocks and global-context blocks work; a 1x1 conv + 2x
+upsampling (nearest or bilinear) with an additive skip return to 1/4, where a 3x3 conv
 emits one RGB value per 4x4 block; bilinear upsampling adds it to the input times a per-channel gain
 before the output sigmoid (`StudentConfig.subpixel` keeps the first, depth-to-space head).
 No learned layer runs at full resolution: profiling showed that full- and half-resolution layers are
@@ -37,7 +38,8 @@ from muon_ad_ros.model.bundle import check_retention
 
 @dataclass
 class StudentConfig:
-    """The student's architecture; the defaults are the shipped one (sized for <= 20 ms at 640x480)."""
+    """The student's architecture; the defaults are the shipped starry_night's first run (sized for <= 20 ms at
+    640x480); its fine-tune switches `upsample` to bilinear."""
 
     widths: tuple[int, int] = (32, 64)  # channels at 1/4 and 1/8 resolution
     res_blocks: int = 2  # residual blocks at 1/8
@@ -69,7 +71,9 @@ class StudentConfig:
     # "nearest" copies each 1/8 value into a 2x2 block, which the trained nearest students turned into a
     # fixed 8-px checkerboard over every frame (their texture); "bilinear" (half-pixel, an ONNX Resize and
     # a DLA resize layer with an integer scale) has no block edges to paint. Bundles written before this
-    # field existed are "nearest" (see from_saved).
+    # field existed are "nearest" (see from_saved). The default stays nearest: trained from scratch with
+    # bilinear, a student drew diagonal streaks far from the style; the shipped bundles switch to bilinear
+    # in a fine-tune with the lattice penalty (docs/method.md, section 4).
     upsample: str = "nearest"
 
     @classmethod
