@@ -38,8 +38,8 @@ def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, 
 
 
 def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, int, float]:
-    """Returns (fps of the slowest stream, latency p50 ms, samples, fps of all streams together) of the (receipt time, latency ms, camera
-    frame_id) arrivals of the last ``horizon`` seconds. With two cameras into the style node (the launch
+    """Returns (fps of the slowest stream, latency p50 ms, samples, fps of all streams together) of the
+    (receipt time, latency ms, camera frame_id) arrivals of the last ``horizon`` seconds. With two cameras into the style node (the launch
     gives both the same rate) each stream is timed on its own: their sum would hide one that falls behind.
     A stream with fewer than two frames in the window has no rate and is left out (a silent camera is the
     link monitor's to report); with no timed stream the rates are 0."""
@@ -68,7 +68,8 @@ class LevelCosts:
     """What each retention level cost the style node lately: the inference_ms of its PruningState
     messages (an exponential average per level, with when it was last seen). A level whose recent cost
     times the camera frame rate exceeds the style node's time is not worth a raise: it was seen
-    dropping frames."""
+    dropping frames. Costs are taken at whatever resolution_scale ran; the loop raises retention only once
+    the resolution is back at 1.0, where the levels above the lowest were measured."""
 
     MEMORY_S = 30.0   # costs older than this are forgotten: the load on the machine changes
 

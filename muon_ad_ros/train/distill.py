@@ -228,7 +228,7 @@ class Distiller:
         self.rng = np.random.default_rng(cfg.seed)
         # initialized on the CPU whatever the device: the same seed gives the same weights everywhere
         self.student = Student(StudentConfig(subpixel=cfg.subpixel, half_width=cfg.half_width,
-                                                   upsample=cfg.upsample)).to(self.device)
+                                             upsample=cfg.upsample)).to(self.device)
         stats = tuple(cfg.stats_layers) if cfg.stats_weight else ()
         teach_layers = tuple(cfg.teacher_layers) if cfg.teacher_feature_weight else ()
         layers = tuple(l for l in dict.fromkeys(cfg.style_layers + cfg.content_layers + stats + teach_layers)
@@ -295,14 +295,13 @@ class Distiller:
         gen_feats = self.loss_fn.features(y)
         losses = self.loss_fn(y, x, gen_feats)
         style, content = st.lambda_style * losses["style"], cfg.content_weight * losses["content"]
+        rec = {"step": step, "retention": r, "phase": st.phase, "lambda_style": st.lambda_style,
+               "style": losses["style"].item(), "content": losses["content"].item()}
         if cfg.tv_weight:  # counted with content: it is a fidelity term, not a style term
             content = content + cfg.tv_weight * total_variation(y)
         if cfg.lattice_weight:  # a fidelity term too: the photo has no such grid
             lattice = metrics.lattice_pattern(y).pow(2).mean()
             content = content + cfg.lattice_weight * lattice
-        rec = {"step": step, "retention": r, "phase": st.phase, "lambda_style": st.lambda_style,
-               "style": losses["style"].item(), "content": losses["content"].item()}
-        if cfg.lattice_weight:
             rec["lattice"] = lattice.item()
         if cfg.border_weight:  # a fidelity term too: the border as the interior would be painted
             inner, cut = inner_crop(x, self.rng)
