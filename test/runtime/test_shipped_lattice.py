@@ -2,7 +2,8 @@
 of the frame (metrics.lattice_rms) stays near the photographs' own on the eight held-out photographs.
 
 The nearest-upsampling students drew one over every frame (5.8-8.0/255 RMS at retention 1.0, a dot or brick
-grid on flat walls and fur); the photographs' own is 0.2 (docs/method.md, section 4).
+grid on flat walls and fur); the photographs' own is 0.2 (docs/method.md, section 4). The 8-px period only:
+the 16-px check pattern starry_night still lays on large flat surfaces is a known gap (docs/method.md).
 """
 import json
 
@@ -14,7 +15,7 @@ from muon_ad_ros.model.bundle import MODELS_ROOT
 from muon_ad_ros.train import data, metrics
 
 BUNDLES = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
-MAX_RMS = 2.5   # 0-255; the shipped bundles measure 0.7-1.3, the grid-painting ones 4.1-8.0 (every level)
+MAX_RMS = 2.5   # 0-255; the shipped bundles measure 0.5-1.3, the grid-painting ones 4.1-8.0 (every level)
 
 
 @pytest.fixture(scope="module")
