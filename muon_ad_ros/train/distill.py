@@ -117,6 +117,9 @@ class TrainConfig:
     # output, the texture locked to the student's 8-px stride lattice (a fixed grid over every frame, which
     # total variation does not single out). 0 = off.
     lattice_weight: float = 0.0
+    # The lattice's period in pixels: 8 (the student's stride) also covers 4 and 2; 32 also covers 16, the
+    # check pattern of 16-px squares the 8-px penalty left on flat surfaces (docs/method.md, known gaps).
+    lattice_period: int = 8
     # Border consistency (not in METHOD.md): the student also stylizes the training crop cut by 8 or 16 px on
     # each side, and the 8x8-block means of the outer border_ring px of that output are pulled (L1, this
     # weight) towards the full crop's output at the same pixels, which were interior pixels there: a border
@@ -300,7 +303,7 @@ class Distiller:
         if cfg.tv_weight:  # counted with content: it is a fidelity term, not a style term
             content = content + cfg.tv_weight * total_variation(y)
         if cfg.lattice_weight:  # a fidelity term too: the photo has no such grid
-            lattice = metrics.lattice_pattern(y).pow(2).mean()
+            lattice = metrics.lattice_pattern(y, cfg.lattice_period).pow(2).mean()
             content = content + cfg.lattice_weight * lattice
             rec["lattice"] = lattice.item()
         if cfg.border_weight:  # a fidelity term too: the border as the interior would be painted
@@ -521,6 +524,8 @@ def main(argv=None) -> int:
                    help=f"weight of the total variation of the output (default {d.tv_weight})")
     p.add_argument("--lattice-weight", type=float, default=d.lattice_weight,
                    help="weight of the penalty on texture locked to the student's 8-px lattice (0: off)")
+    p.add_argument("--lattice-period", type=int, default=d.lattice_period,
+                   help=f"period in pixels of the lattice the penalty looks at (8, 16 or 32; default {d.lattice_period})")
     p.add_argument("--half-width", type=int, default=d.half_width,
                    help="channels of a learned 1/2-resolution stage before the output (0: none, the smooth head)")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default=d.upsample,
@@ -545,9 +550,13 @@ def main(argv=None) -> int:
                               projection=a.projection, curriculum=not a.no_curriculum,
                               dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, order=a.order,
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
-                              upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight, **over)
+                              upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
+                              lattice_period=a.lattice_period, **over)
     if cfg.crop % 8 or cfg.crop < 64:
         p.error(f"--crop must be a multiple of 8 and >= 64, got {cfg.crop}")
+    if cfg.lattice_period not in (8, 16, 32) or cfg.crop < 3 * cfg.lattice_period:
+        p.error(f"--lattice-period must be 8, 16 or 32 with --crop >= 3 periods, got {cfg.lattice_period} "
+                f"(crop {cfg.crop})")
     if cfg.image_pad < 0 or cfg.image_pad % 16:
         p.error(f"--image-pad must be a multiple of 16 (the feature network's stride) and >= 0, got {cfg.image_pad}")
     if cfg.border_weight and cfg.crop < 96:
