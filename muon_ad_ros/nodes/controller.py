@@ -39,10 +39,10 @@ def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, 
 
 def stream_window(arrivals, now: float, horizon: float) -> tuple[float, float, int, float]:
     """Returns (fps of the slowest stream, latency p50 ms, samples, fps of all streams together) of the
-    (receipt time, latency ms, camera frame_id) arrivals of the last ``horizon`` seconds. With two cameras into the style node (the launch
-    gives both the same rate) each stream is timed on its own: their sum would hide one that falls behind.
-    A stream with fewer than two frames in the window has no rate and is left out (a silent camera is the
-    link monitor's to report); with no timed stream the rates are 0."""
+    (receipt time, latency ms, camera frame_id) arrivals of the last ``horizon`` seconds. With two cameras
+    into the style node (the launch gives both the same rate) each stream is timed on its own: their sum
+    would hide one that falls behind. A stream with fewer than two frames in the window has no rate and is
+    left out (a silent camera is the link monitor's to report); with no timed stream the rates are 0."""
     recent = [a for a in arrivals if a[0] > now - horizon]
     streams: dict = {}
     for t, _, frame in recent:
@@ -81,17 +81,18 @@ class LevelCosts:
         old = self.ms.get(key)
         self.ms[key] = (ms if old is None or now - old[1] > self.MEMORY_S else 0.8 * old[0] + 0.2 * ms, now)
 
+    def recent(self, now: float) -> dict[float, float]:
+        """Returns {level: ms} of the levels seen within MEMORY_S."""
+        return {lv: ms for lv, (ms, t) in self.ms.items() if now - t <= self.MEMORY_S}
+
     def summary(self, now: float) -> str:
         """Returns 'level: ms' of every level remembered, e.g. '0.40: 9.8, 0.70: 17.2' (empty when none)."""
-        return ", ".join(f"{lv:.2f}: {ms:.1f}" for lv, (ms, t) in sorted(self.ms.items()) if now - t <= self.MEMORY_S)
+        return ", ".join(f"{lv:.2f}: {ms:.1f}" for lv, ms in sorted(self.recent(now).items()))
 
     def load(self, level: float, frames_per_s: float, now: float) -> float:
         """Returns the fraction of the style node's time `level` would take at this input rate (NaN when its
         cost is unknown or forgotten)."""
-        seen = self.ms.get(round(float(level), 4))
-        if seen is None or now - seen[1] > self.MEMORY_S:
-            return float("nan")
-        return frames_per_s * seen[0] / 1e3
+        return frames_per_s * self.recent(now).get(round(float(level), 4), float("nan")) / 1e3
 
 
 class RaiseGate:
