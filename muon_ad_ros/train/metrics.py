@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .losses import gram
+
 FeatureFn = Callable[[torch.Tensor], dict]
 KINDS = ("gram", "meanstd")
 
@@ -42,13 +44,6 @@ def _tensor(img: np.ndarray, max_side: int) -> torch.Tensor:
         import cv2
         img = cv2.resize(img, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float() / 255
-
-
-def gram(f: torch.Tensor) -> torch.Tensor:
-    """Return the (N, C, C) Gram matrices of (N, C, h, w) features, normalized by h*w."""
-    n, c, h, w = f.shape
-    x = f.reshape(n, c, h * w)
-    return x @ x.transpose(1, 2) / (h * w)
 
 
 def _features(network) -> FeatureFn:

@@ -57,7 +57,9 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
     assert "--crop" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="nope.png"):
         distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
-    for bad in (["--half-width", "12"], ["--tv-weight", "-1"], ["--lattice-period", "12"]):
+    for bad in (["--half-width", "12"], ["--tv-weight", "-1"], ["--lattice-period", "12"],
+                ["--gram-weight", "-1"], ["--style-side", "100"],
+                ["--stats-layers", "rgb,conv3"]):
         with pytest.raises(SystemExit):
             distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), *bad])
         assert bad[0] in capsys.readouterr().err

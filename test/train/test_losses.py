@@ -8,7 +8,7 @@ import torch
 from muon_ad_ros.train import data
 from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
 from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, content_loss,
-                                     stats_loss, tokens, total_loss)
+                                     gram, gram_loss, stats_loss, tokens, total_loss)
 
 
 def test_attention_hand_computed():
@@ -166,6 +166,24 @@ def test_palette_term_prefers_the_style_colours_and_ignores_the_border():
         ad.style_loss(net(blue))
     with pytest.raises(ValueError, match="block12"):
         AttentionDistillation(net, style, stats_layers=("block12",), stats_weight=1.0)
+
+
+def test_gram_term_is_the_weighted_gram_gap_and_pulls_towards_the_style():
+    net = feature_network("mobilenet_v2")
+    style = data.to_tensor(data.resize_max(data.make_mosaic(256), 128))
+    photo = data.to_tensor(data.resize_max(data.skimage_image("astronaut"), 128))
+    plain = AttentionDistillation(net, style)
+    with_gram = AttentionDistillation(net, style, gram_weight=0.5)
+    with torch.no_grad():
+        feats, own = net(photo), net(style)
+        added = with_gram.style_loss(feats) - plain.style_loss(feats)
+        expected = sum(gram_loss(feats[l], with_gram.style_gram[l]) for l in plain.style_layers)
+        assert added.item() == pytest.approx(0.5 * expected.item(), rel=1e-4)
+        assert expected > 10 * sum(gram_loss(own[l], with_gram.style_gram[l])
+                                   for l in plain.style_layers)
+    f = torch.rand(2, 4, 6, 5)
+    assert gram_loss(f, gram(f[:1])).item() > 0 and gram_loss(f[:1], gram(f[:1])).item() == pytest.approx(0.0)
+    assert plain.style_gram == {}
 
 
 def test_mirrored_ring_is_cut_back_to_the_image_grid():
