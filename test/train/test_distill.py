@@ -68,11 +68,14 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
 def test_distill_half_width_and_tv_weight_reach_the_bundle(tmp_path):
     out = tmp_path / "bundle"
     assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--half-width", "8",
-                         "--tv-weight", "3"]) == 0
+                         "--tv-weight", "3", "--style-side", "128", "--stats-layers", "rgb,block5",
+                         "--gram-weight", "0.1"]) == 0
     meta = json.loads((out / "model.json").read_text())
     record = json.loads((out / "training.json").read_text())
     assert meta["student_config"]["half_width"] == 8
     assert record["train_config"]["tv_weight"] == 3.0
+    assert record["train_config"]["style_side"] == 128 and record["train_config"]["gram_weight"] == 0.1
+    assert record["train_config"]["stats_layers"] == ["rgb", "block5"]
     from muon_ad_ros.runtime.style import OnnxRuntimeBackend, TorchBackend
     rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     onnx_be, torch_be = OnnxRuntimeBackend(out, threads=1), TorchBackend(out, threads=1)
