@@ -44,7 +44,10 @@ class TrainConfig:
     iters: int = 600
     batch: int = 4
     crop: int = 160  # square training crops (multiples of 8)
-    style_side: int = 192  # longer side of the style image for keys/values (plus two crops at 2x scale)
+    # Longer side of the style image for keys/values (plus two crops at 2x scale). The photos are at 512, so
+    # 192 paints strokes smaller, relative to the frame, than the painting's; the shipped mosaic's last runs
+    # use 512 (docs/method.md, section 1).
+    style_side: int = 192
     optimizer: str = "muon"  # muon | adamw
     # Muon lr ('original' scaling; AdamW lr when optimizer=adamw) and decoupled weight decay. The student has
     # no normalization layers (DLA), so Muon's fixed-size updates grow the weights and with them the
@@ -72,8 +75,8 @@ class TrainConfig:
     stats_layers: tuple[str, ...] = ("rgb", "block2")
     stats_weight: float = 1.0
     # Gatys' Gram loss at the style layers with this weight, added to the style loss (not in METHOD.md; 0 =
-    # off): AD matches each generated token to its nearest style tokens, which leaves the texture's
-    # second-order statistics (how often each pattern appears) free; measured in docs/method.md.
+    # off). Measured on starry_night (CPU, 300 steps from the shipped model, weight 0.03 / 0.1): farther from
+    # the style on both evaluation networks than without it (docs/method.md, section 1).
     gram_weight: float = 0.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
     half_width: int = 0  # channels of the student's learned 1/2-resolution stage (StudentConfig.half_width)
@@ -516,8 +519,9 @@ def main(argv=None) -> int:
     p.add_argument("--stats-weight", type=float, default=d.stats_weight,
                    help=f"weight of the colour/feature moment loss at {','.join(d.stats_layers)} (0: AD only)")
     p.add_argument("--style-side", type=int, default=None,
-                   help="longer side in pixels of the style image the losses see, plus two crops at twice that "
-                        f"scale (default {d.style_side}; the training photos are at 512): larger paints larger strokes")
+                   help="longer side in pixels of the style image the losses see, plus two crops at twice "
+                        f"that scale (default {d.style_side}; the training photos are at 512): larger paints "
+                        "larger strokes")
     p.add_argument("--stats-layers", default=",".join(d.stats_layers),
                    help=f"comma-separated layers of the moment loss ('rgb': the output pixels; default "
                         f"{','.join(d.stats_layers)})")
@@ -538,7 +542,8 @@ def main(argv=None) -> int:
     p.add_argument("--lattice-weight", type=float, default=d.lattice_weight,
                    help="weight of the penalty on texture locked to the student's 8-px lattice (0: off)")
     p.add_argument("--lattice-period", type=int, default=d.lattice_period,
-                   help=f"period in pixels of the lattice the penalty looks at (8, 16 or 32; default {d.lattice_period})")
+                   help="period in pixels of the lattice the penalty looks at (8, 16 or 32; default "
+                        f"{d.lattice_period})")
     p.add_argument("--half-width", type=int, default=d.half_width,
                    help="channels of a learned 1/2-resolution stage before the output (0: none, the smooth head)")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default=d.upsample,
@@ -555,8 +560,9 @@ def main(argv=None) -> int:
     over["teacher_weight"] = a.teacher_weight
     if a.teacher_feature_weight is not None:
         over["teacher_feature_weight"] = a.teacher_feature_weight
-    over.update({k: v for k, v in dict(iters=a.iters, batch=a.batch, crop=a.crop, lr=a.lr, style_side=a.style_side,
-                                                  content_weight=a.content_weight).items() if v is not None})
+    over.update({k: v for k, v in dict(iters=a.iters, batch=a.batch, crop=a.crop, lr=a.lr,
+                                       style_side=a.style_side, content_weight=a.content_weight).items()
+                 if v is not None})
     if a.optimizer == "adamw" and a.lr is None:
         over["lr"] = 1e-3
     cfg = dataclasses.replace(d, optimizer=a.optimizer, seed=a.seed, loss=a.loss, threads=a.threads,

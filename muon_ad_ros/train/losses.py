@@ -169,7 +169,8 @@ class AttentionDistillation(torch.nn.Module):
             f = _inner(image, 8 * self.gen_border) if l == "rgb" else _inner(gen_feats[l], self.gen_border)
             loss = loss + self.stats_weight * stats_loss(f, *self.style_stats[l])
         if self.gram_weight:
-            loss = loss + self.gram_weight * sum(gram_loss(gen[l], self.style_gram[l]) for l in self.style_layers)
+            loss = loss + self.gram_weight * sum(gram_loss(gen[l], self.style_gram[l])
+                                                 for l in self.style_layers)
         return loss
 
     def features(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
