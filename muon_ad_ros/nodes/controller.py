@@ -161,7 +161,7 @@ class ControllerNode(Node):
         # no stale_timeout of its own: a peer listed but unmatched for three control periods (2 s at least)
         self.links = LinkMonitor(self, self.diag, lambda: max(2.0, 3 * self.values["period"]))
         self.links.subscription(PruningState, "stylized/pruning_state", self._on_state, qos.reliable_qos())
-        self.links.subscription(Image, "depth", self._on_depth, qos.image_qos())
+        self.depth_link = None          # subscribed in depth_lod mode only (_follow_mode)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.style_status = f"{diagnostics.status_prefix(self.style_fqn)}: style"
         self.style_counts = None        # (received, dropped) cumulative, from the style node's diagnostics
@@ -176,6 +176,7 @@ class ControllerNode(Node):
         self.pushed: dict = {}
         if self.values["mode"] != "manual":
             self._adopt_style_values()
+        self._follow_mode()
         self.decision, self.level = "starting", OK
         self.timer = self.create_timer(self.values["period"], self._control)
         self.diag.add_provider(self._report)
@@ -186,10 +187,22 @@ class ControllerNode(Node):
             self.timer = self.create_timer(value, self._control)
         if name == "mode" and value != "manual":
             self._adopt_style_values()
+        if name == "mode":
+            self._follow_mode()
         if name == "restore_periods":
             self.gate = RaiseGate(value)
         if self.values["mode"] == "manual" and name in ("mode", "retention", "resolution_scale"):
             self.retention, self.scale = self.values["retention"], self.values["resolution_scale"]
+
+    def _follow_mode(self):
+        """Subscribes to depth in depth_lod mode only: a camera node aligns depth to color only while
+        someone takes it, and that alignment is the largest share of its CPU time."""
+        wanted = self.values["mode"] == "depth_lod"
+        if wanted and self.depth_link is None:
+            self.depth_link = self.links.subscription(Image, "depth", self._on_depth, qos.image_qos())
+        elif not wanted and self.depth_link is not None:
+            self.links.remove(self.depth_link)
+            self.depth_link, self.depth = None, None
 
     def _on_state(self, msg: PruningState):
         latency = (time.time() - images.stamp_seconds(msg.header.stamp)) * 1e3

@@ -137,6 +137,15 @@ class LinkMonitor:
         self.links.append(link)
         return link
 
+    def remove(self, link: Link) -> None:
+        """Destroys a publisher or subscription made here and stops watching it."""
+        self.links.remove(link)
+        with link._lock:
+            if link.kind == "publisher":
+                self.node.destroy_publisher(link.handle)
+            else:
+                self.node.destroy_subscription(link.handle)
+
     def check(self):
         timeout = self.timeout()
         now = time.monotonic()

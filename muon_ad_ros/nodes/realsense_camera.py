@@ -45,10 +45,17 @@ class RealSenseCameraNode(CameraNode):
         h, w = frame.color.shape[:2]
         self.publish_image(self.color_pub, "color/image_raw", frame.color, "rgb8", hdr)
         self.color_info_pub.publish(camera_info(src.color_model.scaled(w, h), w, h, hdr))
+        if src.align_depth:
+            # aligned only while someone takes it (image, its compressed twin or its camera_info)
+            src.align_wanted = (self.aligned_pub.get_subscription_count() > 0
+                                or self.aligned_info_pub.get_subscription_count() > 0
+                                or self.twins["aligned_depth_to_color/image_raw"].wanted())
         if frame.depth is None:
             return
         dh, dw = frame.depth.shape
         if src.align_depth:
+            if not frame.depth_aligned:
+                return
             # Aligned depth lives in the color camera's geometry and frame, like realsense-ros's.
             self.publish_image(self.aligned_pub, "aligned_depth_to_color/image_raw", frame.depth, "16UC1", hdr)
             self.aligned_info_pub.publish(camera_info(src.color_model.scaled(dw, dh), dw, dh, hdr))
@@ -74,6 +81,8 @@ class RealSenseCameraNode(CameraNode):
         out = {"device": src.device_name, "color": f"{c.width}x{c.height} fx={c.k[0]:.1f} fy={c.k[4]:.1f}",
                "depth": ("aligned to color" if src.align_depth else "unaligned") if src.depth_model else "off",
                "timestamp_domain": src.timestamp_domain}
+        if src.align_depth and src.depth_model:
+            out["depth_aligning"] = src.align_wanted   # False while no one takes aligned depth
         if src.depth_to_color:
             out["depth_to_color_t_m"] = " ".join(f"{t:.4f}" for t in src.depth_to_color[1])
         return out

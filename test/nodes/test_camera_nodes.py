@@ -96,6 +96,17 @@ def test_recording_publishes_color_aligned_depth_and_camera_info(probe, start_no
     assert float(values["rate_hz"]) > 0 and values["depth_to_color_t_m"].startswith("0.0150")
 
 
+def test_depth_is_aligned_only_while_someone_takes_it(probe, start_nodes, recording):
+    color = probe.collect(Image, "/camera/color/image_raw")
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    g = rs_node(start_nodes, recording=recording)
+    aligning = lambda: (diag_values(diags, RS_STATUS) or {}).get("depth_aligning")  # noqa: E731
+    assert wait_for(lambda: len(color) > 10 and aligning() == "False", 20), g.log("realsense_camera")
+    depth = probe.collect(Image, "/camera/aligned_depth_to_color/image_raw")
+    assert wait_for(lambda: len(depth) > 3 and aligning() == "True", 10), g.log("realsense_camera")
+    assert depth[-1].header.frame_id == "camera_color_optical_frame" and depth[-1].width == W
+
+
 def test_unaligned_depth_uses_the_depth_frame_and_intrinsics(probe, start_nodes, recording):
     depth = probe.collect(Image, "/camera/depth/image_rect_raw")
     info = probe.collect(CameraInfo, "/camera/depth/camera_info", image_qos(5))

@@ -94,6 +94,19 @@ def test_depth_lod_uses_depth_frames(probe, start_nodes, bundle):
         g.log("controller"), diag_values(diags, "controller: control"))
 
 
+def test_controller_takes_depth_only_in_depth_lod_mode(probe, start_nodes, bundle):
+    # a RealSense camera node aligns depth to color only while someone subscribes to it
+    g = start_nodes(specs(bundle, mode="manual", period=0.2))
+    assert wait_for(lambda: "/controller" in [f"{ns.rstrip('/')}/{n}" for n, ns in
+                                              probe.node.get_node_names_and_namespaces()], 20), g.log("controller")
+    assert probe.set_params("/controller", mode="target_fps")[0].successful
+    assert probe.node.count_subscribers("/test_cam/depth") == 0
+    assert probe.set_params("/controller", mode="depth_lod")[0].successful
+    assert wait_for(lambda: probe.node.count_subscribers("/test_cam/depth") == 1, 10), g.log("controller")
+    assert probe.set_params("/controller", mode="manual")[0].successful
+    assert wait_for(lambda: probe.node.count_subscribers("/test_cam/depth") == 0, 10), g.log("controller")
+
+
 def test_controller_follows_what_is_set_on_the_style_node_directly(probe, start_nodes, bundle):
     # The style node starts at 0.7: target_fps begins from it, not from retention_max.
     g = start_nodes([graph.NodeSpec("style_transfer", "style_transfer", "",
