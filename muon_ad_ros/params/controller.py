@@ -3,7 +3,8 @@ from muon_ad_ros.params import Param
 
 PARAMS = (
     Param("mode", "manual", "manual: push retention/resolution_scale as set here; target_fps: closed loop on "
-          "the stylized frame rate (and latency); depth_lod: nearer scene content keeps more channels.",
+          "the stylized frame rate (and latency); depth_lod: nearer scene content keeps more channels (the "
+          "only mode that subscribes to depth).",
           choices=("manual", "target_fps", "depth_lod")),
     Param("retention", 1.0, "Manual retention pushed to the style node.", min=0.4, max=1.0),
     Param("resolution_scale", 1.0, "Manual processing resolution pushed to the style node.", min=0.25, max=1.0),

@@ -14,8 +14,9 @@ PARAMS = (
     Param("fps", 30.0, "Stream rate requested from the device, and the most frames per second published.",
           min=1.0, max=300.0),
     Param("enable_depth", True, "Stream depth as well as color."),
-    Param("align_depth", True, "Align depth to the color image (aligned_depth_to_color/*, color frame id); "
-          "false publishes depth/image_rect_raw in the depth optical frame."),
+    Param("align_depth", True, "Align depth to the color image (aligned_depth_to_color/*, color frame id; "
+          "aligned and published only while someone subscribes); false publishes depth/image_rect_raw in the "
+          "depth optical frame."),
     Param("loop", True, "Replay a recording from the start when it ends; false = report ERROR at its end "
           "and keep running."),
     Param("realtime", True, "Play a recording at its recorded rate (paced by its hardware timestamps); "
