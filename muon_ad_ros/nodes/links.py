@@ -107,12 +107,20 @@ class Link:
             return f"matched, but no sample for {idle:.1f} s", peers
         return "", peers
 
-    def recreate(self):
+    def _destroy_handle(self):
+        if self.kind == "publisher":
+            self.node.destroy_publisher(self.handle)
+        else:
+            self.node.destroy_subscription(self.handle)
+
+    def destroy(self):
+        """Destroys the publisher or subscription for good."""
         with self._lock:
-            if self.kind == "publisher":
-                self.node.destroy_publisher(self.handle)
-            else:
-                self.node.destroy_subscription(self.handle)
+            self._destroy_handle()
+
+    def recreate(self):
+        with self._lock:     # one step for a publishing thread: the old handle or the new one
+            self._destroy_handle()
             self.handle = self._make()
         self.last_sample = time.monotonic()
         self.recreated += 1
@@ -140,11 +148,7 @@ class LinkMonitor:
     def remove(self, link: Link) -> None:
         """Destroys a publisher or subscription made here and stops watching it."""
         self.links.remove(link)
-        with link._lock:
-            if link.kind == "publisher":
-                self.node.destroy_publisher(link.handle)
-            else:
-                self.node.destroy_subscription(link.handle)
+        link.destroy()
 
     def check(self):
         timeout = self.timeout()

@@ -100,7 +100,9 @@ def test_depth_is_aligned_only_while_someone_takes_it(probe, start_nodes, record
     color = probe.collect(Image, "/camera/color/image_raw")
     diags = probe.collect(DiagnosticArray, "/diagnostics")
     g = rs_node(start_nodes, recording=recording)
-    aligning = lambda: (diag_values(diags, RS_STATUS) or {}).get("depth_aligning")  # noqa: E731
+
+    def aligning():
+        return (diag_values(diags, RS_STATUS) or {}).get("depth_aligning")
     assert wait_for(lambda: len(color) > 10 and aligning() == "False", 20), g.log("realsense_camera")
     depth = probe.collect(Image, "/camera/aligned_depth_to_color/image_raw")
     assert wait_for(lambda: len(depth) > 3 and aligning() == "True", 10), g.log("realsense_camera")
