@@ -338,10 +338,11 @@ class RealSenseSource(ReopeningSource):
         if self._pacer:
             self._pacer.wait(frameset.get_color_frame().get_timestamp())
         keep = frameset
-        aligned = self._align is not None and self.align_wanted
-        if aligned:
+        if self._align is not None and self.align_wanted:
             keep = self._align.process(frameset)
-        color, depth = keep.get_color_frame(), keep.get_depth_frame() if self.depth_model else None
+        # with alignment on but unwanted, no one takes this frame's depth: it is not copied out
+        take_depth = self.depth_model and (self._align is None or self.align_wanted)
+        color, depth = keep.get_color_frame(), keep.get_depth_frame() if take_depth else None
         # Copied out of librealsense's frame pool (~0.2 ms at 640x480): a reader that keeps frames
         # would otherwise starve the pool and the pipeline would silently drop frames.
         rgb = np.asanyarray(color.get_data())
@@ -360,8 +361,7 @@ class RealSenseSource(ReopeningSource):
         self._last_frame_at = time.monotonic()
         self.state, self.last_error = STREAMING, ""
         self.backoff.reset()
-        return Frame(rgb, self.stamps(ts, host), ts, color.get_frame_number(), depth_mm,
-                     depth_aligned=aligned and depth_mm is not None)
+        return Frame(rgb, self.stamps(ts, host), ts, color.get_frame_number(), depth_mm)
 
     def _stop_pipe(self):
         if self._pipe is not None:

@@ -23,7 +23,6 @@ class Frame:
     source_ms: float                   # the source's own timestamp in ms (hardware clock, media time, ...)
     number: int                        # the source's frame counter
     depth: np.ndarray | None = None    # (H, W) uint16, millimetres, 0 = no data
-    depth_aligned: bool = False        # depth is in the color camera's geometry (resampled to it)
 
 
 class Backoff:

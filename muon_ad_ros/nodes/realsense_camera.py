@@ -54,8 +54,6 @@ class RealSenseCameraNode(CameraNode):
             return
         dh, dw = frame.depth.shape
         if src.align_depth:
-            if not frame.depth_aligned:
-                return
             # Aligned depth lives in the color camera's geometry and frame, like realsense-ros's.
             self.publish_image(self.aligned_pub, "aligned_depth_to_color/image_raw", frame.depth, "16UC1", hdr)
             self.aligned_info_pub.publish(camera_info(src.color_model.scaled(dw, dh), dw, dh, hdr))

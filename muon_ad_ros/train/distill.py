@@ -572,7 +572,8 @@ def main(argv=None) -> int:
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
                               upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
                               lattice_period=a.lattice_period, **over)
-    known = ("rgb",) + tuple(NETWORKS[cfg.network][4])
+    *_, layer_table = NETWORKS[cfg.network]
+    known = ("rgb",) + tuple(layer_table)
     if not cfg.stats_layers or set(cfg.stats_layers) - set(known):
         p.error(f"--stats-layers must name layers of {', '.join(known)}, got {a.stats_layers!r}")
     if cfg.style_side % 8 or not 64 <= cfg.style_side <= 1024:
