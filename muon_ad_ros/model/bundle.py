@@ -61,6 +61,11 @@ def read_bundle(model_dir: str | Path) -> tuple[Path, dict]:
 
 
 
+def level_for(levels, retention: float) -> float:
+    """Returns the level of `levels` a retention runs at: the nearest level <= retention (the lowest if below)."""
+    return max([lv for lv in levels if lv <= retention + 1e-6] or [min(levels)])
+
+
 def check_retention(retention: float) -> float:
     """Return `retention` as a float, or raise ValueError when it is outside [MIN_RETENTION, 1.0]."""
     r = float(retention)

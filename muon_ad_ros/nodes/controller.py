@@ -16,6 +16,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
+from muon_ad_ros.model.bundle import level_for
 from muon_ad_ros.msg import PruningState
 from muon_ad_ros.nodes import declare, diagnostics, frames, images, qos, spin
 from muon_ad_ros.nodes.diagnostics import OK, WARN
@@ -56,7 +57,7 @@ def next_level(levels, retention: float, up: bool, bound: float):
     """Returns the model level next above (`up`) or below the one `retention` runs at, within `bound`
     (retention_max / retention_min), or None. Retentions between two levels run the lower one, so a
     fixed step (1.0 -> 0.9 -> 0.8) spends periods on requests that change nothing."""
-    current = max([lv for lv in levels if lv <= retention + 1e-6] or [min(levels)])
+    current = level_for(levels, retention)
     if up:
         above = [lv for lv in levels if current + 1e-6 < lv <= bound + 1e-6]
         return min(above) if above else None

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from muon_ad_ros.errors import BackendUnavailable, ModelError
-from muon_ad_ros.model.bundle import MIN_SIDE, MULTIPLE, PruningInfo, read_bundle
+from muon_ad_ros.model.bundle import MIN_SIDE, MULTIPLE, PruningInfo, level_for, read_bundle
 from muon_ad_ros.runtime.onnx import session_options
 
 KINDS = ("onnxruntime", "torch", "tensorrt")
@@ -36,8 +36,7 @@ class StyleBackend:
         r = float(retention)
         if math.isnan(r) or not 0.0 < r <= 1.0:
             raise ValueError(f"retention must be in (0, 1], got {retention!r}")
-        below = [lv for lv in self.levels if lv <= r + 1e-9]
-        return below[-1] if below else self.levels[0]
+        return level_for(self.levels, r)
 
     def pruning_state(self, retention: float) -> PruningInfo:
         """Return the PruningInfo of the level this retention runs at."""
