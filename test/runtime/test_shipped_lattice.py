@@ -2,8 +2,9 @@
 of the frame (metrics.lattice_rms) stays near the photographs' own on the eight held-out photographs.
 
 The nearest-upsampling students drew one over every frame (5.8-8.0/255 RMS at retention 1.0, a dot or brick
-grid on flat walls and fur); the photographs' own is 0.2 (docs/method.md, section 4). The 8-px period only:
-the 16-px check pattern starry_night still lays on large flat surfaces is a known gap (docs/method.md).
+grid on flat walls and fur); the photographs' own is 0.2 (docs/method.md, section 4).
+A pattern whose phase drifts over the frame escapes that measure; the second test finds any repeating
+pattern by its spectral peak (metrics.periodic_excess: the output's peak over the photo's own).
 """
 import json
 
@@ -16,6 +17,12 @@ from muon_ad_ros.train import data, metrics
 
 BUNDLES = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
 MAX_RMS = 2.5   # 0-255; the shipped bundles measure 0.5-1.3, the grid-painting ones 4.1-8.0 (every level)
+# mean periodic excess over the held-out photos: mosaic and ihc measure 1.2-1.5 at every level, starry_night's
+# check pattern of 8-px squares 4.7-5.7; the peer 2.6 with the starry_night image, 6.5 with ihc's (a 6.7-px
+# cross-hatch: its own 4-px decoder pattern at 384 px, resized to the frame)
+MAX_PERIODIC = 2.5
+# strict: the test fails as soon as it passes, so the mark cannot outlive the defect
+KNOWN = {"starry_night": "a check pattern of 8-px squares on smooth surfaces (docs/method.md, known gaps)"}
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +30,28 @@ def frames():
     return [data.fit_frame(p, 640, 480) for p in data.content_images(split="eval")]
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
-def test_no_fixed_grid_at_any_level(bundle, frames):
+def outputs(bundle, frames):
+    """Yields (retention, [uint8 output per frame]) for every level of the bundle's ONNX models."""
     meta = json.loads((bundle / "model.json").read_text())
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     for level in meta["levels"]:
         sess = ort.InferenceSession(str(bundle / level["onnx"]), opts, providers=["CPUExecutionProvider"])
-        rms = []
-        for x in frames:
-            y = sess.run(None, {"image": x.transpose(2, 0, 1)[None].astype(np.float32) / 255})[0][0]
-            rms.append(metrics.lattice_rms((y.transpose(1, 2, 0).clip(0, 1) * 255 + 0.5).astype(np.uint8)))
-        assert np.mean(rms) <= MAX_RMS, f"{bundle.name} r={level['retention']}: lattice {np.mean(rms):.2f}/255"
+        ys = [sess.run(None, {"image": x.transpose(2, 0, 1)[None].astype(np.float32) / 255})[0][0] for x in frames]
+        yield level["retention"], [(y.transpose(1, 2, 0).clip(0, 1) * 255 + 0.5).astype(np.uint8) for y in ys]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_no_fixed_grid_at_any_level(bundle, frames):
+    for retention, outs in outputs(bundle, frames):
+        rms = [metrics.lattice_rms(out) for out in outs]
+        assert np.mean(rms) <= MAX_RMS, f"{bundle.name} r={retention}: lattice {np.mean(rms):.2f}/255"
+
+
+@pytest.mark.parametrize("bundle", [pytest.param(b, marks=pytest.mark.xfail(strict=True, reason=KNOWN[b.name]))
+                                    if b.name in KNOWN else b for b in BUNDLES], ids=[b.name for b in BUNDLES])
+def test_no_repeating_pattern_the_photo_lacks_at_any_level(bundle, frames):
+    for retention, outs in outputs(bundle, frames):
+        excess = [metrics.periodic_excess(out, x) for out, x in zip(outs, frames)]
+        assert np.mean(excess) <= MAX_PERIODIC, (f"{bundle.name} r={retention}: periodic excess "
+                                                 f"{np.mean(excess):.2f} (per photo {np.round(excess, 1)})")

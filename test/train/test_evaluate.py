@@ -40,6 +40,7 @@ def test_eval_writes_contact_sheet_and_metrics(bundle, content, tmp_path):
     assert s["student"]["0.40"]["flops_fraction"] < 1.0
     for m in (s["student"]["1.00"]["metrics"], s["muon_ad"]["metrics"], s["peer"]["metrics"]):
         assert 0 < m["ssim_content"] <= 1 and "border_gap_excess" in m and m["lattice_rms"] >= 0
+        assert m["periodic_excess"] > 0
         assert {"mobilenet_v2/gram", "multistyle26/gram", "mobilenet_v2/meanstd", "multistyle26/meanstd"} <= set(m)
     c = s["criteria"]
     assert "top_ssim_at_least_peer" in c and "r0.40_within_1.25x/multistyle26/gram" in c

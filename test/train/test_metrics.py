@@ -62,6 +62,22 @@ def test_style_distances_names_every_network_and_statistic(photo, mosaic):
         metrics.style_distance(photo, mosaic, "multistyle26", kind="fft")
 
 
+def test_periodic_peak_finds_a_check_pattern_whose_phase_drifts():
+    photo = data.fit_frame(data.skimage_image("coffee"), 640, 480)
+    strength, _ = metrics.periodic_peak(photo)
+    assert strength < metrics.PERIODIC_FLOOR
+    yy, xx = np.mgrid[0:480, 0:640].astype(np.float32)
+    # 8-px squares, +-6 about the photo, drifting by a square across the frame: not locked to any grid
+    drift = 8 * xx / 640
+    check = np.where((((xx + drift) // 8 + (yy + drift) // 8) % 2) == 0, 6.0, -6.0)
+    painted = (photo + check[..., None]).clip(0, 255).astype(np.uint8)
+    strength, period = metrics.periodic_peak(painted)
+    assert strength > 40 and 9 < period < 13          # the check's diagonal fundamental: 16 / sqrt(2) px
+    assert metrics.periodic_excess(painted, photo) > 2.5 > metrics.periodic_excess(photo, photo)
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.periodic_peak(photo.astype(np.float32))
+
+
 def test_lattice_pattern_finds_a_grid_locked_to_the_stride_and_ignores_ramps_and_photos():
     yy, xx = np.mgrid[0:120, 0:160].astype(np.float32)
     ramp = np.stack([40 + xx, 60 + 0.5 * yy, 100 + 0.3 * (xx + yy)], -1)
