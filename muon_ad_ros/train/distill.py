@@ -27,7 +27,7 @@ import torch
 from . import data, metrics
 from .curriculum import Curriculum
 from .features import NETWORKS, TRAINING_NETWORK, feature_network
-from .losses import FORMS, AttentionDistillation
+from .losses import FORMS, AttentionDistillation, periodic_penalty
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
 from .pruning import ChannelImportance, retention_schedule
@@ -127,6 +127,10 @@ class TrainConfig:
     # The lattice's period in pixels: 8 (the student's stride) also covers 4 and 2; 32 also covers 16, the
     # check pattern of 16-px squares the 8-px penalty left on flat surfaces (docs/method.md, known gaps).
     lattice_period: int = 8
+    # Periodic penalty (not in METHOD.md): this weight times losses.periodic_penalty of the output, a repeating
+    # pattern of 6-40 px whatever its phase (the check of 8-px squares starry_night lays on smooth surfaces,
+    # which drifts across the frame and so escapes the lattice penalty). 0 = off.
+    periodic_weight: float = 0.0
     # Border consistency (not in METHOD.md): the student also stylizes the training crop cut by 8 or 16 px on
     # each side, and the 8x8-block means of the outer border_ring px of that output are pulled (L1, this
     # weight) towards the full crop's output at the same pixels, which were interior pixels there: a border
@@ -314,6 +318,10 @@ class Distiller:
             lattice = metrics.lattice_pattern(y, cfg.lattice_period).pow(2).mean()
             content = content + cfg.lattice_weight * lattice
             rec["lattice"] = lattice.item()
+        if cfg.periodic_weight:  # a fidelity term too: the photo has no such pattern (or keeps its own)
+            periodic = periodic_penalty(y, x)
+            content = content + cfg.periodic_weight * periodic
+            rec["periodic"] = periodic.item()
         if cfg.border_weight:  # a fidelity term too: the border as the interior would be painted
             inner, cut = inner_crop(x, self.rng)
             ring = border_consistency(self.student(inner, r), y.detach(), cut, cfg.border_ring)
@@ -544,6 +552,9 @@ def main(argv=None) -> int:
     p.add_argument("--lattice-period", type=int, default=d.lattice_period,
                    help="period in pixels of the lattice the penalty looks at (8, 16 or 32; default "
                         f"{d.lattice_period})")
+    p.add_argument("--periodic-weight", type=float, default=d.periodic_weight,
+                   help="weight of the penalty on a repeating 6-40 px pattern the photo lacks, whatever its "
+                        "phase (0: off)")
     p.add_argument("--half-width", type=int, default=d.half_width,
                    help="channels of a learned 1/2-resolution stage before the output (0: none, the smooth head)")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default=d.upsample,
@@ -571,7 +582,7 @@ def main(argv=None) -> int:
                               gram_weight=a.gram_weight, stats_layers=tuple(a.stats_layers.split(",")),
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
                               upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
-                              lattice_period=a.lattice_period, **over)
+                              lattice_period=a.lattice_period, periodic_weight=a.periodic_weight, **over)
     *_, layer_table = NETWORKS[cfg.network]
     known = ("rgb",) + tuple(layer_table)
     if not cfg.stats_layers or set(cfg.stats_layers) - set(known):
@@ -594,10 +605,11 @@ def main(argv=None) -> int:
     if cfg.teacher_weight < 0 or cfg.teacher_feature_weight < 0:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
-    if min(cfg.stats_weight, cfg.gram_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight) < 0:
-        p.error(f"--stats-weight, --gram-weight, --border-weight, --tv-weight and --lattice-weight must be >= 0, "
-                f"got {cfg.stats_weight}, {cfg.gram_weight}, {cfg.border_weight}, {cfg.tv_weight}, "
-                f"{cfg.lattice_weight}")
+    weights = (cfg.stats_weight, cfg.gram_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight,
+               cfg.periodic_weight)
+    if min(weights) < 0:
+        p.error("--stats-weight, --gram-weight, --border-weight, --tv-weight, --lattice-weight and --periodic-weight "
+                f"must be >= 0, got {', '.join(map(str, weights))}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():

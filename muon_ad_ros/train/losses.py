@@ -82,6 +82,47 @@ def gram_loss(gen: torch.Tensor, style_gram: torch.Tensor) -> torch.Tensor:
     return (gram(gen) - style_gram).pow(2).mean()
 
 
+LUMA = (0.299, 0.587, 0.114)
+
+
+def whitened_spectrum(gray: torch.Tensor, periods: tuple[float, float] = (6.0, 40.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ((N, H, W) whitened power spectrum, (H, W) frequency radius in cycles/px) of (N, H, W) images:
+    the Hann-windowed power at each frequency whose period lies in ``periods``, divided by the median power
+    of its ring (held constant for the gradient), 0 outside the band. A photograph's power falls off with
+    frequency alike in every direction, so its whitened spectrum is flat; a repeating pattern is a peak."""
+    n, h, w = gray.shape
+    win = torch.outer(torch.hann_window(h, periodic=False, dtype=gray.dtype, device=gray.device),
+                      torch.hann_window(w, periodic=False, dtype=gray.dtype, device=gray.device))
+    power = torch.fft.fft2((gray - gray.mean(dim=(-2, -1), keepdim=True)) * win).abs().pow(2)
+    fy, fx = torch.fft.fftfreq(h, device=gray.device), torch.fft.fftfreq(w, device=gray.device)
+    radius = torch.hypot(fy[:, None], fx[None, :]).to(gray.dtype)
+    band = (radius >= 1 / periods[1]) & (radius <= 1 / periods[0])
+    ring = torch.round(radius * max(h, w)).long()
+    white = torch.zeros_like(power)
+    for r in torch.unique(ring[band]).tolist():
+        sel = band & (ring == r)
+        median = power[:, ring == r].detach().median(dim=1).values.clamp_min(1e-20)
+        white[:, sel] = power[:, sel] / median[:, None]
+    return white, radius
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Return the (N, H, W) luminance of (N, 3, H, W) RGB images."""
+    return torch.einsum("nchw,c->nhw", x, torch.tensor(LUMA, dtype=x.dtype, device=x.device))
+
+
+def periodic_penalty(y: torch.Tensor, x: torch.Tensor, threshold: float = 15.0) -> torch.Tensor:
+    """Return the mean over the batch of the summed log-excess of y's whitened spectrum over the photo x's
+    (floored at ``threshold``): zero unless the output carries a repeating pattern (periods 6-40 px) stronger
+    than threshold and than the photo's own, whatever the pattern's phase. Per-frequency whitened power of a
+    photograph is ~1 (exponentially distributed), so a threshold of 15 leaves its noise alone."""
+    wy, _ = whitened_spectrum(luma(y))
+    with torch.no_grad():
+        wx, _ = whitened_spectrum(luma(x))
+    excess = torch.relu(torch.log(wy.clamp_min(1e-20)) - torch.log(wx.clamp_min(threshold)))
+    return excess.sum(dim=(-2, -1)).mean()
+
+
 def content_loss(gen: dict, content: dict, layers: tuple[str, ...]) -> torch.Tensor:
     """Return sum_l mean|Q_l(gen) - stopgrad(Q_l(content))| (AD's content form)."""
     return sum((gen[l] - content[l].detach()).abs().mean() for l in layers)

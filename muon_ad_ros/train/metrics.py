@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .losses import gram
+from .losses import gram, luma, whitened_spectrum
 
 FeatureFn = Callable[[torch.Tensor], dict]
 KINDS = ("gram", "meanstd")
@@ -109,26 +109,16 @@ def lattice_rms(image: np.ndarray, period: int = 8) -> float:
 
 def periodic_peak(image: np.ndarray, periods: tuple[float, float] = (6.0, 40.0)) -> tuple[float, float]:
     """Return (strength, period in px) of the strongest periodic component of an (H, W, 3) uint8 image's
-    luminance with a period in ``periods``: the peak of its Hann-windowed power spectrum, each frequency
-    divided by the median power of its ring (a photograph's spectrum falls off with frequency alike in every
-    direction, so its whitened spectrum is flat) and averaged over 3x3 neighbouring frequencies (a pattern
-    whose phase drifts over the frame spreads over a few). A check pattern of 8-px squares peaks at a period
-    near 11 px; photographs without a repeating structure measure 7-15, a fence or a lattice over 100.
-    Unlike lattice_pattern it does not need the pattern locked to a fixed grid."""
-    g = _rgb(image, "image").astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
-    h, w = g.shape
-    power = np.abs(np.fft.fft2((g - g.mean()) * np.outer(np.hanning(h), np.hanning(w)))) ** 2
-    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij"))
-    band = (radius >= 1 / periods[1]) & (radius <= 1 / periods[0])
-    ring = np.rint(radius * max(h, w)).astype(int)
-    white = np.zeros_like(power)
-    for r in np.unique(ring[band]):
-        sel = band & (ring == r)
-        white[sel] = power[sel] / max(float(np.median(power[ring == r])), 1e-12)
-    white = np.fft.fftshift(white)    # neighbours across the zero frequency are neighbours
-    smooth = sum(np.roll(white, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
-    i = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
-    return float(smooth[i]), float(1 / np.fft.fftshift(radius)[i])
+    luminance with a period in ``periods``: the peak of losses.whitened_spectrum averaged over 3x3
+    neighbouring frequencies (a pattern whose phase drifts over the frame spreads over a few). A check pattern
+    of 8-px squares peaks at a period near 11 px; photographs without a repeating structure measure 7-15, a
+    fence or a lattice over 100. Unlike lattice_pattern it does not need the pattern locked to a fixed grid."""
+    x = torch.from_numpy(_rgb(image, "image").astype(np.float64)).permute(2, 0, 1)[None]
+    white, radius = whitened_spectrum(luma(x), periods)
+    white, radius = torch.fft.fftshift(white[0]), torch.fft.fftshift(radius)   # neighbours across 0 are neighbours
+    smooth = sum(torch.roll(white, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+    i = int(torch.argmax(smooth))
+    return float(smooth.flatten()[i]), float(1 / radius.flatten()[i])
 
 
 PERIODIC_FLOOR = 15.0   # periodic_peak of the held-out photographs without a repeating structure: 7-15
@@ -137,7 +127,7 @@ PERIODIC_FLOOR = 15.0   # periodic_peak of the held-out photographs without a re
 def periodic_excess(out: np.ndarray, content: np.ndarray) -> float:
     """Return out's periodic_peak over the photo's (floored at PERIODIC_FLOOR): how much stronger a repeating
     pattern the output carries than its photograph. A photo's own fence or lattice raises its floor, so a
-    style that keeps the fence is not counted; the starry_night check pattern measures 4-5 on average."""
+    style that keeps the fence is not counted; the starry_night check pattern measures about 5 on average."""
     return periodic_peak(out)[0] / max(periodic_peak(content)[0], PERIODIC_FLOOR)
 
 

@@ -8,7 +8,7 @@ import torch
 from muon_ad_ros.train import data
 from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
 from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, content_loss,
-                                     gram, gram_loss, stats_loss, tokens, total_loss)
+                                     gram, gram_loss, periodic_penalty, stats_loss, tokens, total_loss)
 
 
 def test_attention_hand_computed():
@@ -184,6 +184,19 @@ def test_gram_term_is_the_weighted_gram_gap_and_pulls_towards_the_style():
     f = torch.rand(2, 4, 6, 5)
     assert gram_loss(f, gram(f[:1])).item() > 0 and gram_loss(f[:1], gram(f[:1])).item() == pytest.approx(0.0)
     assert plain.style_gram == {}
+
+
+def test_periodic_penalty_counts_a_check_pattern_the_photo_lacks_whatever_its_phase():
+    photo = data.to_tensor(data.fit_frame(data.skimage_image("coffee"), 160, 160))
+    yy, xx = torch.meshgrid(torch.arange(160.0), torch.arange(160.0), indexing="ij")
+    drift = 8 * xx / 160          # a check of 8-px squares drifting by one square across the crop
+    check = torch.where((((xx + drift) // 8 + (yy + drift) // 8) % 2) == 0, 0.06, -0.06)
+    painted = (photo + check).clamp(0, 1).requires_grad_()
+    assert periodic_penalty(photo, photo).item() == 0.0
+    assert periodic_penalty(painted, photo).item() > 1
+    assert periodic_penalty(painted, painted.detach()).item() == 0.0   # the photo's own pattern is not counted
+    periodic_penalty(painted, photo).backward()
+    assert float(painted.grad.abs().sum()) > 0
 
 
 def test_mirrored_ring_is_cut_back_to_the_image_grid():
