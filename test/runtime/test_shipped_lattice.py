@@ -17,7 +17,7 @@ from muon_ad_ros.train import data, metrics
 
 BUNDLES = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
 MAX_RMS = 2.5   # 0-255; the shipped bundles measure 0.6-1.2, the grid-painting ones 4.1-8.0 (every level)
-# mean periodic excess over the held-out photos: the shipped bundles measure 1.1-1.5 at every level, the
+# mean periodic excess over the held-out photos: the shipped bundles measure 0.8-1.5 at every level, the
 # starry_night before its periodic-penalty fine-tune (a check of 8-px squares on smooth surfaces) 4.8-5.8; the
 # peer 2.6 with the starry_night image, 6.5 with ihc's (a 6.7-px cross-hatch: its own 4-px decoder pattern at
 # 384 px, resized to the frame)
