@@ -83,6 +83,7 @@ def gram_loss(gen: torch.Tensor, style_gram: torch.Tensor) -> torch.Tensor:
 
 
 LUMA = (0.299, 0.587, 0.114)
+PERIODIC_FLOOR = 15.0   # whitened spectral peak of the held-out photographs without a repeating structure: 7-15
 
 
 def whitened_spectrum(gray: torch.Tensor, periods: tuple[float, float] = (6.0, 40.0)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +112,7 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nchw,c->nhw", x, torch.tensor(LUMA, dtype=x.dtype, device=x.device))
 
 
-def periodic_penalty(y: torch.Tensor, x: torch.Tensor, threshold: float = 15.0) -> torch.Tensor:
+def periodic_penalty(y: torch.Tensor, x: torch.Tensor, threshold: float = PERIODIC_FLOOR) -> torch.Tensor:
     """Return the mean over the batch of the summed log-excess of y's whitened spectrum over the photo x's
     (floored at ``threshold``): zero unless the output carries a repeating pattern (periods 6-40 px) stronger
     than threshold and than the photo's own, whatever the pattern's phase. Per-frequency whitened power of a
