@@ -337,14 +337,15 @@ def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
 
 
 def test_lattice_penalty_trains_the_grid_out_of_a_shipped_student(photos):
-    """--init the shipped starry_night (its texture sits on the 8-px lattice), then steps on the lattice term
-    alone (every other term off) lower the lattice pattern of its output on a fixed crop."""
+    """--init the shipped starry_night into nearest decoder upsampling (its texture then sits on the 8-px
+    lattice), then steps on the lattice term alone (every other term off) lower the lattice pattern of its
+    output on a fixed crop."""
     from muon_ad_ros.model.bundle import MODELS_ROOT
     from muon_ad_ros.train import metrics
     cfg = distill.TrainConfig(iters=8, batch=1, crop=96, style_side=96, validate_every=100, reorder_every=100,
                               content_weight=0.0, stats_weight=0.0, tv_weight=0.0, self_distill=0.0,
                               dynamic_mask=False, curriculum=False, teacher_feature_weight=0.0,
-                              lattice_weight=1000.0, optimizer="adamw", lr=1e-3)
+                              lattice_weight=1000.0, optimizer="adamw", lr=1e-3, upsample="nearest")
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos[:1])
     trainer.init_from(MODELS_ROOT / "starry_night" / "student.pt")
     trainer.loss_fn.style_loss = lambda feats, image=None: torch.zeros(())  # only the lattice term trains
@@ -360,14 +361,15 @@ def test_lattice_penalty_trains_the_grid_out_of_a_shipped_student(photos):
 
 
 def test_periodic_penalty_trains_the_check_pattern_out_of_a_shipped_student(photos):
-    """--init the shipped starry_night (its check pattern of 8-px squares drifts in phase), then steps on the
-    periodic term alone (every other term off) lower that term on a fixed batch of crops."""
+    """--init the shipped starry_night into nearest decoder upsampling (its weights then paint a repeating
+    pattern: the penalty is ~17 on these crops, ~0.3 with bilinear), then steps on the periodic term alone
+    (every other term off) lower that term on a fixed batch of crops."""
     from muon_ad_ros.model.bundle import MODELS_ROOT
     from muon_ad_ros.train.losses import periodic_penalty
     cfg = distill.TrainConfig(iters=8, batch=2, crop=160, style_side=96, validate_every=100, reorder_every=100,
                               content_weight=0.0, stats_weight=0.0, tv_weight=0.0, self_distill=0.0,
                               dynamic_mask=False, curriculum=False, teacher_feature_weight=0.0,
-                              periodic_weight=1.0, optimizer="adamw", lr=1e-3)
+                              periodic_weight=1.0, optimizer="adamw", lr=1e-3, upsample="nearest")
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     trainer.init_from(MODELS_ROOT / "starry_night" / "student.pt")
     trainer.loss_fn.style_loss = lambda feats, image=None: torch.zeros(())  # only the periodic term trains
