@@ -142,6 +142,19 @@ def check_input(x: torch.Tensor) -> None:
         raise ValueError(f"student input H, W must be multiples of 8 and >= 64, got {h}x{w}")
 
 
+def depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Return F.pixel_shuffle(x, r) computed as a transposed convolution with an identity kernel (stride r).
+
+    The values are the same (one nonzero tap per output); the exported graph differs: ONNX ConvTranspose
+    instead of DepthToSpace. Measured in ONNX Runtime (2 threads, 12 x 240 x 320 -> 3 x 480 x 640):
+    DepthToSpace 1.74 ms, this 0.37 ms; on the half-resolution head's student that is 1.3 ms at every
+    level. TensorRT and the DLA run it as a deconvolution whose kernel equals its stride.
+    """
+    c = int(x.shape[1]) // (r * r)  # a Python int: the kernel is a constant of the exported graph
+    eye = torch.eye(c * r * r, dtype=x.dtype, device=x.device).reshape(c * r * r, c, r, r)
+    return F.conv_transpose2d(x, eye, stride=r)
+
+
 class SlicedConv(nn.Conv2d):
     """A convolution that runs on the leading channels of its input and output groups.
 
@@ -343,13 +356,13 @@ class Student(nn.Module):
         if self.config.half_width:
             e2 = F.relu(self.stem2(x, c))  # 1/2
             d2 = F.relu(self.dec2(self._up2x(self.up2(d, c)) + e2, c))
-            return torch.sigmoid(F.pixel_shuffle(self.out(d2, c), 2) + self.colour_gain * x)
+            return torch.sigmoid(depth_to_space(self.out(d2, c), 2) + self.colour_gain * x)
         s = self.config.subpixel
         if s == 4:
-            return F.pixel_shuffle(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 4)
+            return depth_to_space(torch.sigmoid(self.out(d, c) + self.skip(x, c)), 4)
         y = self.out(d, c)
         if s == 2:
-            y = F.pixel_shuffle(y, 2)
+            y = depth_to_space(y, 2)
         # A flatten/unflatten round trip (no-op values): in the exported graph a 3-D tensor sits between
         # the conv and the Resize, so ONNX Runtime hands the 3 channels back from its blocked 8-channel
         # layout at 1/4 resolution and runs the Resize in plain NCHW, instead of resizing 8 blocked

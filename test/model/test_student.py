@@ -2,6 +2,7 @@
 bundles written with attention blocks."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from muon_ad_ros.model.bundle import check_retention
 from muon_ad_ros.model.student import SlicedConv, Student, StudentConfig
@@ -306,6 +307,18 @@ def test_half_resolution_stage_starts_without_a_two_pixel_checkerboard():
         y = net.out(torch.rand(1, 16, 24, 24), net.counts(1.0))
     torch.testing.assert_close(y[:, 1::4], y[:, 0::4])
     torch.testing.assert_close(y[:, 3::4], y[:, 0::4])
+
+
+@pytest.mark.parametrize("r", [2, 4])
+def test_depth_to_space_is_pixel_shuffle_exactly(r):
+    # the head's shuffle runs as a transposed convolution (one nonzero tap per output): same values
+    from muon_ad_ros.model.student import depth_to_space
+    x = torch.randn(2, 3 * r * r, 7, 5, generator=torch.Generator().manual_seed(r), requires_grad=True)
+    y = depth_to_space(x, r)
+    assert torch.equal(y, F.pixel_shuffle(x, r))
+    grad = torch.randn(y.shape, generator=torch.Generator().manual_seed(9))
+    (got,) = torch.autograd.grad(y, x, grad)
+    assert torch.equal(got, F.pixel_unshuffle(grad, r))
 
 
 @pytest.mark.parametrize("retention", [1.0, 0.4])
