@@ -148,7 +148,8 @@ def depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
     The values are the same (one nonzero tap per output); the exported graph differs: ONNX ConvTranspose
     instead of DepthToSpace. Measured in ONNX Runtime (2 threads, 12 x 240 x 320 -> 3 x 480 x 640):
     DepthToSpace 1.74 ms, this 0.37 ms; on the half-resolution head's student that is 1.3 ms at every
-    level. TensorRT and the DLA run it as a deconvolution whose kernel equals its stride.
+    level (AMD EPYC, 2 cores). TensorRT parses it as a deconvolution whose kernel equals its stride, a
+    layer type the DLA lists (its placement is not checked on a Jetson: docs/tensorrt.md).
     """
     c = int(x.shape[1]) // (r * r)  # a Python int: the kernel is a constant of the exported graph
     eye = torch.eye(c * r * r, dtype=x.dtype, device=x.device).reshape(c * r * r, c, r, r)
