@@ -143,14 +143,17 @@ def check_input(x: torch.Tensor) -> None:
 
 
 def depth_to_space(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Return F.pixel_shuffle(x, r) computed as a transposed convolution with an identity kernel (stride r).
+    """Return F.pixel_shuffle(x, r); in an ONNX export, the same values as a transposed convolution with an
+    identity kernel (stride r), so the graph holds a ConvTranspose instead of a DepthToSpace.
 
-    The values are the same (one nonzero tap per output); the exported graph differs: ONNX ConvTranspose
-    instead of DepthToSpace. Measured in ONNX Runtime (2 threads, 12 x 240 x 320 -> 3 x 480 x 640):
-    DepthToSpace 1.74 ms, this 0.37 ms; on the half-resolution head's student that is 1.3 ms at every
-    level (AMD EPYC, 2 cores). TensorRT parses it as a deconvolution whose kernel equals its stride, a
-    layer type the DLA lists (its placement is not checked on a Jetson: docs/tensorrt.md).
+    Measured (AMD EPYC, 2 cores, 12 x 240 x 320 -> 3 x 480 x 640): ONNX Runtime's DepthToSpace 1.74 ms, its
+    ConvTranspose 0.37 ms, so the half-resolution head's student runs 1.3 ms faster at every level; in eager
+    PyTorch the other way round (pixel_shuffle 1.1 ms, conv_transpose2d 6.5 ms), hence the two paths.
+    TensorRT parses the ConvTranspose as a deconvolution whose kernel equals its stride, a layer type the
+    DLA lists (its placement is not checked on a Jetson: docs/tensorrt.md).
     """
+    if not torch.onnx.is_in_onnx_export():
+        return F.pixel_shuffle(x, r)
     c = int(x.shape[1]) // (r * r)  # a Python int: the kernel is a constant of the exported graph
     eye = torch.eye(c * r * r, dtype=x.dtype, device=x.device).reshape(c * r * r, c, r, r)
     return F.conv_transpose2d(x, eye, stride=r)

@@ -310,9 +310,10 @@ def test_half_resolution_stage_starts_without_a_two_pixel_checkerboard():
 
 
 @pytest.mark.parametrize("r", [2, 4])
-def test_depth_to_space_is_pixel_shuffle_exactly(r):
-    # the head's shuffle runs as a transposed convolution (one nonzero tap per output): same values
+def test_depth_to_space_exports_a_transposed_convolution_equal_to_pixel_shuffle(r, monkeypatch):
+    # the export path (one nonzero tap per output of a transposed convolution) gives pixel_shuffle's values
     from muon_ad_ros.model.student import depth_to_space
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
     x = torch.randn(2, 3 * r * r, 7, 5, generator=torch.Generator().manual_seed(r), requires_grad=True)
     y = depth_to_space(x, r)
     assert torch.equal(y, F.pixel_shuffle(x, r))
