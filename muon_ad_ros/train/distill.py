@@ -561,6 +561,9 @@ def main(argv=None) -> int:
                    help="the decoder's 2x upsampling (bilinear has no 2x2 blocks to turn into an 8-px grid; "
                         f"default {d.upsample}); --init may change it, the weights fit either")
     p.add_argument("--order", choices=ORDERS, default=d.order, help="channel order of the pruned levels")
+    p.add_argument("--self-distill", type=float, default=d.self_distill,
+                   help="weight of the L1 that pulls the narrowest and a random level to the full network's "
+                        f"output every step (default {d.self_distill}; 0: train random levels on the losses)")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto: CUDA when torch sees a GPU, else the CPU")
@@ -582,7 +585,8 @@ def main(argv=None) -> int:
                               gram_weight=a.gram_weight, stats_layers=tuple(a.stats_layers.split(",")),
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
                               upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
-                              lattice_period=a.lattice_period, periodic_weight=a.periodic_weight, **over)
+                              lattice_period=a.lattice_period, periodic_weight=a.periodic_weight,
+                              self_distill=a.self_distill, **over)
     *_, layer_table = NETWORKS[cfg.network]
     known = ("rgb",) + tuple(layer_table)
     if not cfg.stats_layers or set(cfg.stats_layers) - set(known):
@@ -606,10 +610,10 @@ def main(argv=None) -> int:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
     weights = (cfg.stats_weight, cfg.gram_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight,
-               cfg.periodic_weight)
+               cfg.periodic_weight, cfg.self_distill)
     if min(weights) < 0:
-        p.error("--stats-weight, --gram-weight, --border-weight, --tv-weight, --lattice-weight and --periodic-weight "
-                f"must be >= 0, got {', '.join(map(str, weights))}")
+        p.error("--stats-weight, --gram-weight, --border-weight, --tv-weight, --lattice-weight, --periodic-weight "
+                f"and --self-distill must be >= 0, got {', '.join(map(str, weights))}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():
