@@ -43,7 +43,8 @@ def test_distill_resume_continues_from_checkpoint(tmp_path):
 
 def test_training_lowers_the_style_loss(photos):
     cfg = distill.TrainConfig(iters=40, batch=2, crop=64, style_side=96, validate_every=40, reorder_every=20,
-                              projection=False, curriculum=False, dynamic_mask=False, teacher_weight=0.0, teacher_feature_weight=0.0)
+                              projection=False, curriculum=False, dynamic_mask=False, teacher_weight=0.0,
+                              teacher_feature_weight=0.0)
     trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
     before = trainer.validate()
     while trainer.step < cfg.iters:
@@ -58,8 +59,8 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nope.png"):
         distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
     for bad in (["--half-width", "12"], ["--tv-weight", "-1"], ["--lattice-period", "12"],
-                ["--gram-weight", "-1"], ["--periodic-weight", "-1"], ["--style-side", "100"], ["--self-distill", "-1"],
-                ["--stats-layers", "rgb,conv3"]):
+                ["--gram-weight", "-1"], ["--periodic-weight", "-1"], ["--style-side", "100"],
+                ["--self-distill", "-1"], ["--stats-layers", "rgb,conv3"]):
         with pytest.raises(SystemExit):
             distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), *bad])
         assert bad[0] in capsys.readouterr().err
