@@ -4,6 +4,7 @@ into one folder. Also the long soak run (`make soak`). The Collector is shared w
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import threading
 import time
@@ -116,7 +117,7 @@ class Collector:
             for st in msg.status:
                 self.diagnostics[st.name] = {"level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes)
                                              else int(st.level), "message": st.message,
-                                             "values": {v.key: v.value for v in st.values}}
+                                             "values": {v.key: v.value for v in st.values}, "t": time.time()}
 
     KEEP = 45        # frames kept per kind (1.5 s at 30 Hz): detection's rate limit leaves gaps
 
@@ -183,6 +184,22 @@ def process_stats(pids: dict[str, int]) -> dict[str, dict]:
     return out
 
 
+def node_fps(start: dict[str, dict], end: dict[str, dict]) -> dict[str, float]:
+    """Returns {status name: frames per second} from two of the Collector's /diagnostics snapshots: what each
+    node says it processed (the camera: published) between them. The collector's own counts can be lower:
+    it is one more subscriber, and drops frames when the CPU is short."""
+    rates = {}
+    for name, e in end.items():
+        s = start.get(name)
+        try:
+            frames = int(e["values"]["frames_processed"]) - int(s["values"]["frames_processed"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        if e["t"] > s["t"]:
+            rates[name] = round(frames / (e["t"] - s["t"]), 2)
+    return rates
+
+
 def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sample_every: float = 5.0,
                           mcap: bool = False):
     """Runs the graph of runner arguments `a` for warmup + seconds; returns (collector, graph, summary)."""
@@ -199,9 +216,13 @@ def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sam
     t_start = time.time()
     t_measure = t_start + warmup
     next_sample, snaps = t_start, 0
+    diag_start = None
     try:
         while time.time() < t_measure + seconds:
             time.sleep(0.25)
+            if diag_start is None and time.time() >= t_measure:
+                with col.lock:
+                    diag_start = copy.deepcopy(col.diagnostics)
             if time.time() >= next_sample:
                 next_sample += sample_every
                 for name, st in process_stats(g.pids()).items():
@@ -224,6 +245,7 @@ def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sam
         "stylized_fps": round(col.rate("stylized", t_measure), 2),
         "camera_fps": round(col.rate("raw", t_measure), 2),
         "detection_fps": round(col.rate("detections", t_measure), 2),
+        "node_fps": node_fps(diag_start or {}, col.diagnostics),
         "stylized_latency_ms": percentiles(col.latencies("stylized", t_measure)),
         "detection_latency_ms": percentiles(col.latencies("detections", t_measure)),
         # From the camera stamp to the collector receiving the raw frame: the camera's own share
@@ -264,9 +286,11 @@ def run_demo(a) -> int:
              f"  summary          {out / 'summary.json'}",
              f"  recording        {out / 'graph.mcap'} (ros2 bag play / Foxglove; "
              f"{sum(summary['recorded_messages'].values())} messages)",
-             f"  camera {summary['camera_fps']} FPS, stylized {summary['stylized_fps']} FPS, detection "
-             f"{summary['detection_fps']} FPS; stylized latency p50 {lat['p50']} / p99 {lat['p99']} ms from the "
-             f"camera stamp (raw frames arrive p50 {summary['camera_latency_ms']['p50']} ms after it)",
+             f"  the nodes' own counts (/diagnostics): "
+             + (", ".join(f"{name.split(': ')[0]} {fps} FPS" for name, fps in summary["node_fps"].items()) or "none arrived"),
+             f"  received here: camera {summary['camera_fps']} FPS, stylized {summary['stylized_fps']} FPS, "
+             f"detection {summary['detection_fps']} FPS; stylized latency p50 {lat['p50']} / p99 {lat['p99']} ms "
+             f"from the camera stamp (raw frames arrive p50 {summary['camera_latency_ms']['p50']} ms after it)",
              f"  peak RSS per node (MB): {summary['peak_rss_mb']}"]
     print("\n".join(lines))
     if not summary["frames"].get("stylized"):

@@ -9,7 +9,7 @@ import pytest
 from conftest import wait_for
 from muon_ad_ros import graph
 from muon_ad_ros.camera import recording as rec
-from muon_ad_ros.launcher.demo import Collector
+from muon_ad_ros.launcher.demo import Collector, node_fps
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +37,13 @@ def test_snapshot_panels_share_one_camera_stamp(start_nodes, recording, tmp_path
         assert snap.shape == (240, 3 * 320, 3)
     finally:
         col.close()
+
+
+def test_node_fps_counts_what_each_node_processed_between_two_snapshots():
+    def diag(t, **processed):
+        return {name: {"t": t, "values": {"frames_processed": str(n)}} for name, n in processed.items()}
+    start = {**diag(100.0, camera=10, style=8), "controller: control": {"t": 100.0, "values": {"mode": "manual"}}}
+    end = {**diag(140.0, camera=1210, style=1008, detection=400), "controller: control": start["controller: control"]}
+    # detection reported nothing at the start and the controller counts no frames: neither gets a rate
+    assert node_fps(start, end) == {"camera": 30.0, "style": 25.0}
+    assert node_fps({}, end) == {}
