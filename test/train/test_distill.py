@@ -60,7 +60,7 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
         distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
     for bad in (["--half-width", "12"], ["--tv-weight", "-1"], ["--lattice-period", "12"],
                 ["--gram-weight", "-1"], ["--periodic-weight", "-1"], ["--style-side", "100"],
-                ["--self-distill", "-1"], ["--stats-layers", "rgb,conv3"]):
+                ["--self-distill", "-1"], ["--stats-layers", "rgb,conv3"], ["--colour-weight", "-1"]):
         with pytest.raises(SystemExit):
             distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), *bad])
         assert bad[0] in capsys.readouterr().err
@@ -70,7 +70,8 @@ def test_distill_half_width_and_tv_weight_reach_the_bundle(tmp_path):
     out = tmp_path / "bundle"
     assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--half-width", "8",
                          "--tv-weight", "3", "--style-side", "128", "--stats-layers", "rgb,block5",
-                         "--gram-weight", "0.1", "--periodic-weight", "0.05", "--self-distill", "30"]) == 0
+                         "--gram-weight", "0.1", "--periodic-weight", "0.05", "--self-distill", "30",
+                         "--colour-weight", "2"]) == 0
     meta = json.loads((out / "model.json").read_text())
     record = json.loads((out / "training.json").read_text())
     assert meta["student_config"]["half_width"] == 8
@@ -78,7 +79,7 @@ def test_distill_half_width_and_tv_weight_reach_the_bundle(tmp_path):
     assert record["train_config"]["style_side"] == 128 and record["train_config"]["gram_weight"] == 0.1
     assert record["train_config"]["stats_layers"] == ["rgb", "block5"]
     assert record["train_config"]["periodic_weight"] == 0.05
-    assert record["train_config"]["self_distill"] == 30.0
+    assert record["train_config"]["self_distill"] == 30.0 and record["train_config"]["colour_weight"] == 2.0
     assert all(r["self_distill"] > 0 for r in record["log"])
     from muon_ad_ros.runtime.style import OnnxRuntimeBackend, TorchBackend
     rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)

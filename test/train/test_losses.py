@@ -7,8 +7,9 @@ import torch
 
 from muon_ad_ros.train import data
 from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
-from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, content_loss,
-                                     gram, gram_loss, periodic_penalty, stats_loss, tokens, total_loss)
+from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, colour_directions,
+                                     colour_loss, colour_quantiles, content_loss, gram, gram_loss, periodic_penalty,
+                                     stats_loss, tokens, total_loss)
 
 
 def test_attention_hand_computed():
@@ -184,6 +185,45 @@ def test_gram_term_is_the_weighted_gram_gap_and_pulls_towards_the_style():
     f = torch.rand(2, 4, 6, 5)
     assert gram_loss(f, gram(f[:1])).item() > 0 and gram_loss(f[:1], gram(f[:1])).item() == pytest.approx(0.0)
     assert plain.style_gram == {}
+
+
+def two_colours(a, b, n=32):
+    img = torch.zeros(1, 3, n, n)
+    img[0, :, :, : n // 2], img[0, :, :, n // 2:] = torch.tensor(a)[:, None, None], torch.tensor(b)[:, None, None]
+    return img
+
+
+def test_colour_term_tells_colours_apart_that_the_moments_do_not():
+    # yellow and blue against magenta and green: every channel has mean 0.5 and std 0.5 in both
+    style, other = two_colours((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)), two_colours((1.0, 0.0, 1.0), (0.0, 1.0, 0.0))
+    mean, std = channel_stats(style)
+    assert stats_loss(other, mean[0], std[0]).item() == pytest.approx(0.0, abs=1e-6)
+    dirs = colour_directions()
+    assert dirs.shape == (32, 3) and torch.allclose(dirs.norm(dim=1), torch.ones(32))
+    target = colour_quantiles(style.flatten(2)[0].T, dirs)
+    assert colour_loss(style, target, dirs).item() == pytest.approx(0.0, abs=1e-6)
+    gen = other.clone().requires_grad_(True)
+    loss = colour_loss(gen, target, dirs)
+    loss.backward()
+    assert loss.item() > 0.1
+    with torch.no_grad():  # a small step against the gradient lowers it
+        assert colour_loss(gen - 0.05 * gen.grad.sign(), target, dirs).item() < loss.item()
+
+
+def test_colour_weight_adds_the_colour_term_outside_the_border_ring():
+    net = feature_network("mobilenet_v2", ("block5", "block9"))
+    style = two_colours((1.0, 1.0, 0.0), (0.0, 0.0, 1.0), 96)
+    plain, coloured = AttentionDistillation(net, style, gen_border=1), AttentionDistillation(net, style, gen_border=1,
+                                                                                             colour_weight=2.0)
+    gen = two_colours((1.0, 0.0, 1.0), (0.0, 1.0, 0.0), 64)
+    with torch.no_grad():
+        added = coloured.style_loss(net(gen), gen) - plain.style_loss(net(gen), gen)
+        inner = gen[..., 8:-8, 8:-8]
+        assert added.item() == pytest.approx(2.0 * colour_loss(inner, coloured.style_colour_q, coloured.colour_dirs).item(),
+                                             rel=1e-4)
+        assert added.item() > 0.2
+    with pytest.raises(ValueError, match="needs the generated image"):
+        coloured.style_loss(net(gen))
 
 
 def test_periodic_penalty_counts_a_check_pattern_the_photo_lacks_whatever_its_phase():
