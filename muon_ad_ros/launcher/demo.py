@@ -278,6 +278,7 @@ def run_demo(a) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "diagnostics.json").write_text(json.dumps(summary["diagnostics"], indent=2))
     lat = summary["stylized_latency_ms"]
+    nodes = ", ".join(f"{name.split(': ')[0]} {fps} FPS" for name, fps in summary["node_fps"].items())
     lines = [f"demo output: {out.resolve()}",
              f"  stylized video   {out / 'stylized.mp4'} ({summary['frames'].get('stylized', 0)} frames)",
              f"  snapshots        {out}/snapshot_*.png (raw | stylized | annotated)",
@@ -286,8 +287,7 @@ def run_demo(a) -> int:
              f"  summary          {out / 'summary.json'}",
              f"  recording        {out / 'graph.mcap'} (ros2 bag play / Foxglove; "
              f"{sum(summary['recorded_messages'].values())} messages)",
-             f"  the nodes' own counts (/diagnostics): "
-             + (", ".join(f"{name.split(': ')[0]} {fps} FPS" for name, fps in summary["node_fps"].items()) or "none arrived"),
+             f"  the nodes' own counts (/diagnostics): {nodes or 'none arrived'}",
              f"  received here: camera {summary['camera_fps']} FPS, stylized {summary['stylized_fps']} FPS, "
              f"detection {summary['detection_fps']} FPS; stylized latency p50 {lat['p50']} / p99 {lat['p99']} ms "
              f"from the camera stamp (raw frames arrive p50 {summary['camera_latency_ms']['p50']} ms after it)",

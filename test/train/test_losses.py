@@ -213,14 +213,14 @@ def test_colour_term_tells_colours_apart_that_the_moments_do_not():
 def test_colour_weight_adds_the_colour_term_outside_the_border_ring():
     net = feature_network("mobilenet_v2", ("block5", "block9"))
     style = two_colours((1.0, 1.0, 0.0), (0.0, 0.0, 1.0), 96)
-    plain, coloured = AttentionDistillation(net, style, gen_border=1), AttentionDistillation(net, style, gen_border=1,
-                                                                                             colour_weight=2.0)
+    plain = AttentionDistillation(net, style, gen_border=1)
+    coloured = AttentionDistillation(net, style, gen_border=1, colour_weight=2.0)
     gen = two_colours((1.0, 0.0, 1.0), (0.0, 1.0, 0.0), 64)
     with torch.no_grad():
         added = coloured.style_loss(net(gen), gen) - plain.style_loss(net(gen), gen)
         inner = gen[..., 8:-8, 8:-8]
-        assert added.item() == pytest.approx(2.0 * colour_loss(inner, coloured.style_colour_q, coloured.colour_dirs).item(),
-                                             rel=1e-4)
+        expected = 2.0 * colour_loss(inner, coloured.style_colour_q, coloured.colour_dirs)
+        assert added.item() == pytest.approx(expected.item(), rel=1e-4)
         assert added.item() > 0.2
     with pytest.raises(ValueError, match="needs the generated image"):
         coloured.style_loss(net(gen))
