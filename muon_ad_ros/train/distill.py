@@ -83,6 +83,9 @@ class TrainConfig:
     colour_weight: float = 0.0
     subpixel: int = 1  # the student's output head (StudentConfig.subpixel); 4 left a 4-px checkerboard
     half_width: int = 0  # channels of the student's learned 1/2-resolution stage (StudentConfig.half_width)
+    # channels at 1/4 and 1/8 (StudentConfig.widths; the residual blocks' hidden width follows the 1/8 one);
+    # --init from a narrower student widens it without changing its output (widened)
+    widths: tuple[int, int] = (32, 64)
     upsample: str = "nearest"  # the decoder's 2x upsampling (StudentConfig.upsample)
     # Feature pixels on each side of the generated image left out of the style loss: the feature network's
     # zero padding makes border tokens special, and matching them taught the student a bright frame.
@@ -235,6 +238,25 @@ def border_consistency(y_inner: torch.Tensor, y_full: torch.Tensor, cut: tuple, 
     return (diff * mask).sum() / (mask.sum() * diff.shape[0] * diff.shape[1])
 
 
+def widened(narrow: dict[str, torch.Tensor], wide: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return the wide student's state_dict with the narrow one's weights in the leading slice of every tensor
+    and zeros where a weight reads an added input channel: the added channels start at their fresh weights
+    but feed nothing, so the wide student computes what the narrow one did (at every retention whose kept
+    channels are the narrow student's, 0.4 of (32, 64) and (40, 80) alike). Each group's added members come
+    last: the pruned levels drop them first."""
+    out = {}
+    for name, w in wide.items():
+        old = narrow[name]
+        if old.ndim != w.ndim or any(a > b for a, b in zip(old.shape, w.shape)):
+            raise ValueError(f"cannot widen {name}: {tuple(old.shape)} -> {tuple(w.shape)}")
+        new = w.detach().clone()
+        if new.ndim == 4:
+            new[:, old.shape[1]:] = 0
+        new[tuple(slice(0, s) for s in old.shape)] = old
+        out[name] = new
+    return out
+
+
 class Distiller:
     """One distillation run: model, loss, optimizer, curriculum and pruning state, checkpointable."""
 
@@ -244,8 +266,8 @@ class Distiller:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         # initialized on the CPU whatever the device: the same seed gives the same weights everywhere
-        self.student = Student(StudentConfig(subpixel=cfg.subpixel, half_width=cfg.half_width,
-                                             upsample=cfg.upsample)).to(self.device)
+        self.student = Student(StudentConfig(subpixel=cfg.subpixel, half_width=cfg.half_width, upsample=cfg.upsample,
+                                             widths=tuple(cfg.widths), res_hidden=cfg.widths[1])).to(self.device)
         stats = tuple(cfg.stats_layers) if cfg.stats_weight else ()
         teach_layers = tuple(cfg.teacher_layers) if cfg.teacher_feature_weight else ()
         layers = tuple(l for l in dict.fromkeys(cfg.style_layers + cfg.content_layers + stats + teach_layers)
@@ -437,8 +459,15 @@ class Distiller:
             raise
         except Exception as exc:  # torch.load and load_state_dict raise their own types for a wrong file
             raise ValueError(f"{path}: not student weights ({type(exc).__name__}: {exc})") from None
-        # the upsampling has no weights: a student fine-tuned into the other mode starts from these
-        self._check_architecture(path, dataclasses.replace(student.config, upsample=self.student.config.upsample))
+        # the upsampling has no weights: a student fine-tuned into the other mode starts from these; a
+        # narrower one is widened
+        here = self.student.config
+        saved = dataclasses.replace(student.config, upsample=here.upsample)
+        if (dataclasses.replace(saved, widths=here.widths, res_hidden=here.res_hidden) == here
+                and all(a <= b for a, b in zip(saved.widths + (saved.res_hidden,), here.widths + (here.res_hidden,)))):
+            self.student.load_state_dict(widened(student.state_dict(), self.student.state_dict()))
+            return
+        self._check_architecture(path, saved)
         self.student.load_state_dict(student.state_dict())
 
     def _check_architecture(self, path: Path, saved: StudentConfig) -> None:
@@ -502,6 +531,17 @@ def plot_losses(log: list[dict], path: Path, title: str = "") -> Path:
     return path
 
 
+def parse_widths(p: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """Return --widths as (c4, c8), or exit with a usage error."""
+    try:
+        c4, c8 = (int(v) for v in text.split(","))
+    except ValueError:
+        p.error(f"--widths must be two integers C4,C8, got {text!r}")
+    if c4 < 8 or c8 < 8 or c4 % 8 or c8 % 8:
+        p.error(f"--widths must be multiples of 8 and >= 8, got {text}")
+    return c4, c8
+
+
 def main(argv=None) -> int:
     """`muon-ad distill --style IMG [--content DIR] [--out DIR] ...`; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -563,6 +603,9 @@ def main(argv=None) -> int:
                         "phase (0: off)")
     p.add_argument("--half-width", type=int, default=d.half_width,
                    help="channels of a learned 1/2-resolution stage before the output (0: none, the smooth head)")
+    p.add_argument("--widths", default=",".join(map(str, d.widths)),
+                   help="channels at 1/4 and 1/8 resolution, e.g. 40,80 (default %(default)s); --init from a "
+                        "narrower student widens it with its output unchanged")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default=d.upsample,
                    help="the decoder's 2x upsampling (bilinear has no 2x2 blocks to turn into an 8-px grid; "
                         f"default {d.upsample}); --init may change it, the weights fit either")
@@ -593,7 +636,7 @@ def main(argv=None) -> int:
                               border_weight=a.border_weight, image_pad=a.image_pad, half_width=a.half_width,
                               upsample=a.upsample, tv_weight=a.tv_weight, lattice_weight=a.lattice_weight,
                               lattice_period=a.lattice_period, periodic_weight=a.periodic_weight,
-                              self_distill=a.self_distill, **over)
+                              self_distill=a.self_distill, widths=parse_widths(p, a.widths), **over)
     *_, layer_table = NETWORKS[cfg.network]
     known = ("rgb",) + tuple(layer_table)
     if not cfg.stats_layers or set(cfg.stats_layers) - set(known):

@@ -297,6 +297,41 @@ def test_border_weight_trains_a_shipped_students_border_towards_its_interior(pho
     assert gap() < 0.8 * before
 
 
+def test_widened_student_computes_what_the_narrow_one_did():
+    from muon_ad_ros.model.student import Student, StudentConfig
+    torch.manual_seed(0)
+    narrow = Student(StudentConfig(upsample="bilinear", half_width=8)).eval()
+    wide = Student(StudentConfig(upsample="bilinear", half_width=8, widths=(40, 80), res_hidden=80)).eval()
+    fresh = wide(torch.rand(1, 3, 64, 96))
+    wide.load_state_dict(distill.widened(narrow.state_dict(), wide.state_dict()))
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        for r in (1.0, 0.4):  # 0.4 keeps 16/32 channels of both
+            assert torch.allclose(wide(x, r), narrow(x, r), atol=1e-5)
+        assert not torch.allclose(wide(x, 0.7), narrow(x, 0.7), atol=1e-3)  # 32/56 kept against 24/48
+    assert fresh.shape == x.shape
+    with pytest.raises(ValueError, match="cannot widen"):
+        distill.widened(wide.state_dict(), narrow.state_dict())
+
+
+def test_distill_widths_widens_an_init_and_rejects_bad_widths(tmp_path, capsys):
+    narrow, wide = tmp_path / "narrow", tmp_path / "wide"
+    assert distill.main(["--style", "mosaic", "--fast", "--iters", "1", "--out", str(narrow), "--no-export"]) == 0
+    assert distill.main(["--style", "mosaic", "--fast", "--iters", "1", "--out", str(wide), "--no-export",
+                         "--init", str(narrow / "checkpoint.pt"), "--widths", "40,80"]) == 0
+    ck = torch.load(wide / "checkpoint.pt", weights_only=True)
+    assert tuple(ck["config"]["widths"]) == (40, 80) and ck["config"]["res_hidden"] == 80
+    assert json.loads((wide / "training.json").read_text())["train_config"]["widths"] == [40, 80]
+    with pytest.raises(SystemExit):  # narrowing is no widening
+        distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path / "n"), "--no-export",
+                      "--init", str(wide / "checkpoint.pt")])
+    assert "another student architecture" in capsys.readouterr().err
+    for bad in ("12,80", "40", "a,b"):
+        with pytest.raises(SystemExit):
+            distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path / "x"), "--widths", bad])
+        assert "--widths must be" in capsys.readouterr().err
+
+
 def test_distill_init_starts_from_a_bundles_weights(tmp_path, capsys):
     from muon_ad_ros.model.bundle import MODELS_ROOT
     out = tmp_path / "b"
