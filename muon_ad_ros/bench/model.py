@@ -119,6 +119,7 @@ class Peer:
 
 def bench_sizes(model_dir: Path, a, peer: Peer | None) -> dict:
     """Return {size: {entry: percentiles}} for every backend x level and the peer, plus ratios."""
+    from muon_ad_ros.model.bundle import to_network
     from muon_ad_ros.runtime.style import ModelError, open_style_backend
     backends = {}
     for spec in a.backends:
@@ -137,8 +138,12 @@ def bench_sizes(model_dir: Path, a, peer: Peer | None) -> dict:
                 nxt = cycler(frames)
                 fns[f"student {spec} r={level:.1f}"] = lambda be=be, level=level, nxt=nxt: be.infer(nxt(), level)
         if "onnxruntime-fp32" in backends:  # the session alone, comparable with the peer's session
-            for level, sess in sorted(backends["onnxruntime-fp32"].sessions.items()):
-                nxt = cycler(floats)
+            ort_be = backends["onnxruntime-fp32"]
+            # at the network's input size: the frame at the bundle's input scale
+            small = [np.ascontiguousarray(to_network(f, ort_be.scale).transpose(2, 0, 1)[None], np.float32) / 255
+                     for f in frames]
+            for level, sess in sorted(ort_be.sessions.items()):
+                nxt = cycler(small)
                 fns[f"student session-only r={level:.1f}"] = lambda sess=sess, nxt=nxt: sess.run(None, {"image": nxt()})
         if peer is not None:
             nxt_f, nxt_u = cycler(floats), cycler(frames)
@@ -198,7 +203,11 @@ def pruning_curve(model_dir: Path, a) -> list[dict]:
 def markdown(report: dict) -> str:
     """Return the report as Markdown tables."""
     m = report["machine"]
-    lines = [f"# muon-ad bench model", "", f"Model: {report['model']}  ", f"Machine: {m['cpu']}, {m['cores']} cores, "
+    scale = report.get("input_scale", 1.0)
+    lines = [f"# muon-ad bench model", "", f"Model: {report['model']}" + (
+             f" (input scale {scale}: the network runs on the frame resized by it, 'student' rows include both resizes; "
+             "session-only rows and the pruning curve are the network alone)" if scale != 1.0 else "") + "  ",
+             f"Machine: {m['cpu']}, {m['cores']} cores, "
              f"{report['threads']} threads, load average at start {m['load_average'][0]:.2f}, at end "
              f"{report['load_average_end'][0]:.2f}; onnxruntime {m['onnxruntime']}, torch {m['torch']}  ",
              f"Command: `{report['command']}`", ""]
@@ -211,7 +220,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['cpu_p50']:.1f} | {ratio} |")
         lines.append("")
     if report.get("pruning_curve"):
-        lines += ["## Pruning curve (ONNX Runtime, 640x480)", "",
+        lines += ["## Pruning curve (ONNX Runtime, the network at 640x480)", "",
                   "| retention | FLOPs fraction | p50 ms | latency fraction | SSIM to unpruned | SSIM to content | context groups |",
                   "|---|---|---|---|---|---|---|"]
         for row in report["pruning_curve"]:
@@ -239,7 +248,9 @@ def main(argv=None) -> int:
     command = "muon-ad bench model " + " ".join(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, name = (Path(a.model), a.model) if a.model else default_model(Path(tmp))
-        report = {"model": name, "command": command.strip(), "threads": a.threads, "machine": machine("onnxruntime", "torch")}
+        from muon_ad_ros.model.bundle import input_scale, read_bundle
+        report = {"model": name, "input_scale": input_scale(read_bundle(model_dir)[1]), "command": command.strip(),
+                  "threads": a.threads, "machine": machine("onnxruntime", "torch")}
         print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
               f"load average {report['machine']['load_average'][0]:.2f}; model: {name}")
         peer = None

@@ -9,11 +9,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from muon_ad_ros.errors import ModelError
 
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 MIN_RETENTION = 0.4
 MULTIPLE, MIN_SIDE = 8, 64  # the student's input: sides multiples of 8, at least 64
+MIN_SCALE = 0.25  # the smallest input scale a bundle may name
 MODELS_ROOT = Path(__file__).resolve().parent.parent / "models"
 PHOTOS_DIR = Path(__file__).resolve().parent.parent / "data"     # bundled photographs (data/SOURCES.md)
 
@@ -56,7 +60,49 @@ def read_bundle(model_dir: str | Path) -> tuple[Path, dict]:
     for lv in levels:
         if not (root / lv["onnx"]).is_file():
             raise ModelError(f"{root / lv['onnx']}: missing (listed in {path} for retention {lv['retention']})")
+    scale = input_scale(meta)
+    if not (isinstance(scale, (int, float)) and MIN_SCALE <= scale <= 1.0):
+        raise ModelError(f"{path}: input.scale must be a number in [{MIN_SCALE}, 1.0], got {scale!r}")
     return root, meta
+
+
+def input_scale(meta: dict) -> float:
+    """Return the bundle's input scale: the factor frames are resized by before the network, which sets the
+    size of the painted strokes relative to the frame (model.json "input": {"scale": ...}; 1.0 if absent)."""
+    section = meta.get("input")
+    return section.get("scale", 1.0) if isinstance(section, dict) else 1.0
+
+
+def network_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Return the (height, width) a frame is resized to before the network at this scale: sides rounded to
+    multiples of 8 and at least 64, so no padding is needed; the frame's own size at scale 1."""
+    if scale == 1.0:
+        return height, width
+    return (max(MIN_SIDE, round(height * scale / MULTIPLE) * MULTIPLE),
+            max(MIN_SIDE, round(width * scale / MULTIPLE) * MULTIPLE))
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """Return the network's input size for a frame of height x width: each side padded up to a multiple of 8
+    (at least 64)."""
+    return max(MIN_SIDE, -(-height // MULTIPLE) * MULTIPLE), max(MIN_SIDE, -(-width // MULTIPLE) * MULTIPLE)
+
+
+def to_network(rgb: np.ndarray, scale: float, dst: np.ndarray | None = None) -> np.ndarray:
+    """Return the (H, W, 3) uint8 frame resized to network_size at this scale (area averaging), or the frame
+    itself when the size does not change."""
+    h, w = network_size(rgb.shape[0], rgb.shape[1], scale)
+    if (h, w) == rgb.shape[:2]:
+        return rgb
+    return cv2.resize(rgb, (w, h), dst=dst, interpolation=cv2.INTER_AREA)
+
+
+def from_network(out: np.ndarray, height: int, width: int, dst: np.ndarray | None = None) -> np.ndarray:
+    """Return the network's (h, w, 3) uint8 output at the frame's height x width (bilinear), so overlays and
+    detections stay aligned with the camera frame; the output itself when the size matches."""
+    if out.shape[:2] == (height, width):
+        return out
+    return cv2.resize(out, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
 
 
 

@@ -22,18 +22,6 @@ from muon_ad_ros.runtime.style import open_style_backend
 
 
 
-class FrameBuffers:
-    """Pre-allocated rgb8 buffers for one input shape and processing scale (no per-frame allocation)."""
-
-    def __init__(self, height: int, width: int, scale: float):
-        self.key = (height, width, scale)
-        self.rgb = np.empty((height, width, 3), np.uint8)
-        # The student takes sides that are multiples of 8 and at least 64; other sizes are resized.
-        sh, sw = max(64, int(round(height * scale / 8)) * 8), max(64, int(round(width * scale / 8)) * 8)
-        self.small = np.empty((sh, sw, 3), np.uint8) if (sh, sw) != (height, width) else None
-        self.out = np.empty((height, width, 3), np.uint8) if self.small is not None else None
-
-
 class StyleTransferNode(Node):
     def __init__(self):
         super().__init__("style_transfer")
@@ -50,7 +38,7 @@ class StyleTransferNode(Node):
 
         self.rt_status: realtime.RealtimeStatus | None = None
         self._rt_dirty = True
-        self.buffers: FrameBuffers | None = None
+        self.rgb = np.empty((0, 0, 3), np.uint8)   # the colour conversion's reused buffer
         self.last_state = None
         self.qos = qos.image_qos()
         topics = self.values["input_topics"]
@@ -173,21 +161,14 @@ class StyleTransferNode(Node):
             self.stats.on_bad("no_model")
             return
         h, w = view.shape[:2]
-        scale = self.values["resolution_scale"]
-        if self.buffers is None or self.buffers.key != (h, w, scale):
-            self.buffers = FrameBuffers(h, w, scale)
-        buf = self.buffers
         code = images.TO_RGB[msg.encoding]
-        rgb = view if code is None else cv2.cvtColor(view, code, dst=buf.rgb)
+        if code is not None and self.rgb.shape[:2] != (h, w):
+            self.rgb = np.empty((h, w, 3), np.uint8)
+        rgb = view if code is None else cv2.cvtColor(view, code, dst=self.rgb)
         retention = self.values["retention"]
         t0 = time.perf_counter()
         try:
-            if buf.small is not None:
-                cv2.resize(rgb, buf.small.shape[1::-1], dst=buf.small, interpolation=cv2.INTER_AREA)
-                out = cv2.resize(backend.infer(buf.small, retention), (w, h), dst=buf.out,
-                                 interpolation=cv2.INTER_LINEAR)
-            else:
-                out = backend.infer(rgb, retention)
+            out = backend.infer(rgb, retention, self.values["resolution_scale"])
         except Exception as exc:
             self.stats.on_bad("inference")
             self.get_logger().error(f"inference failed on a {w}x{h} frame: {exc}", throttle_duration_sec=5.0)
@@ -219,7 +200,7 @@ class StyleTransferNode(Node):
         values += diagnostics.kv(backend=b.name if b else "none", precision=b.precision if b else "none",
                             device=b.device if b else "none", model_dir=self.backend_key[0] if self.backend_key else "",
                             retention=self.values["retention"], resolution_scale=self.values["resolution_scale"],
-                            **twin_values(self.twins))
+                            model_input_scale=b.scale if b else "none", **twin_values(self.twins))
         st = self.last_state
         if st is not None:
             values += diagnostics.kv(retention_level=round(st.retention_level, 3),

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from muon_ad_ros.errors import BackendUnavailable, ModelError
-from muon_ad_ros.model.bundle import MIN_SIDE, MULTIPLE, PruningInfo, level_for, read_bundle
+from muon_ad_ros.model.bundle import (PruningInfo, from_network, input_scale, level_for, network_size, padded_size,
+                                     read_bundle, to_network)
 from muon_ad_ros.runtime.onnx import session_options
 
 KINDS = ("onnxruntime", "torch", "tensorrt")
@@ -29,7 +30,9 @@ class StyleBackend:
         self.device = "cpu"
         self._info = {float(lv["retention"]): lv for lv in self.meta["levels"]}
         self.levels = tuple(sorted(self._info))
+        self.scale = float(input_scale(self.meta))
         self._frames: dict[tuple[int, int], dict] = {}
+        self._resized: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def level_for(self, retention: float) -> float:
         """Return the level a retention runs at: the nearest level <= retention (the lowest if below)."""
@@ -49,15 +52,11 @@ class StyleBackend:
 
     def _frame(self, rgb: np.ndarray) -> dict:
         """Return the buffers for this frame shape (created once per shape) with the frame loaded."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {desc}")
         h, w = rgb.shape[:2]
         buf = self._frames.get((h, w))
         if buf is None:
             # pad to the network's multiple of 8 (edge replicated) and crop the result
-            ph = max(MIN_SIDE, -(-h // MULTIPLE) * MULTIPLE)
-            pw = max(MIN_SIDE, -(-w // MULTIPLE) * MULTIPLE)
+            ph, pw = padded_size(h, w)
             buf = {"input": np.zeros((1, 3, ph, pw), np.float32), "output": np.zeros((1, 3, ph, pw), np.float32),
                    "planes": [np.empty((h, w), np.uint8) for _ in range(3)], "rgb": np.empty((h, w, 3), np.uint8)}
             buf.update(self._bind(buf))
@@ -88,12 +87,29 @@ class StyleBackend:
         """Return backend-specific per-shape objects (e.g. IO bindings) for new buffers."""
         return {}
 
-    def infer(self, rgb: np.ndarray, retention: float = 1.0) -> np.ndarray:
-        """Return the stylized (H, W, 3) uint8 frame (a reused buffer, valid until the next call)."""
+    def infer(self, rgb: np.ndarray, retention: float = 1.0, scale: float = 1.0) -> np.ndarray:
+        """Return the stylized (H, W, 3) uint8 frame (a reused buffer, valid until the next call).
+
+        The network runs at the bundle's input scale times `scale` (the style node's resolution_scale) and its
+        output is resized back to the frame's size."""
         level = self.level_for(retention)
-        buf = self._frame(rgb)
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {desc}")
+        h, w = rgb.shape[:2]
+        size = network_size(h, w, self.scale * scale)
+        if size == (h, w):
+            small = full = rgb
+        else:
+            key = (h, w) + size
+            if key not in self._resized:
+                self._resized[key] = (np.empty(size + (3,), np.uint8), np.empty((h, w, 3), np.uint8))
+            small, full = self._resized[key]
+            to_network(rgb, self.scale * scale, dst=small)
+        buf = self._frame(small)
         self._run(buf, level)
-        return self._to_rgb(buf)
+        out = self._to_rgb(buf)
+        return out if full is rgb else from_network(out, h, w, dst=full)
 
     def _run(self, buf: dict, level: float) -> None:
         raise NotImplementedError
@@ -101,6 +117,7 @@ class StyleBackend:
     def close(self) -> None:
         """Release the sessions and buffers."""
         self._frames.clear()
+        self._resized.clear()
 
 
 class OnnxRuntimeBackend(StyleBackend):
@@ -213,11 +230,14 @@ class TensorRTBackend(StyleBackend):
         from . import tensorrt_engine as te
 
         self.input_hw = tuple(input_hw)
+        # engines have one static shape (the DLA needs it): the network's size for input_hw frames at the
+        # bundle's scale
+        self.network_hw = padded_size(*network_size(*self.input_hw, self.scale))
         self.device = f"dla{dla_core}" if dla_core is not None else "cuda:0"
         self.contexts, self.reports = {}, {}
         for level in self.levels:
-            req = te.engine_request(self.root / self._info[level]["onnx"], precision, self.input_hw, level, dla_core,
-                                 calibration_dir, cache_dir)
+            req = te.engine_request(self.root / self._info[level]["onnx"], precision, self.network_hw, level,
+                                    dla_core, calibration_dir, cache_dir)
             try:
                 engine, self.reports[level] = te.build_or_load(req)   # cached: built once per key
             except te.TensorRTUnavailable as exc:
@@ -230,8 +250,9 @@ class TensorRTBackend(StyleBackend):
 
     def _bind(self, buf):
         h, w = buf["input"].shape[2:]
-        if (h, w) != self.input_hw:
-            raise ValueError(f"TensorRT engines were built for {self.input_hw[0]}x{self.input_hw[1]}, got {h}x{w}")
+        if (h, w) != self.network_hw:
+            raise ValueError(f"TensorRT engines were built for {self.input_hw[1]}x{self.input_hw[0]} frames at input "
+                             f"scale {self.scale} ({self.network_hw[1]}x{self.network_hw[0]}), got a {w}x{h} input")
         t = self.torch
         dev_in = t.empty((1, 3, h, w), device="cuda")
         dev_out = t.empty((1, 3, h, w), device="cuda")

@@ -31,7 +31,7 @@ from .losses import FORMS, AttentionDistillation, periodic_penalty
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
 from .pruning import ChannelImportance, retention_schedule
-from muon_ad_ros.model.bundle import MIN_RETENTION
+from muon_ad_ros.model.bundle import MIN_RETENTION, MIN_SCALE
 from muon_ad_ros.model.student import Student, StudentConfig
 from muon_ad_ros.provenance import git_commit, git_dirty
 
@@ -618,6 +618,9 @@ def main(argv=None) -> int:
                    help="auto: CUDA when torch sees a GPU, else the CPU")
     p.add_argument("--fast", action="store_true", help="tiny run for tests (seconds)")
     p.add_argument("--no-export", action="store_true", help="skip writing the ONNX bundle")
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="recorded in the bundle: the style node resizes frames by this factor before the network "
+                        "(larger strokes, less compute; measure it with `muon-ad eval --input-scale`; default 1.0)")
     a = p.parse_args(argv)
     over = dict(FAST) if a.fast else {}
     over["teacher_weight"] = a.teacher_weight
@@ -664,6 +667,8 @@ def main(argv=None) -> int:
     if min(weights) < 0:
         p.error("--stats-weight, --gram-weight, --colour-weight, --border-weight, --tv-weight, --lattice-weight, "
                 f"--periodic-weight and --self-distill must be >= 0, got {', '.join(map(str, weights))}")
+    if not MIN_SCALE <= a.input_scale <= 1.0:
+        p.error(f"--input-scale must be in [{MIN_SCALE}, 1.0], got {a.input_scale}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():
@@ -729,6 +734,7 @@ def main(argv=None) -> int:
     trainer.student.cpu()   # the bundle is exported and checked on the CPU
     if not a.no_export:
         from .export import export_bundle
-        export_bundle(trainer.student, out, style_meta={**style_meta, "image": style}, training_record=record)
+        export_bundle(trainer.student, out, style_meta={**style_meta, "image": style}, training_record=record,
+                      input_scale=a.input_scale)
     print(f"distilled {name} in {seconds:.0f} s ({trainer.step} iterations) -> {out}")
     return 0

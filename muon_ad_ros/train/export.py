@@ -19,7 +19,8 @@ import torch
 
 from muon_ad_ros.runtime import tensorrt_engine as te
 from muon_ad_ros.runtime.tensorrt_engine import file_sha256
-from muon_ad_ros.model.bundle import INPUT_NAME, OUTPUT_NAME, check_retention
+from muon_ad_ros.model.bundle import (INPUT_NAME, MIN_SCALE, OUTPUT_NAME, check_retention, network_size,
+                                     padded_size)
 from muon_ad_ros.model.student import FixedRetention, Student, StudentConfig
 from muon_ad_ros.provenance import git_commit
 
@@ -113,12 +114,15 @@ def onnx_max_error(path: Path, student: Student, x: torch.Tensor, retention: flo
 
 def export_bundle(student: Student, out_dir: str | Path, levels=LEVELS, calibration_images=None,
                   style_meta: dict | None = None, training_record: dict | None = None,
-                  fp16: bool = False) -> Path:
+                  fp16: bool = False, input_scale: float = 1.0) -> Path:
     """Write a model bundle directory (ONNX per level, model.json, student.pt, style.png); return model.json.
 
     style_meta: {"name", "image" (bundled style name, path or (H,W,3) uint8 array), "licence", "source"}.
     training_record: {"command", "seed", "git_commit", "loss_summary", ...} as written by distill.
+    input_scale: the factor the deployment resizes frames by before the network (model/bundle.py input_scale).
     """
+    if not MIN_SCALE <= input_scale <= 1.0:
+        raise ValueError(f"input_scale must be in [{MIN_SCALE}, 1.0], got {input_scale}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     levels = sorted({check_retention(r) for r in levels}, reverse=True)
@@ -150,7 +154,8 @@ def export_bundle(student: Student, out_dir: str | Path, levels=LEVELS, calibrat
         "format_version": FORMAT_VERSION,
         "style": style,
         "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0],
-                  "channels": "RGB", "height_multiple": 8, "width_multiple": 8, "min_side": 64},
+                  "channels": "RGB", "height_multiple": 8, "width_multiple": 8, "min_side": 64,
+                  "scale": input_scale},
         "output": {"name": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0]},
         "student_config": dataclasses.asdict(student.config),
         "weights": "student.pt",
@@ -214,9 +219,15 @@ def main(argv=None) -> int:
                    help="run the same weights with this padding of the 3x3 convolutions (default: as trained)")
     p.add_argument("--trt", choices=("fp16", "int8"), help="also build TensorRT engines at this precision")
     p.add_argument("--dla-core", type=int, help="build for this DLA core (with GPU fallback)")
-    p.add_argument("--trt-shape", type=_hw, default=(480, 640), help="engine input HxW, e.g. 480x640")
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="frames are resized by this factor before the network (larger strokes, less compute; "
+                        "recorded in model.json, default 1.0)")
+    p.add_argument("--trt-shape", type=_hw, default=(480, 640),
+                   help="camera frame HxW the engines serve, e.g. 480x640 (their input: that at the input scale)")
     p.add_argument("--engine-cache", help="engine cache folder (default ~/.cache/muon_ad_ros/engines)")
     a = p.parse_args(argv)
+    if not MIN_SCALE <= a.input_scale <= 1.0:
+        p.error(f"--input-scale must be in [{MIN_SCALE}, 1.0], got {a.input_scale}")
     student, record, style = load_checkpoint(a.checkpoint)
     if a.padding and a.padding != student.config.padding:
         # the padding holds no weights: the same state_dict runs in a student padded the other way
@@ -234,15 +245,16 @@ def main(argv=None) -> int:
     if a.calibration:
         from . import data
         calib = data.content_images(a.calibration)
-    meta_path = export_bundle(student, a.out, a.levels, calib, style, record, fp16=a.fp16)
+    meta_path = export_bundle(student, a.out, a.levels, calib, style, record, fp16=a.fp16, input_scale=a.input_scale)
     meta = json.loads(meta_path.read_text())
     for lv in meta["levels"]:
         print(f"r={lv['retention']:.2f} {lv['onnx']} {lv['onnx_bytes'] / 1e6:.2f} MB "
               f"flops x{lv['flops_fraction']:.2f} context groups {lv['context_groups']}")
     if a.trt:
         for lv in meta["levels"]:
-            req = te.engine_request(Path(a.out) / lv["onnx"], a.trt, a.trt_shape, lv["retention"], a.dla_core,
-                                 a.calibration, a.engine_cache)
+            shape = padded_size(*network_size(*a.trt_shape, a.input_scale))   # as the style node asks for it
+            req = te.engine_request(Path(a.out) / lv["onnx"], a.trt, shape, lv["retention"], a.dla_core,
+                                    a.calibration, a.engine_cache)
             try:
                 _, report = te.build_or_load(req)
             except te.TensorRTUnavailable as exc:

@@ -91,6 +91,14 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     assert os.sched_getparam(tid).sched_priority == graph.STYLE_PRIORITY
     assert d["sched_policy"] == "SCHED_FIFO" and d["backend"] == "onnxruntime"
 
+    # a lower processing resolution still publishes frames of the camera's size
+    assert probe.set_params("/style_transfer", resolution_scale=0.5)[0].successful
+    out.clear()
+    publish_frames(probe, pub, 10)
+    assert wait_for(lambda: out, 10) and (out[-1].height, out[-1].width) == (128, 160)
+    assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("resolution_scale") == "0.5", 5)
+    assert diag_values(diags, "style_transfer: style")["model_input_scale"] == "1.0"
+
 
 def test_two_camera_streams_each_get_their_stylized_output(probe, start_nodes, bundle):
     """input_topics with two cameras (what the launch sets for cameras:=realsense,csi): each stream comes out

@@ -78,6 +78,38 @@ def test_frames_that_are_not_multiples_of_8_are_padded_and_cropped(bundle, stude
     assert np.abs(out.astype(int) - want).max() <= 1
 
 
+def with_input_scale(bundle, tmp_path, scale):
+    b = copy_bundle(bundle, tmp_path)
+    meta = json.loads((b / "model.json").read_text())
+    meta["input"]["scale"] = scale
+    (b / "model.json").write_text(json.dumps(meta))
+    return b
+
+
+@pytest.mark.parametrize("kind", ["onnxruntime", "torch"])
+def test_input_scale_runs_the_network_on_the_resized_frame(bundle, student, tmp_path, kind):
+    """The bundle's input scale times the call's scale (the node's resolution_scale) sets the network's size;
+    the output comes back at the frame's size."""
+    import cv2
+    rgb = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    be = open_style_backend(kind, with_input_scale(bundle, tmp_path, 0.5), threads=1)
+    assert be.scale == 0.5
+    for call_scale, size in ((1.0, (160, 120)), (0.5, (80, 64))):   # 0.25 x 240 = 60 rounds to 64, the least
+        out = be.infer(rgb, 0.7, call_scale)
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        want = cv2.resize(torch_reference(student, small, 0.7), (320, 240), interpolation=cv2.INTER_LINEAR)
+        assert out.shape == rgb.shape and np.abs(out.astype(int) - want).max() <= 1
+    full = open_style_backend(kind, bundle, threads=1).infer(rgb, 0.7)
+    assert np.abs(full.astype(int) - torch_reference(student, rgb, 0.7)).mean() < 1
+    assert np.abs(full.astype(int) - out).mean() > 1     # the scale changes what runs
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.5, "half", None])
+def test_bad_input_scale_in_model_json_is_named(bundle, tmp_path, scale):
+    with pytest.raises(ModelError, match=r"input.scale .*\[0.25, 1.0\]"):
+        open_style_backend("onnxruntime", with_input_scale(bundle, tmp_path, scale))
+
+
 @pytest.mark.parametrize("bad", [np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.float32),
                                  np.zeros((64, 64, 4), np.uint8)])
 def test_bad_frames_are_rejected_naming_them(bundle, bad):

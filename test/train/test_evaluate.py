@@ -74,6 +74,27 @@ def test_criteria_compare_levels_and_peer():
                  "r0.70_within_1.1x/a/gram": False, "r0.40_within_1.25x/a/gram": True}
 
 
+def test_eval_runs_the_network_at_the_bundles_input_scale(content, tmp_path, capsys):
+    torch.manual_seed(0)
+    scaled = tmp_path / "scaled"
+    export.export_bundle(Student(), scaled, (1.0, 0.4), torch.rand(1, 3, 64, 64), {"name": "mosaic", "image": "mosaic"},
+                         input_scale=0.75)
+    common = ["--model", str(scaled), "--content", str(content), "--retentions", "1.0", "--size", "128x96",
+              "--max-side", "128", "--latency-runs", "1", "--threads", "1", "--no-peer"]
+    reports = {}
+    for flag in ([], ["--input-scale", "1.0"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert evaluate.main(common + ["--out", str(out)] + flag) == 0
+        reports[len(flag)] = json.loads((out / "metrics.json").read_text())
+    assert reports[0]["input_scale"] == 0.75 and reports[0]["network_size"] == "96x72"
+    assert reports[2]["input_scale"] == 1.0 and reports[2]["network_size"] == "128x96"
+    ssim = [r["summary"]["student"]["1.00"]["metrics"]["ssim_content"] for r in reports.values()]
+    assert ssim[0] != ssim[1]
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(common + ["--out", str(tmp_path / "bad"), "--input-scale", "1.5"])
+    assert e.value.code == 2 and "--input-scale must be in [0.25, 1.0]" in capsys.readouterr().err
+
+
 def test_bench_model_writes_json_and_markdown(bundle, tmp_path, capsys):
     rc = bench_model.main(["--model", str(bundle), "--out", str(tmp_path), "--sizes", "128x96",
                            "--backends", "onnxruntime-fp32", "torch", "--runs", "2", "--warmup", "0",
@@ -87,7 +108,7 @@ def test_bench_model_writes_json_and_markdown(bundle, tmp_path, capsys):
     curve = report["pruning_curve"]
     assert [row["retention"] for row in curve] == [1.0, 0.4]
     assert curve[0]["ssim_to_unpruned"] == pytest.approx(1.0) and curve[1]["flops_fraction"] < 0.45
-    assert report["machine"]["cores"] >= 1
+    assert report["machine"]["cores"] >= 1 and report["input_scale"] == 1.0
     md = (tmp_path / "bench_model.md").read_text()
     assert "| student torch r=1.0 |" in md and "Pruning curve" in md
     assert "load average" in capsys.readouterr().out
@@ -104,7 +125,7 @@ def test_context_report_skips_each_block_and_restores_the_student():
     x = data.to_tensor(photos[0])
     with torch.no_grad():
         before = net(x)
-    r = evaluate.context_report(net, photos, style, 96)
+    r = evaluate.context_report(net, photos, style, 96, 1.0)
     assert set(r) == {"context0", "context1"}
     assert r["context0"] != r["context1"] and all(0 < m["ssim_content"] <= 1 for m in r.values())
     with torch.no_grad():

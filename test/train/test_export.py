@@ -137,6 +137,19 @@ def test_export_command_writes_a_bundle(tmp_path, student, capsys):
     assert [lv["retention"] for lv in meta["levels"]] == [1.0, 0.4]
     assert "generated" in meta["style"]["source"] and (tmp_path / "b" / "style.png").is_file()
     assert "student_r040.onnx" in capsys.readouterr().out
+    assert meta["input"]["scale"] == 1.0
+
+
+def test_export_records_the_input_scale_and_rejects_one_out_of_range(tmp_path, student, capsys):
+    ckpt = tmp_path / "student.pt"
+    torch.save(student.state_dict(), ckpt)
+    assert export.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--levels", "1.0",
+                        "--input-scale", "0.5"]) == 0
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["input"]["scale"] == 0.5
+    with pytest.raises(SystemExit) as e:
+        export.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "c"), "--input-scale", "0.1"])
+    assert e.value.code == 2 and "--input-scale must be in [0.25, 1.0]" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 def test_level_tag_and_bad_level():
