@@ -17,7 +17,8 @@
 #   mosaic:       1500 steps on a GPU, then 300 steps with the border-consistency term on the CPU (14 min), then
 #                 300 more with bilinear upsampling and the lattice penalty too (14 min), then 1500 on a GPU (NVIDIA
 #                 H100, 6 min with eight runs sharing it) with the style at 512 px and the moment loss at
-#                 block5/block9 too, then 300 on the CPU (17 min) with the border-consistency weight at 300.
+#                 block5/block9 too, then 300 on the CPU (17 min) with the border-consistency weight at 300;
+#                 the bundle runs on frames resized to 0.75 (--input-scale).
 # DEVICE=cpu (or no GPU: the default auto picks the CPU) runs the GPU steps on the CPU too, in about 22 min
 # per 2500 steps on this 2-core CPU; CUDA and CPU kernels round differently, so it gives close, not
 # identical, weights (starry_night's first run on the CPU: held-out Gram 61.5 vs 55.8, multistyle26 0.00190 vs
@@ -55,7 +56,7 @@ declare -A RECIPE=(
       --stats-layers rgb,block2,block5,block9
     | --iters 300 --lr 0.001 --batch 4 --crop 256 --image-pad 48 --border-weight 300 --stats-weight 3 --half-width 16
       --tv-weight 3 --upsample bilinear --lattice-weight 3000 --order none --style-side 512
-      --stats-layers rgb,block2,block5,block9 --seed 1"
+      --stats-layers rgb,block2,block5,block9 --seed 1 --input-scale 0.75"
 )
 styles=("$@")
 [ ${#styles[@]} -eq 0 ] && styles=(ihc starry_night mosaic)

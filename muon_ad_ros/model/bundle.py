@@ -89,12 +89,15 @@ def padded_size(height: int, width: int) -> tuple[int, int]:
 
 
 def to_network(rgb: np.ndarray, scale: float, dst: np.ndarray | None = None) -> np.ndarray:
-    """Return the (H, W, 3) uint8 frame resized to network_size at this scale (area averaging), or the frame
-    itself when the size does not change."""
+    """Return the (H, W, 3) uint8 frame resized to network_size at this scale, or the frame itself when the size
+    does not change."""
     h, w = network_size(rgb.shape[0], rgb.shape[1], scale)
     if (h, w) == rgb.shape[:2]:
         return rgb
-    return cv2.resize(rgb, (w, h), dst=dst, interpolation=cv2.INTER_AREA)
+    # down to half size bilinear's 2x2 taps still reach every input pixel, at 0.17 ms instead of area
+    # averaging's 0.78 ms (640x480 -> 480x360, 2 cores); below that only area averaging does
+    interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+    return cv2.resize(rgb, (w, h), dst=dst, interpolation=interpolation)
 
 
 def from_network(out: np.ndarray, height: int, width: int, dst: np.ndarray | None = None) -> np.ndarray:
