@@ -81,7 +81,11 @@ class StyleTransferNode(Node):
                 self._pending = (key, self._open(key))
             except Exception as exc:
                 return f"cannot load {key[0]} with {key[1]}/{key[2]}: {exc}"
-        return None
+        backend = self._pending[1] if self._pending else self.backend
+        reason = backend.scale_refusal(values["resolution_scale"]) if backend is not None else None
+        if reason:
+            self._pending = None
+        return reason
 
     def _on_change(self, name: str, value):
         if name in ("sched_priority", "cpu_core"):
@@ -96,6 +100,9 @@ class StyleTransferNode(Node):
         key = self._model_key(self.values)
         try:
             self.backend, self.backend_key = self._open(key), key
+            refusal = self.backend.scale_refusal(self.values["resolution_scale"])
+            if refusal:
+                self.get_logger().warning(f"{refusal}; running at resolution_scale 1")
             return
         except Exception as exc:
             note = f"cannot load {key[0]} with {key[1]}/{key[2]}: {exc}"
@@ -168,7 +175,8 @@ class StyleTransferNode(Node):
         retention = self.values["retention"]
         t0 = time.perf_counter()
         try:
-            out = backend.infer(rgb, retention, self.values["resolution_scale"])
+            scale = self.values["resolution_scale"]
+            out = backend.infer(rgb, retention, 1.0 if backend.scale_refusal(scale) else scale)
         except Exception as exc:
             self.stats.on_bad("inference")
             self.get_logger().error(f"inference failed on a {w}x{h} frame: {exc}", throttle_duration_sec=5.0)
@@ -207,13 +215,15 @@ class StyleTransferNode(Node):
                                 context_groups=list(st.context_groups),
                                 flops_fraction=round(st.flops_fraction, 3), inference_ms=round(st.inference_ms, 1))
         stale = self.stats.stale_reason(self.values["stale_timeout"])
+        refusal = b.scale_refusal(self.values["resolution_scale"]) if b is not None else None
+        notes = [x for x in (self.backend_note, rt.reason if rt and not rt.ok else "",
+                             f"{refusal}; running at resolution_scale 1" if refusal else "") if x]
         if b is None:
             level, message = ERROR, f"no model loaded: {self.backend_note}"
         elif stale:
             level, message = STALE, stale
-        elif (rt is not None and not rt.ok) or self.backend_note:
-            level, message = WARN, "; ".join(x for x in (self.backend_note, rt.reason if rt and not rt.ok else "")
-                                             if x)
+        elif notes:
+            level, message = WARN, "; ".join(notes)
         else:
             level, message = OK, f"stylizing at {self.stats.rate():.1f} Hz"
         self.diag.status("style", level, message, values)

@@ -13,7 +13,7 @@ PARAMS = (
           "below it runs, switched without reloading.", min=0.4, max=1.0),
     Param("resolution_scale", 1.0, "Processing resolution as a fraction of the input, on top of the model "
           "bundle's own input scale (model.json); output is resized back to the input size so overlays stay "
-          "aligned.", min=0.25, max=1.0),
+          "aligned. The tensorrt backend takes 1 only (its engines have one input shape).", min=0.25, max=1.0),
     Param("sched_priority", 80, "SCHED_FIFO priority of the inference thread; 0 = normal scheduling. "
           "When the OS refuses, the node runs normally and reports WARN.", min=0, max=99),
     Param("cpu_core", -1, "Pin the inference thread to this CPU core; -1 = no pinning.", min=-1, max=1023),

@@ -23,6 +23,7 @@ class StyleBackend:
     """Common part of the backends: level choice, pruning state, frame buffers and conversions."""
 
     name = "base"
+    fixed_shape = False     # True: the models take one input shape only (built ahead, e.g. TensorRT engines)
 
     def __init__(self, model_dir: str | Path, precision: str):
         self.root, self.meta = read_bundle(model_dir)
@@ -33,6 +34,15 @@ class StyleBackend:
         self.scale = float(input_scale(self.meta))
         self._frames: dict[tuple[int, int], dict] = {}
         self._resized: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def scale_refusal(self, scale: float) -> str | None:
+        """Return why frames cannot run at `scale` times the bundle's input scale (the style node's
+        resolution_scale), or None when they can."""
+        if self.fixed_shape and scale != 1.0:
+            return (f"resolution_scale {scale:g} needs another input shape; the {self.name} models take one "
+                    f"(built for the bundle's input scale {self.scale:g}): set the bundle's scale instead "
+                    "(muon-ad export --input-scale)")
+        return None
 
     def level_for(self, retention: float) -> float:
         """Return the level a retention runs at: the nearest level <= retention (the lowest if below)."""
@@ -223,6 +233,7 @@ class TensorRTBackend(StyleBackend):
     """TensorRT engines (one per level, built once and cached; optional DLA core) on CUDA buffers."""
 
     name = "tensorrt"
+    fixed_shape = True      # static engine shapes: the DLA needs them, and a build takes minutes on a Jetson
 
     def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", input_hw=(480, 640),
                  dla_core: int | None = None, cache_dir=None, calibration_dir=None):

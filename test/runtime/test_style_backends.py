@@ -105,6 +105,17 @@ def test_input_scale_runs_the_network_on_the_resized_frame(bundle, student, tmp_
     assert np.abs(full.astype(int) - out).mean() > 1     # the scale changes what runs
 
 
+def test_fixed_shape_backends_refuse_another_resolution_scale(bundle):
+    """TensorRT engines take one shape (its class sets fixed_shape; no TensorRT here): the style node asks
+    scale_refusal before it accepts a resolution_scale and runs such a backend at 1."""
+    from muon_ad_ros.runtime.style import TensorRTBackend
+    be = open_style_backend("onnxruntime", bundle)
+    assert be.scale_refusal(0.5) is None and TensorRTBackend.fixed_shape
+    be.fixed_shape = True
+    assert be.scale_refusal(1.0) is None
+    assert "resolution_scale 0.5 needs another input shape" in be.scale_refusal(0.5)
+
+
 @pytest.mark.parametrize("scale", [0.1, 1.5, "half", None])
 def test_bad_input_scale_in_model_json_is_named(bundle, tmp_path, scale):
     with pytest.raises(ModelError, match=r"input.scale .*\[0.25, 1.0\]"):
