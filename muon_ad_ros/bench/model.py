@@ -204,9 +204,9 @@ def markdown(report: dict) -> str:
     """Return the report as Markdown tables."""
     m = report["machine"]
     scale = report.get("input_scale", 1.0)
-    lines = [f"# muon-ad bench model", "", f"Model: {report['model']}" + (
-             f" (input scale {scale}: the network runs on the frame resized by it, 'student' rows include both resizes; "
-             "session-only rows and the pruning curve are the network alone)" if scale != 1.0 else "") + "  ",
+    note = (f" (input scale {scale}: the network runs on the frame resized by it, 'student' rows include both "
+            "resizes; session-only rows and the pruning curve are the network alone)") if scale != 1.0 else ""
+    lines = [f"# muon-ad bench model", "", f"Model: {report['model']}{note}  ",
              f"Machine: {m['cpu']}, {m['cores']} cores, "
              f"{report['threads']} threads, load average at start {m['load_average'][0]:.2f}, at end "
              f"{report['load_average_end'][0]:.2f}; onnxruntime {m['onnxruntime']}, torch {m['torch']}  ",

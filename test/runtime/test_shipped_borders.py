@@ -15,11 +15,11 @@ from muon_ad_ros.runtime.style import open_style_backend
 from muon_ad_ros.train import data, metrics
 
 BUNDLES = sorted(p.parent for p in MODELS_ROOT.glob("*/model.json"))
-# Known: at its input scale 0.75 mosaic reaches 30.2 at 328x248 (r=1.0, inside the right edge of rubberwhale1.png)
-# and 19.2 at 640x480 (r=0.7, building.jpg); 37.7 and 15.1 at scale 1.0. Its outlines follow the content into the frame's edge; the border-consistency
-# fine-tunes brought each start down (34.3 -> 21.9, 45.2 -> 37.7) and the steps between them raised it again
-# (docs/method.md, shipped styles). strict: the test fails as soon as it passes, so the mark cannot outlive
-# the defect.
+# Known: at its input scale 0.75 mosaic reaches 30.2 at 328x248 (r=1.0, inside the right edge of
+# rubberwhale1.png) and 19.2 at 640x480 (r=0.7, building.jpg); 37.7 and 15.1 at scale 1.0. Its outlines follow
+# the content into the frame's edge; the border-consistency fine-tunes brought each start down (34.3 -> 21.9,
+# 45.2 -> 37.7) and the steps between them raised it again (docs/method.md, shipped styles). strict: the test
+# fails as soon as it passes, so the mark cannot outlive the defect.
 KNOWN = {"mosaic": "a 30.2/255 band inside the right edge of held-out photos at 328x248 (docs/method.md)"}
 # a stylized border may differ from the photo's a little (the style's own contrast); a frame does not
 MAX_EXCESS = 16.0

@@ -95,7 +95,8 @@ def test_input_scale_runs_the_network_on_the_resized_frame(bundle, student, tmp_
     be = open_style_backend(kind, with_input_scale(bundle, tmp_path, 0.5), threads=1)
     assert be.scale == 0.5
     # 0.25 x 240 = 60 rounds to 64, the least; below half size area averaging replaces bilinear
-    for call_scale, size, interpolation in ((1.0, (160, 120), cv2.INTER_LINEAR), (0.5, (80, 64), cv2.INTER_AREA)):
+    for call_scale, size, interpolation in ((1.0, (160, 120), cv2.INTER_LINEAR),
+                                            (0.5, (80, 64), cv2.INTER_AREA)):
         out = be.infer(rgb, 0.7, call_scale)
         small = cv2.resize(rgb, size, interpolation=interpolation)
         want = cv2.resize(torch_reference(student, small, 0.7), (320, 240), interpolation=cv2.INTER_LINEAR)
