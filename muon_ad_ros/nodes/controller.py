@@ -155,6 +155,7 @@ class ControllerNode(Node):
         self.overrides = 0              # style node changes this controller did not make
         self.last_override = ""
         self.in_flight: dict = {}       # style values asked for, not yet answered
+        self.refused: dict = {}         # style values the style node refused: name -> (value, its reason)
         self._reading = 0.0             # when the read-back was sent (0 = none pending)
         self.create_subscription(ParameterEvent, "/parameter_events", self._on_parameter_event,
                                  qos_profile_parameter_events)
@@ -242,6 +243,8 @@ class ControllerNode(Node):
                 for p in params:
                     if p.name in self.FOLLOWED:
                         self._style_value(p.name, parameter_value_to_python(p.value), how)
+                    elif p.name in ("backend", "model_dir"):
+                        self.refused.clear()    # another model or backend may take what this one refused
         elif self.det_fqn and msg.node == self.det_fqn:
             for p in list(msg.new_parameters) + list(msg.changed_parameters):
                 if p.name == "rate_limit":
@@ -278,6 +281,7 @@ class ControllerNode(Node):
         """Reads the style node's values once its service is up (and again after it restarts)."""
         if not self.style_getter.service_is_ready():
             self.style_actual.clear()     # gone: read again when it is back
+            self.refused.clear()
             return
         if all(k in self.style_actual for k in self.FOLLOWED) or time.monotonic() - self._reading < 5.0:
             return
@@ -344,7 +348,7 @@ class ControllerNode(Node):
                 self.retention = lower
             elif not self.levels and self.retention > v["retention_min"] + 1e-6:
                 self.retention = max(v["retention_min"], self.retention - v["step"])
-            elif self.scale > v["resolution_min"] + 1e-6:
+            elif self.scale > v["resolution_min"] + 1e-6 and "resolution_scale" not in self.refused:
                 self.scale = max(v["resolution_min"], round(self.scale - 0.125, 3))
             elif self.det_client is not None:
                 self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or DETECTION_RATE_START * 2) / 2)
@@ -403,7 +407,8 @@ class ControllerNode(Node):
 
     def _push(self):
         style = {"retention": round(float(self.retention), 4), "resolution_scale": round(float(self.scale), 4)}
-        self._set(self.style_client, {k: x for k, x in style.items() if self.pushed.get(k) != x}, "style")
+        self._set(self.style_client, {k: x for k, x in style.items()
+                                      if self.pushed.get(k) != x and self.refused.get(k, (None,))[0] != x}, "style")
         if self.det_client is not None:
             rate = 0.0 if self.detection_rate is None else float(self.detection_rate)
             if self.pushed.get("rate_limit") != rate:
@@ -427,8 +432,15 @@ class ControllerNode(Node):
             for (k, x), r in zip(params.items(), results):
                 if r.successful:
                     self.pushed[k] = x
-                else:
-                    self.get_logger().warning(f"{who} rejected {k}={x}: {r.reason}", throttle_duration_sec=5.0)
+                    continue
+                self.get_logger().warning(f"{who} rejected {k}={x}: {r.reason}", throttle_duration_sec=5.0)
+                if client is self.style_client:
+                    # follow what runs: not asked again until something changes, and the loop skips the lever
+                    self.refused[k] = (x, r.reason)
+                    if k == "resolution_scale":
+                        self.scale = self.style_actual.get(k, 1.0)
+                    elif k == "retention":
+                        self.retention = self.style_actual.get(k, self.retention)
         future.add_done_callback(done)
 
     def _report(self):
@@ -439,6 +451,7 @@ class ControllerNode(Node):
             style_retention=_known(self.style_actual.get("retention")),
             style_resolution_scale=_known(self.style_actual.get("resolution_scale")),
             style_overrides=self.overrides, last_style_override=self.last_override,
+            style_refused="; ".join(f"{k}={x:g}: {why}" for k, (x, why) in self.refused.items()),
             detection_rate_limit=_rate(self.detection_rate), raise_after_periods=self.gate.need,
             level_inference_ms=self.costs.summary(time.monotonic()),
             style_node_ready=self.style_client.service_is_ready(),

@@ -2,6 +2,8 @@
 closed loop lowers retention under load and restores it when the load goes, depth drives LOD."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -135,6 +137,52 @@ def test_controller_follows_what_is_set_on_the_style_node_directly(probe, start_
     assert wait_for(lambda: control().get("style_overrides") == "2", 10), logs()
     assert wait_for(lambda: probe.get_params("/style_transfer", "retention") == [0.9], 10), logs()
     assert wait_for(lambda: control().get("style_retention") == "0.900", 10), logs()
+
+
+def test_a_refused_resolution_scale_is_not_asked_again_and_the_loop_skips_it(probe, start_nodes):
+    """A style node on the TensorRT backend refuses resolution_scale below 1 (static engine shapes; the
+    style node's own test covers the refusal). No GPU here: a node in this process stands in for it, with the
+    same parameter names, the same refusal and its PruningState messages, too few for the target."""
+    import rclpy
+    from rcl_interfaces.msg import SetParametersResult
+    from muon_ad_ros.msg import PruningState
+    style = rclpy.create_node("style_transfer", context=probe.context)
+    style.declare_parameter("retention", 1.0)
+    style.declare_parameter("resolution_scale", 1.0)
+    asked = []
+
+    def on_set(params):
+        asked.extend((p.name, p.value) for p in params)
+        bad = [p for p in params if p.name == "resolution_scale" and p.value != 1.0]
+        return SetParametersResult(successful=not bad, reason="the tensorrt models take one input shape" if bad else "")
+    style.add_on_set_parameters_callback(on_set)
+    pub = style.create_publisher(PruningState, "/stylized/pruning_state", 10)
+
+    def state():
+        msg = PruningState(retention_levels=[0.4, 0.7, 1.0], inference_ms=5.0)
+        msg.header.stamp = style.get_clock().now().to_msg()
+        msg.retention_requested = msg.retention_level = style.get_parameter("retention").value
+        pub.publish(msg)
+    style.create_timer(0.2, state)
+    probe.executor.add_node(style)
+    try:
+        start_nodes([graph.NodeSpec("controller", "controller", "",
+                                    {"detection_node": "", "mode": "target_fps", "target_fps": 120.0, "period": 0.3,
+                                     "resolution_min": 0.5})])
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        control = lambda: diag_values(diags, "controller: control") or {}    # noqa: E731
+        assert wait_for(lambda: "resolution_scale" in control().get("style_refused", ""), 30), control()
+        assert wait_for(lambda: style.get_parameter("retention").value == 0.4, 10), control()
+        refusals = sum(name == "resolution_scale" for name, _ in asked)
+        time.sleep(2.0)     # several more control periods below the target
+        d = control()
+        assert d["resolution_scale"] == "1.000" and d["style_resolution_scale"] == "1.000", d
+        assert "one input shape" in d["style_refused"]
+        # asked once (twice if a period passed before the refusal came back), then never again
+        assert refusals <= 2 and sum(name == "resolution_scale" for name, _ in asked) == refusals, asked
+    finally:
+        probe.executor.remove_node(style)
+        style.destroy_node()
 
 
 def test_status_names_and_hardware_ids_carry_the_namespace(probe, start_nodes, bundle):
