@@ -61,7 +61,7 @@ def read_bundle(model_dir: str | Path) -> tuple[Path, dict]:
         if not (root / lv["onnx"]).is_file():
             raise ModelError(f"{root / lv['onnx']}: missing (listed in {path} for retention {lv['retention']})")
     scale = input_scale(meta)
-    if not (isinstance(scale, (int, float)) and MIN_SCALE <= scale <= 1.0):
+    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and MIN_SCALE <= scale <= 1.0):
         raise ModelError(f"{path}: input.scale must be a number in [{MIN_SCALE}, 1.0], got {scale!r}")
     return root, meta
 
@@ -106,8 +106,6 @@ def from_network(out: np.ndarray, height: int, width: int, dst: np.ndarray | Non
     if out.shape[:2] == (height, width):
         return out
     return cv2.resize(out, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
-
-
 
 
 def level_for(levels, retention: float) -> float:

@@ -117,7 +117,7 @@ def test_fixed_shape_backends_refuse_another_resolution_scale(bundle):
     assert "resolution_scale 0.5 needs another input shape" in be.scale_refusal(0.5)
 
 
-@pytest.mark.parametrize("scale", [0.1, 1.5, "half", None])
+@pytest.mark.parametrize("scale", [0.1, 1.5, "half", None, True])
 def test_bad_input_scale_in_model_json_is_named(bundle, tmp_path, scale):
     with pytest.raises(ModelError, match=r"input.scale .*\[0.25, 1.0\]"):
         open_style_backend("onnxruntime", with_input_scale(bundle, tmp_path, scale))
