@@ -129,6 +129,9 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
             "source": csi_source, "width": width, "height": height, "fps": float(camera_fps)}))
     source = _ns(namespace, camera_topic(cameras, style_input))
     style = {"model_dir": style_model, "backend": style_backend, "sched_priority": int(style_priority)}
+    if style_backend == "tensorrt":
+        # engines have one frame size: the cameras' (an external topic of another size is resized and warned of)
+        style |= {"engine_width": int(width), "engine_height": int(height)}
     style_remaps = [("image", source)]
     if not style_input and len(cameras) == 2:
         style_input_2 = CSI_TOPIC

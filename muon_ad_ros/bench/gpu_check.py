@@ -166,6 +166,15 @@ def _style_tensorrt(ctx, precision: str) -> dict:
         limit = 12 if precision == "int8" else 4   # 8-bit levels; INT8 quantizes every activation
         if diff.mean() > limit:
             raise AssertionError(f"retention {level}: mean difference to ONNX Runtime {diff.mean():.1f} > {limit}")
+    # a frame of another size and aspect runs resized to the engines' frame size, as ONNX Runtime does it
+    import cv2
+    other = cv2.resize(frame, (800, 450), interpolation=cv2.INTER_AREA)
+    ref.frame_hw = backend.frame_hw
+    y = backend.infer(other, 1.0)
+    diff = np.abs(y.astype(int) - ref.infer(other, 1.0).astype(int)).mean()
+    out["frame_800x450"] = {"output_hw": list(y.shape[:2]), "mean_abs_diff_vs_onnxruntime_cpu": round(float(diff), 3)}
+    if y.shape != other.shape or diff > limit:
+        raise AssertionError(f"an 800x450 frame: output {y.shape}, mean difference to ONNX Runtime {diff:.1f}")
     backend.close()
     return out
 

@@ -88,16 +88,18 @@ def padded_size(height: int, width: int) -> tuple[int, int]:
     return max(MIN_SIDE, -(-height // MULTIPLE) * MULTIPLE), max(MIN_SIDE, -(-width // MULTIPLE) * MULTIPLE)
 
 
-def to_network(rgb: np.ndarray, scale: float, dst: np.ndarray | None = None) -> np.ndarray:
+def to_network(rgb: np.ndarray, scale: float, dst: np.ndarray | None = None,
+               frame_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Return the (H, W, 3) uint8 frame resized to network_size at this scale, or the frame itself when the size
-    does not change."""
-    h, w = network_size(rgb.shape[0], rgb.shape[1], scale)
+    does not change. frame_hw: the frame size a fixed-shape network was built for (TensorRT engines); frames
+    of any other size are resized to that size's network shape."""
+    h, w = network_size(*(frame_hw or rgb.shape[:2]), scale)
     if (h, w) == rgb.shape[:2]:
         return rgb
     # down to half size bilinear's 2x2 taps still reach every input pixel, at 0.17 ms instead of area
     # averaging's 0.78 ms (640x480 -> 480x360, 2 cores); below that only area averaging does
-    interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
-    return cv2.resize(rgb, (w, h), dst=dst, interpolation=interpolation)
+    half = 2 * h >= rgb.shape[0] and 2 * w >= rgb.shape[1]
+    return cv2.resize(rgb, (w, h), dst=dst, interpolation=cv2.INTER_LINEAR if half else cv2.INTER_AREA)
 
 
 def from_network(out: np.ndarray, height: int, width: int, dst: np.ndarray | None = None) -> np.ndarray:

@@ -39,6 +39,7 @@ class StyleTransferNode(Node):
         self.rt_status: realtime.RealtimeStatus | None = None
         self._rt_dirty = True
         self.rgb = np.empty((0, 0, 3), np.uint8)   # the colour conversion's reused buffer
+        self.frame_hw = None                        # the last frame's (height, width)
         self.last_state = None
         self.qos = qos.image_qos()
         topics = self.values["input_topics"]
@@ -62,12 +63,21 @@ class StyleTransferNode(Node):
 
     # -- parameters ---------------------------------------------------------------------------
     def _model_key(self, values: dict) -> tuple:
+        engine = ()
+        if values["backend"] == "tensorrt":
+            engine = ((values["engine_height"], values["engine_width"]), values["dla_core"],
+                      values["engine_cache_dir"], values["calibration_dir"])
         return (values["model_dir"] or str(default_model_dir()), values["backend"], values["precision"],
-                values["threads"])
+                values["threads"], engine)
 
     def _open(self, key: tuple):
-        model_dir, backend, precision, threads = key
-        return open_style_backend(backend, model_dir, threads=threads, precision=precision)
+        model_dir, backend, precision, threads, engine = key
+        options = {}
+        if engine:
+            hw, dla, cache, calibration = engine
+            options = {"input_hw": hw, "dla_core": dla if dla >= 0 else None, "cache_dir": cache or None,
+                       "calibration_dir": calibration or None}
+        return open_style_backend(backend, model_dir, threads=threads, precision=precision, **options)
 
     def _check(self, values: dict) -> str | None:
         reason = style_params.check(values)
@@ -107,7 +117,7 @@ class StyleTransferNode(Node):
         except Exception as exc:
             note = f"cannot load {key[0]} with {key[1]}/{key[2]}: {exc}"
         if key[1] != "onnxruntime":
-            fallback = (key[0], "onnxruntime", "fp32", key[3])
+            fallback = (key[0], "onnxruntime", "fp32", key[3], ())
             try:
                 self.backend, self.backend_key = self._open(fallback), fallback
                 self.backend_note = f"{note}; fell back to onnxruntime/fp32 on CPU"
@@ -167,7 +177,7 @@ class StyleTransferNode(Node):
         if backend is None:
             self.stats.on_bad("no_model")
             return
-        h, w = view.shape[:2]
+        h, w = self.frame_hw = view.shape[:2]
         code = images.TO_RGB[msg.encoding]
         if code is not None and self.rgb.shape[:2] != (h, w):
             self.rgb = np.empty((h, w, 3), np.uint8)
@@ -209,6 +219,8 @@ class StyleTransferNode(Node):
                             device=b.device if b else "none", model_dir=self.backend_key[0] if self.backend_key else "",
                             retention=self.values["retention"], resolution_scale=self.values["resolution_scale"],
                             model_input_scale=b.scale if b else "none", **twin_values(self.twins))
+        if b is not None and b.frame_hw is not None:
+            values += diagnostics.kv(engine_frame_size=f"{b.frame_hw[1]}x{b.frame_hw[0]}")
         st = self.last_state
         if st is not None:
             values += diagnostics.kv(retention_level=round(st.retention_level, 3),
@@ -217,7 +229,8 @@ class StyleTransferNode(Node):
         stale = self.stats.stale_reason(self.values["stale_timeout"])
         refusal = b.scale_refusal(self.values["resolution_scale"]) if b is not None else None
         notes = [x for x in (self.backend_note, rt.reason if rt and not rt.ok else "",
-                             f"{refusal}; running at resolution_scale 1" if refusal else "") if x]
+                             f"{refusal}; running at resolution_scale 1" if refusal else "",
+                             self._engine_size_note(b)) if x]
         if b is None:
             level, message = ERROR, f"no model loaded: {self.backend_note}"
         elif stale:
@@ -227,6 +240,14 @@ class StyleTransferNode(Node):
         else:
             level, message = OK, f"stylizing at {self.stats.rate():.1f} Hz"
         self.diag.status("style", level, message, values)
+
+    def _engine_size_note(self, b) -> str:
+        """Return a warning when frames are resized to the fixed-shape models' frame size, else ''."""
+        if b is None or b.frame_hw is None or self.frame_hw in (None, b.frame_hw):
+            return ""
+        (h, w), (eh, ew) = self.frame_hw, b.frame_hw
+        return (f"{w}x{h} frames are resized to the {ew}x{eh} the {b.name} engines were built for (set "
+                "engine_width and engine_height to the camera's size)")
 
     def close(self):
         self._running = False

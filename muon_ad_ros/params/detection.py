@@ -2,7 +2,7 @@
 `nice` takes effect on the next frame; a model reload runs in the background while the previous
 detector keeps serving."""
 from muon_ad_ros.params import Param
-from muon_ad_ros.params.shared import COMPRESSED_PARAMS
+from muon_ad_ros.params.shared import COMPRESSED_PARAMS, TENSORRT_PARAMS, check_dla
 
 PARAMS = (
     Param("backend", "opencv_hog", "Detector backend: opencv_hog (bundled people detector, no model file), "
@@ -32,11 +32,9 @@ PARAMS = (
           "an impossible combination is rejected.", choices=("auto", "fp32", "fp16", "int8")),
     Param("device", "auto", "onnxruntime: auto = CUDA when this onnxruntime has it, else CPU; gpu asks for "
           "CUDA (reports WARN when absent); cpu forces the CPU.", choices=("auto", "cpu", "gpu")),
-    Param("dla_core", -1, "tensorrt: run on this DLA core with GPU fallback (fp16/int8); -1 = GPU only.",
-          min=-1, max=7),
+    *TENSORRT_PARAMS,
     Param("calibration_dir", "", "tensorrt int8: folder of calibration images (jpg/png), preprocessed like "
           "camera frames."),
-    Param("engine_cache_dir", "", "tensorrt: engine cache folder; empty = ~/.cache/muon_ad_ros/engines."),
     Param("threads", 0, "Intra-op threads of onnxruntime / OpenCV; 0 = the library default.", min=0, max=64),
     Param("rate_limit", 0.0, "Most frames processed per second; 0 = every frame the worker can take "
           "(latest frame only). Frames arriving sooner are skipped and counted.", min=0.0, max=1000.0),
@@ -68,10 +66,9 @@ def check(values: dict) -> str | None:
         return "precision int8 needs backend tensorrt (onnxruntime runs fp32/fp16 or a pre-quantized model)"
     if precision == "int8" and not values["calibration_dir"] and model.lower().endswith(".onnx"):
         return "precision int8 needs calibration_dir (calibration images) to build the engine"
-    if values["dla_core"] >= 0 and backend != "tensorrt":
-        return "dla_core needs backend tensorrt"
-    if values["dla_core"] >= 0 and precision == "fp32":
-        return "the DLA runs fp16 or int8 only; precision fp32 cannot use dla_core"
+    reason = check_dla(values)
+    if reason:
+        return reason
     if backend != "opencv_hog" and values["input_size"] % 32:
         return f"input_size {values['input_size']} is not a multiple of 32 (the YOLO stride)"
     if backend == "opencv_hog" and 0 < values["input_size"] < 128:

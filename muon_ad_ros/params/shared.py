@@ -1,5 +1,5 @@
-"""Parameters several nodes declare alike: the camera's place in the TF tree, and the compressed
-copies of published images."""
+"""Parameters several nodes declare alike: the camera's place in the TF tree, the compressed
+copies of published images, and where TensorRT engines run and are cached."""
 from __future__ import annotations
 
 import math
@@ -40,3 +40,18 @@ DEPTH_COMPRESSED_PARAMS = COMPRESSED_PARAMS + (
     Param("png_level", 1, "PNG compression level of the compressed depth topics (16-bit PNG; 1 = fastest).",
           min=0, max=9),
 )
+
+TENSORRT_PARAMS = (
+    Param("dla_core", -1, "tensorrt: run on this DLA core with GPU fallback (fp16/int8); -1 = GPU only.",
+          min=-1, max=7),
+    Param("engine_cache_dir", "", "tensorrt: engine cache folder; empty = ~/.cache/muon_ad_ros/engines."),
+)
+
+
+def check_dla(values: dict) -> str | None:
+    """Returns why dla_core cannot apply to this backend and precision, or None."""
+    if values["dla_core"] >= 0 and values["backend"] != "tensorrt":
+        return "dla_core needs backend tensorrt"
+    if values["dla_core"] >= 0 and values["precision"] == "fp32":
+        return "the DLA runs fp16 or int8 only; precision fp32 cannot use dla_core"
+    return None

@@ -1,6 +1,6 @@
 """Parameters of the style_transfer node (same names and defaults in config/edge.yaml)."""
 from muon_ad_ros.params import Param
-from muon_ad_ros.params.shared import COMPRESSED_PARAMS
+from muon_ad_ros.params.shared import COMPRESSED_PARAMS, TENSORRT_PARAMS, check_dla
 
 PARAMS = (
     Param("model_dir", "", "Model bundle directory (model.json + ONNX per retention level); empty = the "
@@ -14,6 +14,14 @@ PARAMS = (
     Param("resolution_scale", 1.0, "Processing resolution as a fraction of the input, on top of the model "
           "bundle's own input scale (model.json); output is resized back to the input size so overlays stay "
           "aligned. The tensorrt backend takes 1 only (its engines have one input shape).", min=0.25, max=1.0),
+    Param("engine_width", 640, "tensorrt: the frame width the engines are built for (one static shape; set "
+          "the camera's). Frames of another size are resized to it and back, and diagnostics warn.",
+          min=64, max=4096),
+    Param("engine_height", 480, "tensorrt: the frame height the engines are built for (see engine_width).",
+          min=64, max=4096),
+    *TENSORRT_PARAMS,
+    Param("calibration_dir", "", "tensorrt int8: folder of calibration images (jpg/png); empty = the "
+          "package's bundled photographs."),
     Param("sched_priority", 80, "SCHED_FIFO priority of the inference thread; 0 = normal scheduling. "
           "When the OS refuses, the node runs normally and reports WARN.", min=0, max=99),
     Param("cpu_core", -1, "Pin the inference thread to this CPU core; -1 = no pinning.", min=-1, max=1023),
@@ -32,6 +40,9 @@ def check(values: dict) -> str | None:
     """Returns why the combination is inconsistent, or None."""
     if values["precision"] == "int8" and values["backend"] != "tensorrt":
         return "precision int8 needs backend tensorrt"
+    reason = check_dla(values)
+    if reason:
+        return reason
     if not values["input_topics"]:
         return "input_topics must name at least one topic"
     return None

@@ -23,7 +23,6 @@ class StyleBackend:
     """Common part of the backends: level choice, pruning state, frame buffers and conversions."""
 
     name = "base"
-    fixed_shape = False     # True: the models take one input shape only (built ahead, e.g. TensorRT engines)
 
     def __init__(self, model_dir: str | Path, precision: str):
         self.root, self.meta = read_bundle(model_dir)
@@ -34,11 +33,14 @@ class StyleBackend:
         self.scale = float(input_scale(self.meta))
         self._frames: dict[tuple[int, int], dict] = {}
         self._resized: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        # fixed-shape backends (TensorRT engines, built ahead): the frame size the models were built for;
+        # frames of another size are resized to it and their output back. None: any frame size runs.
+        self.frame_hw: tuple[int, int] | None = None
 
     def scale_refusal(self, scale: float) -> str | None:
         """Return why frames cannot run at `scale` times the bundle's input scale (the style node's
         resolution_scale), or None when they can."""
-        if self.fixed_shape and scale != 1.0:
+        if self.frame_hw is not None and scale != 1.0:
             return (f"resolution_scale {scale:g} needs another input shape; the {self.name} models take one "
                     f"(built for the bundle's input scale {self.scale:g}): set the bundle's scale instead "
                     "(muon-ad export --input-scale)")
@@ -100,14 +102,15 @@ class StyleBackend:
     def infer(self, rgb: np.ndarray, retention: float = 1.0, scale: float = 1.0) -> np.ndarray:
         """Return the stylized (H, W, 3) uint8 frame (a reused buffer, valid until the next call).
 
-        The network runs at the bundle's input scale times `scale` (the style node's resolution_scale) and its
-        output is resized back to the frame's size."""
+        The network runs at the bundle's input scale times `scale` (the style node's resolution_scale), on a
+        fixed-shape backend at the size its models were built for (frame_hw), and its output is resized back
+        to the frame's size."""
         level = self.level_for(retention)
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {desc}")
         h, w = rgb.shape[:2]
-        size = network_size(h, w, self.scale * scale)
+        size = network_size(*(self.frame_hw or (h, w)), self.scale * scale)
         if size == (h, w):
             small = full = rgb
         else:
@@ -115,7 +118,7 @@ class StyleBackend:
             if key not in self._resized:
                 self._resized[key] = (np.empty(size + (3,), np.uint8), np.empty((h, w, 3), np.uint8))
             small, full = self._resized[key]
-            to_network(rgb, self.scale * scale, dst=small)
+            to_network(rgb, self.scale * scale, dst=small, frame_hw=self.frame_hw)
         buf = self._frame(small)
         self._run(buf, level)
         out = self._to_rgb(buf)
@@ -233,17 +236,16 @@ class TensorRTBackend(StyleBackend):
     """TensorRT engines (one per level, built once and cached; optional DLA core) on CUDA buffers."""
 
     name = "tensorrt"
-    fixed_shape = True      # static engine shapes: the DLA needs them, and a build takes minutes on a Jetson
 
     def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", input_hw=(480, 640),
                  dla_core: int | None = None, cache_dir=None, calibration_dir=None):
         super().__init__(model_dir, precision)
         from . import tensorrt_engine as te
 
-        self.input_hw = tuple(input_hw)
-        # engines have one static shape (the DLA needs it): the network's size for input_hw frames at the
-        # bundle's scale
-        self.network_hw = padded_size(*network_size(*self.input_hw, self.scale))
+        # engines have one static shape (the DLA needs it, and a build takes minutes on a Jetson): the
+        # network's size for input_hw frames at the bundle's scale; frames of other sizes are resized to it
+        self.frame_hw = tuple(int(v) for v in input_hw)
+        self.network_hw = padded_size(*network_size(*self.frame_hw, self.scale))
         self.device = f"dla{dla_core}" if dla_core is not None else "cuda:0"
         self.contexts, self.reports = {}, {}
         for level in self.levels:
@@ -262,7 +264,7 @@ class TensorRTBackend(StyleBackend):
     def _bind(self, buf):
         h, w = buf["input"].shape[2:]
         if (h, w) != self.network_hw:
-            raise ValueError(f"TensorRT engines were built for {self.input_hw[1]}x{self.input_hw[0]} frames at input "
+            raise ValueError(f"TensorRT engines were built for {self.frame_hw[1]}x{self.frame_hw[0]} frames at input "
                              f"scale {self.scale} ({self.network_hw[1]}x{self.network_hw[0]}), got a {w}x{h} input")
         t = self.torch
         dev_in = t.empty((1, 3, h, w), device="cuda")

@@ -101,6 +101,15 @@ def test_inconsistent_combinations_are_rejected_with_a_reason():
     assert "retention_min" in validate_all("controller", {"retention_min": 0.9, "retention_max": 0.5})
     assert "depth_near_m" in validate_all("controller", {"depth_near_m": 5.0, "depth_far_m": 4.0})
     assert "tensorrt" in validate_all("style_transfer", {"precision": "int8"})
+    assert "dla_core needs backend tensorrt" in validate_all("style_transfer", {"dla_core": 0})
+    assert "fp32 cannot use dla_core" in validate_all("style_transfer", {"backend": "tensorrt", "dla_core": 0})
+    assert validate_all("style_transfer", {"backend": "tensorrt", "dla_core": 0, "precision": "fp16"}) is None
+
+
+def test_tensorrt_style_engines_are_built_for_the_cameras_frame_size():
+    style = next(s for s in graph.edge_graph(("realsense",), style_backend="tensorrt", width=1280, height=720)
+                 if s.name == "style_transfer")
+    assert (style.parameters["engine_width"], style.parameters["engine_height"]) == (1280, 720)
 
 
 def test_runner_command_matches_ros2_run_conventions(tmp_path):

@@ -268,3 +268,20 @@ def test_incompatible_qos_is_logged_naming_both_sides(probe, start_nodes, bundle
     line = next(s for s in g.log("style_transfer").splitlines() if "incompatible QoS" in s)
     assert "style_transfer" in line and probe.node.get_name() in line and "RELIABILITY" in line.upper()
     assert "BEST_EFFORT" in line and "RELIABLE" in line
+
+
+def test_frames_of_another_size_than_the_engines_are_warned_of(bundle):
+    """A fixed-shape backend (TensorRT; the ONNX Runtime backend stands in) resizes such frames: the style
+    node's diagnostics name both sizes and the parameters that match them."""
+    from types import SimpleNamespace
+
+    from muon_ad_ros.nodes.style_transfer import StyleTransferNode
+    from muon_ad_ros.runtime.style import open_style_backend
+    be = open_style_backend("onnxruntime", bundle, threads=1)
+    node = SimpleNamespace(frame_hw=(720, 1280))
+    assert StyleTransferNode._engine_size_note(node, be) == ""      # any frame size runs as it is
+    be.frame_hw = (480, 640)
+    note = StyleTransferNode._engine_size_note(node, be)
+    assert "1280x720 frames are resized to the 640x480" in note and "engine_width" in note
+    node.frame_hw = (480, 640)
+    assert StyleTransferNode._engine_size_note(node, be) == ""

@@ -106,15 +106,22 @@ def test_input_scale_runs_the_network_on_the_resized_frame(bundle, student, tmp_
     assert np.abs(full.astype(int) - out).mean() > 1     # the scale changes what runs
 
 
-def test_fixed_shape_backends_refuse_another_resolution_scale(bundle):
-    """TensorRT engines take one shape (its class sets fixed_shape; no TensorRT here): the style node asks
-    scale_refusal before it accepts a resolution_scale and runs such a backend at 1."""
-    from muon_ad_ros.runtime.style import TensorRTBackend
+def test_fixed_shape_backends_resize_frames_to_their_size_and_refuse_another_resolution_scale(bundle, student):
+    """TensorRT engines take one shape, built for the frame size frame_hw (set by its __init__; no TensorRT
+    here, so the ONNX Runtime backend stands in): a frame of any other size runs resized to it and comes back
+    at its own size, and the style node asks scale_refusal before it accepts a resolution_scale."""
+    import cv2
     be = open_style_backend("onnxruntime", bundle)
-    assert be.scale_refusal(0.5) is None and TensorRTBackend.fixed_shape
-    be.fixed_shape = True
+    assert be.frame_hw is None and be.scale_refusal(0.5) is None
+    be.frame_hw = (96, 128)
     assert be.scale_refusal(1.0) is None
     assert "resolution_scale 0.5 needs another input shape" in be.scale_refusal(0.5)
+    rgb = np.random.default_rng(3).integers(0, 256, (72, 160, 3), dtype=np.uint8)   # another size and aspect
+    out = be.infer(rgb, 0.7)
+    assert out.shape == rgb.shape and list(be._frames) == [(96, 128)]
+    small = cv2.resize(rgb, (128, 96), interpolation=cv2.INTER_LINEAR)
+    want = cv2.resize(torch_reference(student, small, 0.7), (160, 72), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(out.astype(int) - want).max() <= 1
 
 
 @pytest.mark.parametrize("scale", [0.1, 1.5, "half", None, True])
