@@ -60,9 +60,10 @@ def read_bundle(model_dir: str | Path) -> tuple[Path, dict]:
     for lv in levels:
         if not (root / lv["onnx"]).is_file():
             raise ModelError(f"{root / lv['onnx']}: missing (listed in {path} for retention {lv['retention']})")
-    scale = input_scale(meta)
-    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) and MIN_SCALE <= scale <= 1.0):
-        raise ModelError(f"{path}: input.scale must be a number in [{MIN_SCALE}, 1.0], got {scale!r}")
+    try:
+        check_input_scale(input_scale(meta))
+    except ValueError as exc:
+        raise ModelError(f"{path}: input.scale {exc}") from None
     return root, meta
 
 
@@ -71,6 +72,14 @@ def input_scale(meta: dict) -> float:
     size of the painted strokes relative to the frame (model.json "input": {"scale": ...}; 1.0 if absent)."""
     section = meta.get("input")
     return section.get("scale", 1.0) if isinstance(section, dict) else 1.0
+
+
+def check_input_scale(scale) -> float:
+    """Return `scale` as a float, or raise ValueError when it is not a number in [MIN_SCALE, 1.0] (a JSON
+    boolean is not one, though Python counts it as an int)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not MIN_SCALE <= scale <= 1.0:
+        raise ValueError(f"must be a number in [{MIN_SCALE}, 1.0], got {scale!r}")
+    return float(scale)
 
 
 def network_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -86,6 +95,12 @@ def padded_size(height: int, width: int) -> tuple[int, int]:
     """Return the network's input size for a frame of height x width: each side padded up to a multiple of 8
     (at least 64)."""
     return max(MIN_SIDE, -(-height // MULTIPLE) * MULTIPLE), max(MIN_SIDE, -(-width // MULTIPLE) * MULTIPLE)
+
+
+def engine_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Return the network's input shape for height x width frames at this input scale: what a fixed-shape
+    model (a TensorRT engine) is built for."""
+    return padded_size(*network_size(height, width, scale))
 
 
 def to_network(rgb: np.ndarray, scale: float, dst: np.ndarray | None = None,

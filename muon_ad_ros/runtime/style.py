@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from muon_ad_ros.errors import BackendUnavailable, ModelError
-from muon_ad_ros.model.bundle import (PruningInfo, from_network, input_scale, level_for, network_size, padded_size,
-                                     read_bundle, to_network)
+from muon_ad_ros.model.bundle import (PruningInfo, engine_size, from_network, input_scale, level_for, network_size,
+                                     padded_size, read_bundle, to_network)
 from muon_ad_ros.runtime.onnx import session_options
 
 KINDS = ("onnxruntime", "torch", "tensorrt")
@@ -245,7 +245,7 @@ class TensorRTBackend(StyleBackend):
         # engines have one static shape (the DLA needs it, and a build takes minutes on a Jetson): the
         # network's size for input_hw frames at the bundle's scale; frames of other sizes are resized to it
         self.frame_hw = tuple(int(v) for v in input_hw)
-        self.network_hw = padded_size(*network_size(*self.frame_hw, self.scale))
+        self.network_hw = engine_size(*self.frame_hw, self.scale)
         self.device = f"dla{dla_core}" if dla_core is not None else "cuda:0"
         self.contexts, self.reports = {}, {}
         for level in self.levels:

@@ -31,7 +31,7 @@ from .losses import FORMS, AttentionDistillation, periodic_penalty
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
 from .pruning import ChannelImportance, retention_schedule
-from muon_ad_ros.model.bundle import MIN_RETENTION, MIN_SCALE
+from muon_ad_ros.model.bundle import MIN_RETENTION, check_input_scale
 from muon_ad_ros.model.student import Student, StudentConfig
 from muon_ad_ros.provenance import git_commit, git_dirty
 
@@ -667,8 +667,10 @@ def main(argv=None) -> int:
     if min(weights) < 0:
         p.error("--stats-weight, --gram-weight, --colour-weight, --border-weight, --tv-weight, --lattice-weight, "
                 f"--periodic-weight and --self-distill must be >= 0, got {', '.join(map(str, weights))}")
-    if not MIN_SCALE <= a.input_scale <= 1.0:
-        p.error(f"--input-scale must be in [{MIN_SCALE}, 1.0], got {a.input_scale}")
+    try:
+        check_input_scale(a.input_scale)
+    except ValueError as exc:
+        p.error(f"--input-scale {exc}")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():

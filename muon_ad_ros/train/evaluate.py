@@ -27,7 +27,7 @@ from . import data, metrics
 from .peer import peer_arbitrary
 from muon_ad_ros.bench.report import machine
 from .export import export_onnx, load_checkpoint
-from muon_ad_ros.model.bundle import MIN_SCALE, from_network, input_scale, network_size, to_network
+from muon_ad_ros.model.bundle import check_input_scale, from_network, input_scale, network_size, to_network
 
 RETENTIONS = (1.0, 0.7, 0.4)
 NETWORKS = ("mobilenet_v2", "multistyle26")
@@ -175,8 +175,10 @@ def main(argv=None) -> int:
         p.error(f"--size sides must be multiples of 8 and >= 64, got {a.size}")
     contents = [data.fit_frame(img, width, height) for img in data.content_images(folder, split="eval")]
     scale = input_scale(meta) if a.input_scale is None else a.input_scale
-    if not MIN_SCALE <= scale <= 1.0:
-        p.error(f"--input-scale must be in [{MIN_SCALE}, 1.0], got {scale}")
+    try:
+        check_input_scale(scale)
+    except ValueError as exc:
+        p.error(f"--input-scale {exc}")
     net_h, net_w = network_size(height, width, scale)
     if a.sheet_photos and not all(0 <= i < len(contents) for i in a.sheet_photos):
         p.error(f"--sheet-photos must be indices in [0, {len(contents) - 1}], got {a.sheet_photos}")

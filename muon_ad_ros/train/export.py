@@ -19,8 +19,7 @@ import torch
 
 from muon_ad_ros.runtime import tensorrt_engine as te
 from muon_ad_ros.runtime.tensorrt_engine import file_sha256
-from muon_ad_ros.model.bundle import (INPUT_NAME, MIN_SCALE, OUTPUT_NAME, check_retention, network_size,
-                                     padded_size)
+from muon_ad_ros.model.bundle import INPUT_NAME, OUTPUT_NAME, check_input_scale, check_retention, engine_size
 from muon_ad_ros.model.student import FixedRetention, Student, StudentConfig
 from muon_ad_ros.provenance import git_commit
 
@@ -121,8 +120,7 @@ def export_bundle(student: Student, out_dir: str | Path, levels=LEVELS, calibrat
     training_record: {"command", "seed", "git_commit", "loss_summary", ...} as written by distill.
     input_scale: the factor the deployment resizes frames by before the network (model/bundle.py input_scale).
     """
-    if not MIN_SCALE <= input_scale <= 1.0:
-        raise ValueError(f"input_scale must be in [{MIN_SCALE}, 1.0], got {input_scale}")
+    input_scale = check_input_scale(input_scale)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     levels = sorted({check_retention(r) for r in levels}, reverse=True)
@@ -226,8 +224,10 @@ def main(argv=None) -> int:
                    help="camera frame HxW the engines serve, e.g. 480x640 (their input: that at the input scale)")
     p.add_argument("--engine-cache", help="engine cache folder (default ~/.cache/muon_ad_ros/engines)")
     a = p.parse_args(argv)
-    if not MIN_SCALE <= a.input_scale <= 1.0:
-        p.error(f"--input-scale must be in [{MIN_SCALE}, 1.0], got {a.input_scale}")
+    try:
+        check_input_scale(a.input_scale)
+    except ValueError as exc:
+        p.error(f"--input-scale {exc}")
     student, record, style = load_checkpoint(a.checkpoint)
     if a.padding and a.padding != student.config.padding:
         # the padding holds no weights: the same state_dict runs in a student padded the other way
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
               f"flops x{lv['flops_fraction']:.2f} context groups {lv['context_groups']}")
     if a.trt:
         for lv in meta["levels"]:
-            shape = padded_size(*network_size(*a.trt_shape, a.input_scale))   # as the style node asks for it
+            shape = engine_size(*a.trt_shape, a.input_scale)   # as the style node builds them
             req = te.engine_request(Path(a.out) / lv["onnx"], a.trt, shape, lv["retention"], a.dla_core,
                                     a.calibration, a.engine_cache)
             try:

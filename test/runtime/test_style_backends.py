@@ -282,3 +282,11 @@ def test_default_model_is_the_bundle_models_default_names_and_it_loads():
     out = backend.infer(np.zeros((64, 96, 3), np.uint8), 0.4)
     assert out.shape == (64, 96, 3) and out.dtype == np.uint8
     backend.close()
+
+
+def test_engine_size_is_the_input_shape_a_frame_size_runs_at():
+    """TensorRT engines (and `muon-ad export --trt`) are built for what infer hands the network."""
+    from muon_ad_ros.model.bundle import engine_size
+    assert engine_size(480, 640, 0.75) == (360, 480)
+    assert engine_size(250, 330, 1.0) == (256, 336)       # padded up to multiples of 8
+    assert engine_size(250, 330, 0.75) == (184, 248)      # resized to multiples of 8, no padding
