@@ -187,6 +187,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# A --minutes run times this many steps (after the first, which warms up) before it lays its schedule over
+# the steps that fit, and times again every as many steps while it is in phase I.
+PACE_STEPS = 20
+
+
+def steps_in_budget(step: int, elapsed: float, pace: float, minutes: float, cap: int | None) -> int:
+    """Return the step count of a run that ends near ``minutes`` after its start: ``step`` steps done after
+    ``elapsed`` seconds, ``pace`` seconds per step from here on; at least one more step, at most ``cap``."""
+    total = step + max(1, int((minutes * 60 - elapsed) / pace))
+    return total if cap is None else min(cap, total)
+
+
 FAST = dict(iters=12, batch=1, crop=64, style_side=96, validate_every=4, reorder_every=5, checkpoint_every=6,
             style_layers=("block5", "block9"), teacher_feature_weight=0.0)
 ORDERS = ("importance", "l1", "none")
@@ -284,16 +296,33 @@ class Distiller:
             raise ValueError(f"order must be one of {ORDERS}, got {cfg.order!r}")
         uses_teacher = cfg.teacher_weight or cfg.teacher_feature_weight
         self.teacher = teacher_images(self.content, style, cfg.threads) if uses_teacher else None
-        # the last re-ordering runs after step order_step - 1; later steps train the fixed subsets
-        self.order_step = int(cfg.order_until * cfg.iters) // cfg.reorder_every * cfg.reorder_every
         self.before_final_order = None  # optional callback(distiller) run just before the last re-ordering
         self.val = data.random_crops(self.content, cfg.crop, 4, np.random.default_rng(12345)).to(self.device)
         self.optimizer = self._optimizer()
         for g in self.optimizer.param_groups:
             g["base_lr"] = g["lr"]
-        self.curriculum = Curriculum(cfg.iters, gamma=cfg.balance_gamma or 1.0, enabled=cfg.curriculum)
+        self._lay_schedules()
         self.importance = ChannelImportance(self.student)
         self.step, self.log = 0, []
+
+    def _lay_schedules(self) -> None:
+        """Set the schedules that scale with cfg.iters: the curriculum and the last re-ordering."""
+        cfg = self.cfg
+        # the last re-ordering runs after step order_step - 1; later steps train the fixed subsets
+        self.order_step = int(cfg.order_until * cfg.iters) // cfg.reorder_every * cfg.reorder_every
+        self.curriculum = Curriculum(cfg.iters, gamma=cfg.balance_gamma or 1.0, enabled=cfg.curriculum)
+
+    def fit_iters(self, iters: int) -> None:
+        """Lay the schedules (curriculum, retention floor, last re-ordering) over ``iters`` steps instead of
+        cfg.iters: a run fitted to a time budget. Only during phase I, before the curriculum adapts anything;
+        a count whose phase I is already over moves the run straight on to phase II or III."""
+        if iters <= self.step or self.curriculum.phase(self.step) != 1:
+            raise ValueError(f"cannot lay the schedule over {iters} steps at step {self.step} "
+                             f"(phase I ends at step {self.curriculum.bounds[0]})")
+        state = self.curriculum.state_dict()
+        self.cfg = dataclasses.replace(self.cfg, iters=iters)
+        self._lay_schedules()
+        self.curriculum.load_state_dict(state)
 
     def _optimizer(self):
         cfg = self.cfg
@@ -542,8 +571,34 @@ def parse_widths(p: argparse.ArgumentParser, text: str) -> tuple[int, int]:
     return c4, c8
 
 
+@dataclass
+class Budget:
+    """A --minutes run's clock: every PACE_STEPS steps of phase I it lays the run's schedule over the steps
+    that fit in ``minutes`` from ``started`` (at most ``cap``)."""
+    started: float
+    minutes: float
+    cap: int | None
+    paced_from: float = 0.0
+
+    def after_step(self, trainer: Distiller) -> bool:
+        """Call after each step; returns whether the run's step count changed."""
+        now = time.perf_counter()
+        if trainer.step == 1:
+            self.paced_from = now
+            return False
+        if (trainer.step - 1) % PACE_STEPS or trainer.curriculum.phase(trainer.step) != 1:
+            return False
+        pace = (now - self.paced_from) / (trainer.step - 1)
+        iters = steps_in_budget(trainer.step, now - self.started, pace, self.minutes, self.cap)
+        if iters == trainer.cfg.iters:
+            return False
+        trainer.fit_iters(iters)
+        return True
+
+
 def main(argv=None) -> int:
     """`muon-ad distill --style IMG [--content DIR] [--out DIR] ...`; returns the exit status."""
+    started = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="muon-ad distill", description=__doc__.splitlines()[0])
@@ -613,6 +668,10 @@ def main(argv=None) -> int:
     p.add_argument("--self-distill", type=float, default=d.self_distill,
                    help="weight of the L1 that pulls the narrowest and a random level to the full network's "
                         f"output every step (default {d.self_distill}; 0: train random levels on the losses)")
+    p.add_argument("--minutes", type=float,
+                   help="wall-clock budget of the run from its start: after its first steps it measures its pace and "
+                        "lays the schedule over the steps that fit (at most --iters when given); the export comes "
+                        "on top")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto: CUDA when torch sees a GPU, else the CPU")
@@ -671,6 +730,10 @@ def main(argv=None) -> int:
         check_input_scale(a.input_scale)
     except ValueError as exc:
         p.error(f"--input-scale {exc}")
+    if a.minutes is not None and not a.minutes > 0:
+        p.error(f"--minutes must be > 0, got {a.minutes}")
+    if a.minutes and a.resume:
+        p.error("--minutes and --resume exclude each other (a resumed run keeps its schedule)")
     if a.init and a.resume:
         p.error("--init and --resume exclude each other (--resume continues a run, --init starts one)")
     if a.init and not Path(a.init).is_file():
@@ -714,16 +777,22 @@ def main(argv=None) -> int:
     (out / "command.txt").write_text(record["command"] + "\n")
     from tqdm import tqdm
     t0 = time.perf_counter()
+    budget = Budget(started, a.minutes, a.iters) if a.minutes else None
+    if budget:
+        record["minutes"] = a.minutes
     with tqdm(total=cfg.iters, initial=trainer.step, desc=f"distill {name}", unit="it") as bar:
-        while trainer.step < cfg.iters:
+        while trainer.step < trainer.cfg.iters:
             rec = trainer.train_step()
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", r=f"{rec['retention']:.2f}", phase=rec["phase"])
-            if trainer.step % cfg.checkpoint_every == 0 or trainer.step == cfg.iters:
+            if budget and budget.after_step(trainer):
+                bar.total = record["train_config"]["iters"] = trainer.cfg.iters
+                bar.refresh()
+            if trainer.step % cfg.checkpoint_every == 0 or trainer.step == trainer.cfg.iters:
                 trainer.checkpoint(ck_dir / "checkpoint.pt", record=record, style=style_meta)
     trainer.checkpoint(ck_dir / "checkpoint.pt", record=record, style=style_meta)
     seconds = time.perf_counter() - t0
-    plot_losses(trainer.log, out / "loss_curve.png", f"{name}: {cfg.optimizer}, {cfg.iters} iterations")
+    plot_losses(trainer.log, out / "loss_curve.png", f"{name}: {cfg.optimizer}, {trainer.step} iterations")
     losses = [r["loss"] for r in trainer.log]
     vals = [r["val"] for r in trainer.log if "val" in r]
     record.update(train_seconds=round(seconds, 1), iterations=trainer.step,

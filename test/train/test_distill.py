@@ -419,3 +419,39 @@ def test_periodic_penalty_trains_the_check_pattern_out_of_a_shipped_student(phot
     recs = [trainer.train_step() for _ in range(cfg.iters)]
     assert before > 1 and all("periodic" in r for r in recs)
     assert penalty() < 0.5 * before
+
+
+def test_steps_in_budget():
+    # 21 steps after 30 s at 1 s a step: 30 more fit in a minute, capped by --iters, at least one more
+    assert distill.steps_in_budget(21, 30.0, 1.0, 1.0, None) == 51
+    assert distill.steps_in_budget(21, 30.0, 1.0, 1.0, 40) == 40
+    assert distill.steps_in_budget(21, 90.0, 1.0, 1.0, None) == 22
+
+
+def test_fit_iters_lays_the_schedules_over_the_new_count(photos):
+    cfg = distill.TrainConfig(iters=600, batch=1, crop=64, style_side=96, reorder_every=10, order_until=0.5,
+                              teacher_weight=0.0, teacher_feature_weight=0.0)
+    trainer = distill.Distiller(cfg, data.make_mosaic(128), photos)
+    trainer.train_step()
+    trainer.curriculum.lambda_style = 0.5
+    trainer.fit_iters(120)
+    assert trainer.cfg.iters == 120 and trainer.order_step == 60
+    assert trainer.curriculum.bounds == (20, 60) and trainer.curriculum.lambda_style == 0.5
+    trainer.step = 20  # phase II of the new schedule: its boundaries stay where they are
+    with pytest.raises(ValueError, match="phase I ends at step 20"):
+        trainer.fit_iters(600)
+
+
+def test_distill_minutes_fits_the_run_to_its_budget(tmp_path, capsys):
+    out = tmp_path / "b"
+    # loading alone spends the 0.01-minute budget: the first fit, after PACE_STEPS timed steps, ends the run
+    assert distill.main(["--style", "mosaic", "--fast", "--iters", "200", "--minutes", "0.01", "--out", str(out),
+                         "--no-export"]) == 0
+    record = json.loads((out / "training.json").read_text())
+    n = distill.PACE_STEPS + 2
+    assert record["iterations"] == record["train_config"]["iters"] == len(record["log"]) == n
+    assert record["minutes"] == 0.01
+    for bad in (["--minutes", "0"], ["--minutes", "1", "--resume", str(out / "checkpoint.pt")]):
+        with pytest.raises(SystemExit):
+            distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path / "x"), *bad])
+    assert "--minutes" in capsys.readouterr().err
