@@ -14,7 +14,8 @@
 #                 twice that learning rate (30 and 44 min with two runs sharing the 2 cores).
 #   ihc:          1500 steps with the half-resolution stage on a GPU (3 min with five runs sharing it), then
 #                 600 steps on the CPU with bilinear upsampling and the lattice penalty, then 400 more with the
-#                 channel order kept (--order none: the first fine-tune's re-ordering had cost level 0.4 its style).
+#                 channel order kept (--order none: the first fine-tune's re-ordering had cost level 0.4 its style),
+#                 then 3000 at crop 256 (52 min with two runs sharing the 2 cores).
 #   mosaic:       1500 steps on a GPU, then 300 steps with the border-consistency term on the CPU (14 min), then
 #                 300 more with bilinear upsampling and the lattice penalty too (14 min), then 1500 on a GPU (NVIDIA
 #                 H100, 6 min with eight runs sharing it) with the style at 512 px and the moment loss at
@@ -37,7 +38,9 @@ declare -A RECIPE=(
     | --iters 600 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 3
       --teacher-feature-weight 3 --half-width 16 --tv-weight 3
     | --iters 400 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 3
-      --teacher-feature-weight 3 --half-width 16 --tv-weight 3 --order none --seed 1"
+      --teacher-feature-weight 3 --half-width 16 --tv-weight 3 --order none --seed 1
+    | --iters 3000 --lr 0.001 --batch 4 --crop 256 --upsample bilinear --lattice-weight 3000 --stats-weight 3
+      --teacher-feature-weight 3 --half-width 16 --tv-weight 3 --order none --seed 21"
   [starry_night]="--iters 2500 --stats-weight 3
     | --iters 1500 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 3
     | --iters 1500 --lr 0.001 --batch 4 --crop 160 --upsample bilinear --lattice-weight 3000 --stats-weight 5
