@@ -11,7 +11,8 @@
 #                 a moment-loss weight of 5 (17 min), then 600 with the periodic penalty, the style at 384 px and
 #                 the moment loss at block5/block9 too (5 min), then 900 more at half the learning rate (6 min),
 #                 then 300 at crop 256 with the periodic weight doubled (6 min), then 1200 and 1800 more there at
-#                 twice that learning rate (30 and 44 min with two runs sharing the 2 cores).
+#                 twice that learning rate (30 and 44 min with two runs sharing the 2 cores), then 1743 with the
+#                 self-distillation weight doubled (45 min) and 425 with the border-consistency term (11 min).
 #   ihc:          1500 steps with the half-resolution stage on a GPU (3 min with five runs sharing it), then
 #                 600 steps on the CPU with bilinear upsampling and the lattice penalty, then 400 more with the
 #                 channel order kept (--order none: the first fine-tune's re-ordering had cost level 0.4 its style),
@@ -54,7 +55,13 @@ declare -A RECIPE=(
     | --iters 1200 --lr 0.001 --batch 4 --crop 256 --upsample bilinear --lattice-weight 3000 --stats-weight 5
       --order none --stats-layers rgb,block2,block5,block9 --style-side 384 --periodic-weight 0.04 --seed 11
     | --iters 1800 --lr 0.001 --batch 4 --crop 256 --upsample bilinear --lattice-weight 3000 --stats-weight 5
-      --order none --stats-layers rgb,block2,block5,block9 --style-side 384 --periodic-weight 0.04 --seed 12"
+      --order none --stats-layers rgb,block2,block5,block9 --style-side 384 --periodic-weight 0.04 --seed 12
+    | --iters 1743 --lr 0.001 --batch 4 --crop 256 --upsample bilinear --lattice-weight 3000 --stats-weight 5
+      --order none --stats-layers rgb,block2,block5,block9 --style-side 384 --periodic-weight 0.04 --self-distill 20
+      --seed 14
+    | --iters 425 --lr 0.0005 --batch 4 --crop 256 --upsample bilinear --lattice-weight 3000 --stats-weight 5
+      --order none --stats-layers rgb,block2,block5,block9 --style-side 384 --periodic-weight 0.04 --self-distill 20
+      --border-weight 30 --seed 16"
   [mosaic]="--iters 1500 --stats-weight 3 --batch 8 --crop 256 --half-width 16 --tv-weight 3
     | --iters 300 --lr 0.001 --batch 4 --crop 256 --image-pad 48 --border-weight 100 --stats-weight 3 --half-width 16 --tv-weight 3
     | --iters 300 --lr 0.001 --batch 4 --crop 256 --image-pad 48 --border-weight 100 --stats-weight 3 --half-width 16 --tv-weight 3
