@@ -26,12 +26,13 @@ import torch
 
 from . import data, metrics
 from .curriculum import Curriculum
+from .export import input_scale_arg
 from .features import NETWORKS, TRAINING_NETWORK, feature_network
 from .losses import FORMS, AttentionDistillation, periodic_penalty
 from .muon import Muon, muon_param_groups
 from .projection import cosine, flat, project_conflict
 from .pruning import ChannelImportance, retention_schedule
-from muon_ad_ros.model.bundle import MIN_RETENTION, check_input_scale
+from muon_ad_ros.model.bundle import MIN_RETENTION
 from muon_ad_ros.model.student import Student, StudentConfig
 from muon_ad_ros.provenance import git_commit, git_dirty
 
@@ -677,7 +678,7 @@ def main(argv=None) -> int:
                    help="auto: CUDA when torch sees a GPU, else the CPU")
     p.add_argument("--fast", action="store_true", help="tiny run for tests (seconds)")
     p.add_argument("--no-export", action="store_true", help="skip writing the ONNX bundle")
-    p.add_argument("--input-scale", type=float, default=1.0,
+    p.add_argument("--input-scale", type=input_scale_arg, default=1.0,
                    help="recorded in the bundle: the style node resizes frames by this factor before the network "
                         "(larger strokes, less compute; measure it with `muon-ad eval --input-scale`; default 1.0)")
     a = p.parse_args(argv)
@@ -726,10 +727,6 @@ def main(argv=None) -> int:
     if min(weights) < 0:
         p.error("--stats-weight, --gram-weight, --colour-weight, --border-weight, --tv-weight, --lattice-weight, "
                 f"--periodic-weight and --self-distill must be >= 0, got {', '.join(map(str, weights))}")
-    try:
-        check_input_scale(a.input_scale)
-    except ValueError as exc:
-        p.error(f"--input-scale {exc}")
     if a.minutes is not None and not a.minutes > 0:
         p.error(f"--minutes must be > 0, got {a.minutes}")
     if a.minutes and a.resume:

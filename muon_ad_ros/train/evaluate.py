@@ -26,8 +26,8 @@ import torch
 from . import data, metrics
 from .peer import peer_arbitrary
 from muon_ad_ros.bench.report import machine
-from .export import export_onnx, load_checkpoint
-from muon_ad_ros.model.bundle import check_input_scale, from_network, input_scale, network_size, to_network
+from .export import export_onnx, input_scale_arg, load_checkpoint
+from muon_ad_ros.model.bundle import from_network, input_scale, network_size, to_network
 
 RETENTIONS = (1.0, 0.7, 0.4)
 NETWORKS = ("mobilenet_v2", "multistyle26")
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--retentions", type=float, nargs="+", default=list(RETENTIONS))
     p.add_argument("--size", default="640x480", help="WxH of the evaluated frames (photos centre-cropped to it)")
     p.add_argument("--max-side", type=int, default=384, help="longer side the feature networks measure at")
-    p.add_argument("--input-scale", type=float, default=None,
+    p.add_argument("--input-scale", type=input_scale_arg, default=None,
                    help="the network runs on the frames resized by this factor, its output resized back (as the "
                         "style node does; default: the bundle's model.json input scale)")
     p.add_argument("--stylize-iters", type=int, default=0,
@@ -175,10 +175,6 @@ def main(argv=None) -> int:
         p.error(f"--size sides must be multiples of 8 and >= 64, got {a.size}")
     contents = [data.fit_frame(img, width, height) for img in data.content_images(folder, split="eval")]
     scale = input_scale(meta) if a.input_scale is None else a.input_scale
-    try:
-        check_input_scale(scale)
-    except ValueError as exc:
-        p.error(f"--input-scale {exc}")
     net_h, net_w = network_size(height, width, scale)
     if a.sheet_photos and not all(0 <= i < len(contents) for i in a.sheet_photos):
         p.error(f"--sheet-photos must be indices in [0, {len(contents) - 1}], got {a.sheet_photos}")

@@ -191,6 +191,18 @@ def load_checkpoint(path: str | Path) -> tuple[Student, dict, dict]:
     return student.eval(), dict(record), {k: v for k, v in dict(style).items() if isinstance(v, str)}
 
 
+def input_scale_arg(text: str) -> float:
+    """argparse type of --input-scale (distill, export, eval): a number in [MIN_SCALE, 1.0]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_input_scale(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # -- TensorRT ---------------------------------------------------------------------------------------
 def _hw(text: str) -> tuple[int, int]:
     """Return (H, W) from an 'HxW' argument."""
@@ -217,17 +229,13 @@ def main(argv=None) -> int:
                    help="run the same weights with this padding of the 3x3 convolutions (default: as trained)")
     p.add_argument("--trt", choices=("fp16", "int8"), help="also build TensorRT engines at this precision")
     p.add_argument("--dla-core", type=int, help="build for this DLA core (with GPU fallback)")
-    p.add_argument("--input-scale", type=float, default=1.0,
+    p.add_argument("--input-scale", type=input_scale_arg, default=1.0,
                    help="frames are resized by this factor before the network (larger strokes, less compute; "
                         "recorded in model.json, default 1.0)")
     p.add_argument("--trt-shape", type=_hw, default=(480, 640),
                    help="camera frame HxW the engines serve, e.g. 480x640 (their input: that at the input scale)")
     p.add_argument("--engine-cache", help="engine cache folder (default ~/.cache/muon_ad_ros/engines)")
     a = p.parse_args(argv)
-    try:
-        check_input_scale(a.input_scale)
-    except ValueError as exc:
-        p.error(f"--input-scale {exc}")
     student, record, style = load_checkpoint(a.checkpoint)
     if a.padding and a.padding != student.config.padding:
         # the padding holds no weights: the same state_dict runs in a student padded the other way

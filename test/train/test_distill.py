@@ -60,7 +60,8 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
         distill.main(["--style", str(tmp_path / "nope.png"), "--fast", "--out", str(tmp_path)])
     for bad in (["--half-width", "12"], ["--tv-weight", "-1"], ["--lattice-period", "12"],
                 ["--gram-weight", "-1"], ["--periodic-weight", "-1"], ["--style-side", "100"],
-                ["--self-distill", "-1"], ["--stats-layers", "rgb,conv3"], ["--colour-weight", "-1"]):
+                ["--self-distill", "-1"], ["--stats-layers", "rgb,conv3"], ["--colour-weight", "-1"],
+                ["--input-scale", "1.5"], ["--input-scale", "true"]):
         with pytest.raises(SystemExit):
             distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), *bad])
         assert bad[0] in capsys.readouterr().err

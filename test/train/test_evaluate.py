@@ -92,7 +92,7 @@ def test_eval_runs_the_network_at_the_bundles_input_scale(content, tmp_path, cap
     assert ssim[0] != ssim[1]
     with pytest.raises(SystemExit) as e:
         evaluate.main(common + ["--out", str(tmp_path / "bad"), "--input-scale", "1.5"])
-    assert e.value.code == 2 and "--input-scale must be a number in [0.25, 1.0]" in capsys.readouterr().err
+    assert e.value.code == 2 and "--input-scale: must be a number in [0.25, 1.0]" in capsys.readouterr().err
 
 
 def test_bench_model_writes_json_and_markdown(bundle, tmp_path, capsys):

@@ -148,7 +148,7 @@ def test_export_records_the_input_scale_and_rejects_one_out_of_range(tmp_path, s
     assert json.loads((tmp_path / "b" / "model.json").read_text())["input"]["scale"] == 0.5
     with pytest.raises(SystemExit) as e:
         export.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "c"), "--input-scale", "0.1"])
-    assert e.value.code == 2 and "--input-scale must be a number in [0.25, 1.0]" in capsys.readouterr().err
+    assert e.value.code == 2 and "--input-scale: must be a number in [0.25, 1.0]" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
