@@ -23,7 +23,8 @@ build: env
 	  || { cat $(CURDIR)/log-build.txt; exit 1; }
 
 test: build
-	$(RUN) python -m pytest -q -rfER test
+	$(RUN) python -m pytest -q -rfER test \
+	  || { cat log/test_teardown_stacks.txt 2>/dev/null; exit 1; }
 
 test-core: env
 	$(RUN) python -m pytest -q test/train test/runtime test/detect

@@ -6,6 +6,7 @@ import os
 import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,9 @@ for _k, _v in __import__("muon_ad_ros.graph", fromlist=["transport_env"]).transp
 # Every wait in these tests ends as soon as its condition holds; the scale only lengthens a failing one
 # (a loaded 2-core CI machine runs node start-up, discovery and inference side by side).
 TIMEOUT_SCALE = float(os.environ.get("MUON_AD_TEST_TIMEOUT_SCALE", "2"))
+# where a test process's hung DDS teardown writes its stacks before ending the run (Probe.close; the Makefile
+# prints it when pytest fails)
+TEARDOWN_STACKS = Path(__file__).resolve().parent.parent / "log" / "test_teardown_stacks.txt"
 
 
 def wait_for(predicate, timeout: float = 10.0, period: float = 0.05):
@@ -110,7 +114,13 @@ class Probe:
         self._run = False
         self.thread.join(timeout=2.0)
         self.executor.shutdown()
-        close_ros(self.node, self.context)
+        # A teardown that hangs (Fast DDS's livelock, nodes/spin.py) ends the whole test run with exit status 1;
+        # pytest captures stderr and loses it then, so the stacks go to a file that `make test` prints.
+        # 30 s, not the nodes' 5: a slow teardown on a loaded machine is not the hang this bound is for.
+        TEARDOWN_STACKS.parent.mkdir(exist_ok=True)
+        with open(TEARDOWN_STACKS, "w") as stacks:
+            close_ros(self.node, self.context, limit_s=30.0, stacks=stacks)
+        TEARDOWN_STACKS.unlink()
 
 
 class Camera:

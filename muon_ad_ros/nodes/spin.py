@@ -4,6 +4,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+import sys
 import threading
 
 import rclpy
@@ -44,7 +45,8 @@ class StopRequest:
 TEARDOWN_LIMIT_S = 5.0
 
 
-def close_ros(node=None, context=None, limit_s: float = TEARDOWN_LIMIT_S, shutdown: bool = True) -> None:
+def close_ros(node=None, context=None, limit_s: float = TEARDOWN_LIMIT_S, shutdown: bool = True,
+              stacks=None) -> None:
     """Destroys `node` (if given) and, with `shutdown`, shuts `context` down (rclpy's default one if None); if
     that takes longer than `limit_s`, the process ends there (exit status 1, every thread's stack on stderr).
 
@@ -55,8 +57,9 @@ def close_ros(node=None, context=None, limit_s: float = TEARDOWN_LIMIT_S, shutdo
     in a process whose peers were leaving the graph as it shut down: 100 % of a core for over 9 minutes.
     faulthandler's watchdog is a C thread, so it also fires while the stuck call holds the GIL. The nodes,
     the bench children and the recorder write what they produced before calling this; the demo and bench
-    graph write their report after their collector closes, so a cut teardown ends them without it."""
-    faulthandler.dump_traceback_later(limit_s, exit=True)
+    graph write their report after their collector closes, so a cut teardown ends them without it.
+    `stacks`: the open file the stacks go to (default stderr)."""
+    faulthandler.dump_traceback_later(limit_s, exit=True, file=stacks or sys.stderr)
     try:
         if node is not None:
             node.destroy_node()

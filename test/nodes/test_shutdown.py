@@ -74,3 +74,22 @@ def test_close_ros_ends_a_process_whose_dds_teardown_hangs():
     assert time.monotonic() - t0 < 30
     assert run.returncode == 1 and run.stdout == "results written\n"
     assert "Timeout" in run.stderr and "close_ros" in run.stderr
+
+
+def test_close_ros_writes_the_stacks_of_a_hung_teardown_to_the_file_given(tmp_path):
+    """The test probe's teardown runs inside pytest, which loses stderr when the process ends: the stacks go
+    to the file it names instead."""
+    import subprocess
+    import sys
+    stacks = tmp_path / "stacks.txt"
+    code = "\n".join([
+        "import re, rclpy",
+        "from muon_ad_ros.nodes.spin import close_ros",
+        "rclpy.init()",
+        "node = rclpy.create_node('stuck_teardown_file')",
+        "node.destroy_node = lambda: re.match(r'(a+)+$', 'a' * 64 + 'b')",
+        f"close_ros(node, limit_s=1.0, stacks=open({str(stacks)!r}, 'w'))"])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "Timeout" not in run.stderr
+    text = stacks.read_text()
+    assert "Timeout" in text and "close_ros" in text
