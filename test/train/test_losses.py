@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from muon_ad_ros.train import data
-from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, feature_network
+from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, _clip, feature_network
 from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, colour_directions,
                                      colour_loss, colour_quantiles, content_loss, gram, gram_loss, periodic_penalty,
                                      stats_loss, tokens, total_loss)
@@ -85,6 +85,20 @@ def test_feature_network_is_frozen_and_validates():
         FeatureNetwork("mobilenet_v2", ("block99",))
     with pytest.raises(ValueError, match=r"\(N,3,H,W\)"):
         net(torch.rand(1, 1, 32, 32))
+
+
+def test_clip_is_clamp_in_value_and_gradient():
+    """ONNX Clip with both bounds runs as hardtanh (one fused backward kernel): the same values and, away from
+    the bounds themselves, the same gradient as clamp; with one bound it stays clamp."""
+    x = (torch.randn(4, 8, 16, 16) * 4).requires_grad_(True)
+    for lo, hi in ((0.0, 6.0), (-1.0, 2.5), (0.0, None), (None, 6.0)):
+        ours = _clip(x, lo, hi)
+        ref = x.clamp(lo, hi)
+        assert torch.equal(ours, ref)
+        g = torch.randn_like(ref)
+        (a,) = torch.autograd.grad(ours, x, g)
+        (b,) = torch.autograd.grad(ref, x, g)
+        assert torch.equal(a, b), (lo, hi)
 
 
 def test_style_loss_prefers_the_style_image():
