@@ -16,6 +16,12 @@ import os
 
 # Where Debian's opencv-doc package puts OpenCV's sample data (MUON_AD_OPENCV_DATA overrides it).
 OPENCV_DATA = Path(os.environ.get("MUON_AD_OPENCV_DATA", "/usr/share/doc/opencv-doc/examples/data"))
+# scikit-image's sample photographs are read from the installed wheel's skimage/data folder, or from
+# MUON_AD_SKIMAGE_DATA: a folder of copies of those files, for a machine whose scikit-image differs
+# (tools/gpu_prepare.sh carries them to a GPU machine).
+SKIMAGE_DATA_ENV = "MUON_AD_SKIMAGE_DATA"
+# sample names whose file is named otherwise
+SKIMAGE_FILES = {"immunohistochemistry": "ihc.png"}
 # Content sources: "skimage:<name>" (a photograph in the scikit-image wheel), "opencv:<file>" (a file of
 # OpenCV's sample data), "opencv:<video>@<first>:<step>" (every step-th frame of a sample video from frame
 # first on). Greyscale images are turned into RGB. Views of one scene (stereo pairs, video frames) stay in
@@ -80,15 +86,23 @@ def save_image(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def skimage_image(name: str) -> np.ndarray:
-    """Return the scikit-image sample ``name`` as RGB, read from the wheel (no download)."""
-    import skimage.data
-    files = {"immunohistochemistry": "ihc.png"}
-    path = Path(skimage.data.__file__).parent / files.get(name, name)
+def skimage_path(name: str) -> Path:
+    """Return the file of the scikit-image sample ``name`` (in the wheel, or in MUON_AD_SKIMAGE_DATA)."""
+    folder = os.environ.get(SKIMAGE_DATA_ENV)
+    if folder is None:
+        import skimage.data
+        folder = Path(skimage.data.__file__).parent
+    path = Path(folder) / SKIMAGE_FILES.get(name, name)
     candidates = [path] if path.suffix else sorted(path.parent.glob(path.name + ".*"))
     if not candidates or not candidates[0].is_file():
-        raise FileNotFoundError(f"scikit-image sample {name!r} is not bundled in the installed wheel")
-    return load_image(candidates[0])
+        where = f"{SKIMAGE_DATA_ENV}={folder}" if os.environ.get(SKIMAGE_DATA_ENV) else "the installed wheel"
+        raise FileNotFoundError(f"scikit-image sample {name!r} is not in {where}")
+    return candidates[0]
+
+
+def skimage_image(name: str) -> np.ndarray:
+    """Return the scikit-image sample ``name`` as RGB, read from its file (skimage_path; no download)."""
+    return load_image(skimage_path(name))
 
 
 def content_images(folder: str | Path | None = None, split: str = "train") -> list[np.ndarray]:

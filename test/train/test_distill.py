@@ -202,6 +202,17 @@ def test_held_out_split_shares_no_source_with_training():
     assert len(data.content_images(split="eval")) == len(data.CONTENT_EVAL)
 
 
+def test_skimage_samples_are_read_from_the_override_folder(tmp_path, monkeypatch):
+    import shutil
+    for name in ("coffee", "immunohistochemistry"):
+        shutil.copy(data.skimage_path(name), tmp_path)
+    monkeypatch.setenv(data.SKIMAGE_DATA_ENV, str(tmp_path))
+    assert data.skimage_path("immunohistochemistry") == tmp_path / "ihc.png"
+    assert data.skimage_path("coffee").parent == tmp_path
+    with pytest.raises(FileNotFoundError, match=data.SKIMAGE_DATA_ENV):
+        data.skimage_image("astronaut")
+
+
 def test_paired_crops_cut_both_images_alike(photos):
     a, b = data.random_crops(photos, 64, 5, np.random.default_rng(1), paired=photos)
     assert torch.equal(a, b)
