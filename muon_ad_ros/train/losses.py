@@ -110,6 +110,19 @@ LUMA = (0.299, 0.587, 0.114)
 PERIODIC_FLOOR = 15.0   # whitened spectral peak of the held-out photographs without a repeating structure: 7-15
 
 
+def ring_medians(values: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:
+    """Return the (N, R) median (torch.median's: the lower of the two middle values) of each row of (N, P)
+    values over the pixels of each ring, ``ring`` the (P,) ring index of each pixel (R = its largest + 1).
+    One sort of every row serves all the rings: sorted by value, then stably by ring, each ring's values lie
+    together and ascending, its median at a known place. A ring without pixels gets another ring's value."""
+    counts = torch.bincount(ring)
+    starts = counts.cumsum(0) - counts
+    by_value = values.argsort(dim=1)
+    by_ring = ring[by_value].argsort(dim=1, stable=True)
+    ordered = values.gather(1, by_value.gather(1, by_ring))
+    return ordered[:, (starts + (counts - 1).div(2, rounding_mode="floor")).clamp_min(0)]
+
+
 def whitened_spectrum(gray: torch.Tensor, periods: tuple[float, float] = (6.0, 40.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ((N, H, W) whitened power spectrum, (H, W) frequency radius in cycles/px) of (N, H, W) images:
     the Hann-windowed power at each frequency whose period lies in ``periods``, divided by the median power
@@ -123,11 +136,10 @@ def whitened_spectrum(gray: torch.Tensor, periods: tuple[float, float] = (6.0, 4
     radius = torch.hypot(fy[:, None], fx[None, :]).to(gray.dtype)
     band = (radius >= 1 / periods[1]) & (radius <= 1 / periods[0])
     ring = torch.round(radius * max(h, w)).long()
-    white = torch.zeros_like(power)
-    for r in torch.unique(ring[band]).tolist():
-        sel = band & (ring == r)
-        median = power[:, ring == r].detach().median(dim=1).values.clamp_min(1e-20)
-        white[:, sel] = power[:, sel] / median[:, None]
+    # the medians of the rings that reach into the band (over all their pixels): a tenth of the spectrum to sort
+    reach = torch.isin(ring, ring[band])
+    median = ring_medians(power.detach()[:, reach], ring[reach]).clamp_min(1e-20)
+    white = torch.where(band, power / median[:, ring.clamp_max(median.shape[1] - 1)], 0.0)
     return white, radius
 
 

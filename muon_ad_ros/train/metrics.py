@@ -55,17 +55,40 @@ def _features(network) -> FeatureFn:
 
 
 @torch.no_grad()
-def style_distance(image: np.ndarray, style: np.ndarray, network: str | FeatureFn = "multistyle26",
-                   kind: str = "gram", max_side: int = 384) -> float:
-    """Return the style distance of image to style: mean over layers of the squared Gram (or mean/std) gap.
+def _image_features(image: np.ndarray, network: str | FeatureFn, max_side: int, name: str = "image") -> dict:
+    return _features(network)(_tensor(_rgb(image, name), max_side))
 
-    `network`: a train/features.py network name or a callable x -> {layer: features}.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    feats = _features(network)
-    fx = feats(_tensor(_rgb(image, "image"), max_side))
-    fs = feats(_tensor(_rgb(style, "style"), max_side))
+
+class StyleReference:
+    """A style image whose feature maps are computed once per (feature network, max_side): an eval measures
+    every output against one style, and the style's features are the same for each of them."""
+
+    def __init__(self, style: np.ndarray):
+        self.image = np.array(_rgb(style, "style"), copy=True)
+        self.image.flags.writeable = False   # the cached features stay those of this image
+        self._features: dict = {}
+
+    def features(self, network: str | FeatureFn, max_side: int) -> dict:
+        """Return the style's {layer: features} under ``network`` at longer side <= ``max_side``."""
+        key = (network, max_side)
+        if key not in self._features:
+            self._features[key] = _image_features(self.image, network, max_side, "style")
+        return self._features[key]
+
+
+def style_reference(style: np.ndarray | StyleReference) -> StyleReference:
+    """Return style as a StyleReference (itself if it is one)."""
+    return style if isinstance(style, StyleReference) else StyleReference(style)
+
+
+def _check_kinds(kinds) -> None:
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _distance(fx: dict, fs: dict, kind: str) -> float:
+    """Return the mean over fx's layers of the squared Gram (or mean/std) gap between fx and fs."""
     total = 0.0
     for layer, a in fx.items():
         b = fs[layer]
@@ -77,10 +100,29 @@ def style_distance(image: np.ndarray, style: np.ndarray, network: str | FeatureF
     return total / max(1, len(fx))
 
 
-def style_distances(image: np.ndarray, style: np.ndarray, networks=("mobilenet_v2", "multistyle26"),
+def style_distance(image: np.ndarray, style: np.ndarray | StyleReference, network: str | FeatureFn = "multistyle26",
+                   kind: str = "gram", max_side: int = 384) -> float:
+    """Return the style distance of image to style: mean over layers of the squared Gram (or mean/std) gap.
+
+    `network`: a train/features.py network name or a callable x -> {layer: features}. `style`: the image, or a
+    StyleReference that keeps its features for the next call.
+    """
+    _check_kinds((kind,))
+    return _distance(_image_features(image, network, max_side), style_reference(style).features(network, max_side),
+                     kind)
+
+
+def style_distances(image: np.ndarray, style: np.ndarray | StyleReference, networks=("mobilenet_v2", "multistyle26"),
                     kinds=KINDS, max_side: int = 384) -> dict[str, float]:
-    """Return {'<network>/<kind>': distance} for every network and statistic."""
-    return {f"{n}/{k}": style_distance(image, style, n, k, max_side) for n in networks for k in kinds}
+    """Return {'<network>/<kind>': distance} for every network and statistic (one pass of the image through each
+    network serves every statistic; `style` as in style_distance)."""
+    _check_kinds(kinds)
+    style = style_reference(style)
+    out = {}
+    for n in networks:
+        fx, fs = _image_features(image, n, max_side), style.features(n, max_side)
+        out.update({f"{n}/{k}": _distance(fx, fs, k) for k in kinds})
+    return out
 
 
 def lattice_pattern(y: torch.Tensor, period: int = 8) -> torch.Tensor:
@@ -123,12 +165,15 @@ def periodic_peak(image: np.ndarray, periods: tuple[float, float] = (6.0, 40.0))
     return float(smooth.flatten()[i]), float(1 / radius.flatten()[i])
 
 
-def periodic_excess(out: np.ndarray, content: np.ndarray) -> float:
+def periodic_excess(out: np.ndarray, content: np.ndarray, content_peak: float | None = None) -> float:
     """Return out's periodic_peak over the photo's (floored at PERIODIC_FLOOR): how much stronger a repeating
     pattern the output carries than its photograph. A photo's own fence or lattice raises its floor, so a
     style that keeps the fence is not counted; a check of 8-px squares over smooth surfaces and fur (a
-    starry_night model) measured about 5 on average over the held-out photos."""
-    return periodic_peak(out)[0] / max(periodic_peak(content)[0], PERIODIC_FLOOR)
+    starry_night model) measured about 5 on average over the held-out photos. ``content_peak``: the strength
+    of periodic_peak(content) when the caller has it already (an eval measures several outputs of a photo)."""
+    if content_peak is None:
+        content_peak = periodic_peak(content)[0]
+    return periodic_peak(out)[0] / max(content_peak, PERIODIC_FLOOR)
 
 
 def border_gap(image: np.ndarray, outer: int = 4, inner: tuple[int, int] = (8, 16)) -> float:

@@ -9,7 +9,7 @@ from muon_ad_ros.train import data
 from muon_ad_ros.train.features import MODEL_DIR, NETWORKS, FeatureNetwork, _clip, feature_network
 from muon_ad_ros.train.losses import (AttentionDistillation, ad_kl, ad_l1, attention, channel_stats, colour_directions,
                                      colour_loss, colour_quantiles, content_loss, gram, gram_loss, periodic_penalty,
-                                     stats_loss, tokens, total_loss)
+                                     stats_loss, tokens, total_loss, whitened_spectrum)
 
 
 def test_attention_hand_computed():
@@ -238,6 +238,39 @@ def test_colour_weight_adds_the_colour_term_outside_the_border_ring():
         assert added.item() > 0.2
     with pytest.raises(ValueError, match="needs the generated image"):
         coloured.style_loss(net(gen))
+
+
+def whitened_per_ring(gray: torch.Tensor, periods=(6.0, 40.0)) -> torch.Tensor:
+    """whitened_spectrum written out ring by ring, each ring's median from torch.median: the reference."""
+    n, h, w = gray.shape
+    win = torch.outer(torch.hann_window(h, periodic=False, dtype=gray.dtype),
+                      torch.hann_window(w, periodic=False, dtype=gray.dtype))
+    power = torch.fft.fft2((gray - gray.mean(dim=(-2, -1), keepdim=True)) * win).abs().pow(2)
+    radius = torch.hypot(torch.fft.fftfreq(h)[:, None], torch.fft.fftfreq(w)[None, :]).to(gray.dtype)
+    band = (radius >= 1 / periods[1]) & (radius <= 1 / periods[0])
+    ring = torch.round(radius * max(h, w)).long()
+    white = torch.zeros_like(power)
+    for r in torch.unique(ring[band]).tolist():
+        sel = band & (ring == r)
+        median = power[:, ring == r].detach().median(dim=1).values.clamp_min(1e-20)
+        white[:, sel] = power[:, sel] / median[:, None]
+    return white
+
+
+@pytest.mark.parametrize("shape, dtype", [((2, 90, 122), torch.float64), ((3, 160, 160), torch.float32)])
+def test_whitened_spectrum_equals_the_per_ring_reference_in_value_and_gradient(shape, dtype):
+    gray = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    weights = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    results = []
+    for spectrum in (lambda g: whitened_spectrum(g)[0], whitened_per_ring):
+        x = gray.clone().requires_grad_()
+        white = spectrum(x)
+        (white * weights).sum().backward()
+        results.append((white.detach(), x.grad))
+    (white, grad), (ref_white, ref_grad) = results
+    assert int((ref_white > 0).sum()) > 1000 and float(ref_grad.abs().sum()) > 0
+    assert torch.equal(white, ref_white)    # each ring's median is one of its values: no rounding apart
+    assert torch.equal(grad, ref_grad)
 
 
 def test_periodic_penalty_counts_a_check_pattern_the_photo_lacks_whatever_its_phase():

@@ -62,6 +62,34 @@ def test_style_distances_names_every_network_and_statistic(photo, mosaic):
         metrics.style_distance(photo, mosaic, "multistyle26", kind="fft")
 
 
+def test_style_reference_keeps_the_features_of_its_own_image_per_network_and_size(photo, mosaic):
+    passes = []
+
+    def pixels(x):
+        passes.append(tuple(x.shape[-2:]))
+        return {"rgb": x, "half": torch.nn.functional.avg_pool2d(x, 2)}
+
+    def half(x):
+        return {"half": torch.nn.functional.avg_pool2d(x, 2)}
+
+    style = mosaic.copy()
+    reference = metrics.StyleReference(style)
+    fresh = {(n, s, k): metrics.style_distance(photo, mosaic, n, k, s)
+             for n in (pixels, half) for s in (128, 96) for k in metrics.KINDS}
+    passes.clear()
+    style[:] = 0                  # the reference holds its own copy of the style
+    for _ in range(2):
+        for (n, s, k), d in fresh.items():
+            assert metrics.style_distance(photo, reference, n, k, s) == d
+    assert [p for p in passes if p[0] == p[1]] == [(128, 128), (96, 96)]   # the square style: once per size
+    assert reference.features(pixels, 96)["rgb"].shape[-1] == 96 and not reference.image.flags.writeable
+    other = metrics.StyleReference(photo)
+    assert metrics.style_distance(photo, other, pixels, "gram", 128) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.style_distance(photo, reference, pixels, "gram", 128) > 0
+    assert metrics.style_distances(photo, reference, (pixels,), max_side=96) == {
+        f"{pixels}/{k}": fresh[(pixels, 96, k)] for k in metrics.KINDS}
+
+
 def test_periodic_peak_finds_a_check_pattern_whose_phase_drifts():
     photo = data.fit_frame(data.skimage_image("coffee"), 640, 480)
     strength, _ = metrics.periodic_peak(photo)
@@ -74,6 +102,8 @@ def test_periodic_peak_finds_a_check_pattern_whose_phase_drifts():
     strength, period = metrics.periodic_peak(painted)
     assert strength > 40 and 9 < period < 13          # the check's diagonal fundamental: 16 / sqrt(2) px
     assert metrics.periodic_excess(painted, photo) > 2.5 > metrics.periodic_excess(photo, photo)
+    own = metrics.periodic_peak(photo)[0]
+    assert metrics.periodic_excess(painted, photo, own) == metrics.periodic_excess(painted, photo)
     with pytest.raises(ValueError, match="uint8"):
         metrics.periodic_peak(photo.astype(np.float32))
 
