@@ -1,4 +1,5 @@
 """`muon-ad distill` and `muon-ad stylize` end to end (tiny settings), and the image data they use."""
+import dataclasses
 import json
 
 import numpy as np
@@ -16,9 +17,10 @@ def photos():
 
 def test_distill_fast_writes_bundle_and_record(tmp_path):
     out = tmp_path / "bundle"
-    assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--seed", "3"]) == 0
+    assert distill.main(["--style", "mosaic", "--fast", "--out", str(out), "--seed", "3", "--precision", "bf16"]) == 0
     meta = json.loads((out / "model.json").read_text())
     record = json.loads((out / "training.json").read_text())
+    assert record["train_config"]["precision"] == "bf16"
     assert record["seed"] == 3 and "--seed 3" in record["command"] and record["command"].startswith("muon-ad distill")
     assert "git_commit" in record and len(record["log"]) == distill.FAST["iters"]
     assert meta["training"]["seed"] == 3 and meta["style"]["licence"]
@@ -61,7 +63,7 @@ def test_distill_rejects_bad_arguments(tmp_path, capsys):
     for bad in (["--half-width", "12"], ["--tv-weight", "-1"], ["--lattice-period", "12"],
                 ["--gram-weight", "-1"], ["--periodic-weight", "-1"], ["--style-side", "100"],
                 ["--self-distill", "-1"], ["--stats-layers", "rgb,conv3"], ["--colour-weight", "-1"],
-                ["--input-scale", "1.5"], ["--input-scale", "true"]):
+                ["--input-scale", "1.5"], ["--input-scale", "true"], ["--precision", "fp16"]):
         with pytest.raises(SystemExit):
             distill.main(["--style", "mosaic", "--fast", "--out", str(tmp_path), *bad])
         assert bad[0] in capsys.readouterr().err
@@ -256,6 +258,19 @@ def test_training_steps_flush_denormals(photos):
         assert (tiny * 1.0).item() == 0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_bf16_precision_runs_the_step_under_autocast_with_float32_weights(photos):
+    cfg = distill.TrainConfig(iters=2, batch=1, crop=64, style_side=96, validate_every=100)
+    recs = {}
+    for precision in ("fp32", "bf16"):
+        trainer = distill.Distiller(dataclasses.replace(cfg, precision=precision), data.make_mosaic(128), photos[:1])
+        recs[precision] = trainer.train_step()
+        assert all(p.dtype == torch.float32 for p in trainer.student.parameters())
+    assert np.isfinite(recs["bf16"]["loss"])
+    # same seed, crops and weights: only bfloat16 arithmetic tells the two losses apart
+    assert recs["bf16"]["loss"] != recs["fp32"]["loss"]
+    assert abs(recs["bf16"]["loss"] - recs["fp32"]["loss"]) < 0.05 * recs["fp32"]["loss"]
 
 
 def test_teacher_feature_loss_pulls_towards_the_teachers_features(photos):
