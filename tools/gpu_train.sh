@@ -11,10 +11,10 @@
 #   carry:     [".gpu_carry"]
 #   timeout_s: 600
 # It ends by DEADLINE_S (540 s): about 6.5 min of training and export, then the evaluation gets what is left.
-# The evaluation is CPU work, about a minute of CPU time per photo and bundle at 640x480 (8 photos; measured
-# on a shared 2-core Xeon), so six bundles at 2 threads each may need four minutes or more, beyond the two
-# that MINUTES=6 leaves. An evaluation cut by the deadline leaves no metrics.json; the same eval command runs
-# here on the returned bundles. MINUTES=4 leaves it about 3.5 minutes, MINUTES=3 about 4.5; EVAL=0 skips it.
+# The evaluation is CPU work: one bundle's, 8 photos at 640x480, took 18 s on one thread of a shared 2-core
+# Xeon, so six at once on 16 cores fit the two minutes MINUTES=6 leaves. An evaluation cut by the deadline
+# leaves no metrics.json; the same eval command runs here on the returned bundles. EVAL=0 skips it.
+# EXTRA="--precision bf16" trains under bfloat16 autocast (faster; checked on the CPU only).
 # What comes back in $OUT (at most 8 files, each under 16 MiB):
 #   summary.txt        per job: the commands, exit codes and seconds, steps, the eval's `student`/`peer` lines
 #                      and the training log's tail; the stages' times; the machine's libraries and the content
