@@ -22,8 +22,8 @@
 #                 H100, 6 min with eight runs sharing it) with the style at 512 px and the moment loss at
 #                 block5/block9 too, then 300 on the CPU (17 min) with the border-consistency weight at 300;
 #                 the bundle runs on frames resized to 0.75 (--input-scale).
-# DEVICE=cpu (or no GPU: the default auto picks the CPU) runs the GPU steps on the CPU too, in about 22 min
-# per 2500 steps on this 2-core CPU; CUDA and CPU kernels round differently, so it gives close, not
+# DEVICE=cpu (or no GPU: the default auto picks the CPU) runs the GPU steps on the CPU too, in about 11 min
+# per 2500 steps on one core of this 2-core CPU; CUDA and CPU kernels round differently, so it gives close, not
 # identical, weights (starry_night's first run on the CPU: held-out Gram 61.5 vs 55.8, multistyle26 0.00190 vs
 # 0.00201, but a border gap of 19.5/255): check a retrained model with
 # `pytest test/runtime/test_shipped_borders.py` before shipping it.
