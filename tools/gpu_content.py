@@ -51,13 +51,15 @@ def images(src: str) -> list:
     return data.source_images(src)
 
 
+def prints(src: str) -> list:
+    """Returns [[height, width, mean, sha256 of the pixels], ...] of one source's decoded images."""
+    return [[int(a.shape[0]), int(a.shape[1]), round(float(a.mean()), 3), hashlib.sha256(a.tobytes()).hexdigest()[:16]]
+            for a in images(src)]
+
+
 def fingerprint() -> dict:
-    """Returns {source: [[height, width, mean, sha256 of the pixels], ...]}."""
-    out = {}
-    for src in sources():
-        out[src] = [[int(a.shape[0]), int(a.shape[1]), round(float(a.mean()), 3),
-                     hashlib.sha256(a.tobytes()).hexdigest()[:16]] for a in images(src)]
-    return out
+    """Returns {source: prints(source)} of every source."""
+    return {src: prints(src) for src in sources()}
 
 
 def versions() -> str:
@@ -89,8 +91,7 @@ def check(manifest: Path) -> int:
     bad = 0
     for src in sources():
         try:
-            got = [[int(a.shape[0]), int(a.shape[1]), round(float(a.mean()), 3),
-                    hashlib.sha256(a.tobytes()).hexdigest()[:16]] for a in images(src)]
+            got = prints(src)
         except Exception as exc:  # every source is tried, so one run names every missing file
             print(f"content {src}: FAILS ({type(exc).__name__}: {exc})")
             bad += 1
@@ -109,8 +110,8 @@ def main(argv: list[str]) -> int:
             print(kind, path)
         return 0
     if len(argv) == 2 and argv[0] == "fingerprint":
-        prints = fingerprint()  # one source a line
-        Path(argv[1]).write_text("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in prints.items())
+        found = fingerprint()  # one source a line
+        Path(argv[1]).write_text("{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in found.items())
                                  + "\n}\n")
         return 0
     if len(argv) == 2 and argv[0] == "check":
