@@ -80,12 +80,10 @@ def photo_measures(content: np.ndarray) -> dict:
     return {"border_gap": metrics.border_gap(content), "periodic_peak": metrics.periodic_peak(content)[0]}
 
 
-def image_metrics(out: np.ndarray, content: np.ndarray, style: np.ndarray | metrics.StyleReference, max_side: int,
-                  photo: dict | None = None) -> dict:
+def image_metrics(out: np.ndarray, content: np.ndarray, style: metrics.StyleReference, max_side: int,
+                  photo: dict) -> dict:
     """Return SSIM to content, style distances (Gram, mean/std) under both feature networks, the border gap
-    beyond the photo's own, the 8-px lattice pattern and the periodic excess. ``style``: the image or a
-    metrics.StyleReference that keeps its features; ``photo``: photo_measures(content) when the caller has it."""
-    photo = photo_measures(content) if photo is None else photo
+    beyond the photo's own, the 8-px lattice pattern and the periodic excess (``photo``: photo_measures(content))."""
     return {"ssim_content": metrics.ssim(out, content),
             **metrics.style_distances(out, style, NETWORKS, max_side=max_side),
             "border_gap_excess": metrics.border_gap(out) - photo["border_gap"],
@@ -120,13 +118,11 @@ def student_frame(student, content: np.ndarray, retention: float, scale: float) 
 
 
 @torch.no_grad()
-def context_report(student, contents: list[np.ndarray], style: np.ndarray | metrics.StyleReference, max_side: int,
-                   scale: float, photos: list[dict] | None = None) -> dict:
+def context_report(student, contents: list[np.ndarray], style: metrics.StyleReference, max_side: int,
+                   scale: float, photos: list[dict]) -> dict:
     """Returns {block name: {'ssim_content', '<training network>/gram'}} of the top level with that block
-    skipped (``photos``: photo_measures of each content photo when the caller has them)."""
+    skipped (``photos``: photo_measures of each content photo)."""
     blocks, out = student.context_blocks(), {}
-    style = metrics.style_reference(style)
-    photos = [photo_measures(c) for c in contents] if photos is None else photos
     try:
         for i, skipped in enumerate(blocks):
             student.context = torch.nn.ModuleList(b for j, b in enumerate(blocks) if j != i)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from muon_ad_ros.bench import model as bench_model
-from muon_ad_ros.train import data, evaluate, export
+from muon_ad_ros.train import data, evaluate, export, metrics
 from muon_ad_ros.model.student import Student
 
 
@@ -125,7 +125,8 @@ def test_context_report_skips_each_block_and_restores_the_student():
     x = data.to_tensor(photos[0])
     with torch.no_grad():
         before = net(x)
-    r = evaluate.context_report(net, photos, style, 96, 1.0)
+    r = evaluate.context_report(net, photos, metrics.StyleReference(style), 96, 1.0,
+                                [evaluate.photo_measures(p) for p in photos])
     assert set(r) == {"context0", "context1"}
     assert r["context0"] != r["context1"] and all(0 < m["ssim_content"] <= 1 for m in r.values())
     with torch.no_grad():
