@@ -12,8 +12,9 @@
 #   timeout_s: 600
 # It ends by DEADLINE_S (540 s): about 6.5 min of training and export, then the evaluation gets what is left.
 # The evaluation is CPU work: one bundle's, 8 photos at 640x480, took 18 s on one thread of a shared 2-core
-# Xeon, so six at once on 16 cores fit the two minutes MINUTES=6 leaves. An evaluation cut by the deadline
-# leaves no metrics.json; the same eval command runs here on the returned bundles. EVAL=0 skips it.
+# Xeon, so six at once on 16 cores should fit in the two minutes MINUTES=6 leaves (an estimate: not yet run
+# there). An evaluation cut by the deadline leaves no metrics.json; the same eval command runs here on the
+# returned bundles. EVAL=0 skips it.
 # EXTRA="--precision bf16" trains under bfloat16 autocast (faster; checked on the CPU only).
 # What comes back in $OUT (at most 8 files, each under 16 MiB):
 #   summary.txt        per job: the commands, exit codes and seconds, steps, the eval's `student`/`peer` lines

@@ -171,6 +171,7 @@ class TrainConfig:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -298,6 +299,8 @@ class Distiller:
         self.content = [data.resize_max(c, 512, 8) for c in content]
         if cfg.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {cfg.order!r}")
+        if cfg.precision not in PRECISIONS:  # any other value would run float32 without a word
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
         uses_teacher = cfg.teacher_weight or cfg.teacher_feature_weight
         self.teacher = teacher_images(self.content, style, cfg.threads) if uses_teacher else None
         self.before_final_order = None  # optional callback(distiller) run just before the last re-ordering
@@ -697,7 +700,7 @@ def main(argv=None) -> int:
                         "lays the schedule over the steps that fit (at most --iters when given); the export comes "
                         "on top")
     p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="bf16: the steps run under torch.autocast with bfloat16 (faster on CPUs with AMX and on GPUs; "
                         "weights stay float32)")
     p.add_argument("--device", choices=DEVICES, default="auto",

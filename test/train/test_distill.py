@@ -271,6 +271,8 @@ def test_bf16_precision_runs_the_step_under_autocast_with_float32_weights(photos
     # same seed, crops and weights: only bfloat16 arithmetic tells the two losses apart
     assert recs["bf16"]["loss"] != recs["fp32"]["loss"]
     assert abs(recs["bf16"]["loss"] - recs["fp32"]["loss"]) < 0.05 * recs["fp32"]["loss"]
+    with pytest.raises(ValueError, match="precision"):
+        distill.Distiller(dataclasses.replace(cfg, precision="fp16"), data.make_mosaic(128), photos[:1])
 
 
 def test_teacher_feature_loss_pulls_towards_the_teachers_features(photos):
