@@ -151,8 +151,11 @@ class DetectionNode(Node):
                     continue
             else:
                 self.load_error = ""
-                log = self.get_logger().warning if detector.fallback else self.get_logger().info
-                log(f"detector ready: {detector.describe()} model {detector.model}")
+                # one severity per call site: rclpy refuses a call site's second severity (ValueError)
+                if detector.fallback:
+                    self.get_logger().warning(f"detector ready: {detector.describe()} model {detector.model}")
+                else:
+                    self.get_logger().info(f"detector ready: {detector.describe()} model {detector.model}")
             detector.filters = filters(self.values)
             self.detector = detector
             self.loading = ""

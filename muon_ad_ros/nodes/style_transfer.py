@@ -164,8 +164,11 @@ class StyleTransferNode(Node):
             self.rt_status = realtime.apply_realtime(self.values["sched_priority"], (core,) if core >= 0 else ())
         except ValueError as exc:
             self.rt_status = realtime.RealtimeStatus("SCHED_OTHER", 0, False, str(exc), threading.get_native_id())
-        log = self.get_logger().info if self.rt_status.ok else self.get_logger().warning
-        log(f"inference thread {self.rt_status.thread_id}: {self.rt_status.reason}")
+        # one severity per call site: rclpy refuses a call site's second severity (ValueError)
+        if self.rt_status.ok:
+            self.get_logger().info(f"inference thread {self.rt_status.thread_id}: {self.rt_status.reason}")
+        else:
+            self.get_logger().warning(f"inference thread {self.rt_status.thread_id}: {self.rt_status.reason}")
 
     def _process(self, k: int, msg: Image):
         backend = self.backend

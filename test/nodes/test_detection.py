@@ -208,6 +208,38 @@ def test_missing_model_at_start_falls_back_to_hog_with_error_then_recovers(probe
     assert det.backend == "onnxruntime"
 
 
+def test_detector_switches_between_fallback_failure_and_normal_keep_the_loader_alive(probe, node, tmp_path):
+    """The loader reports each outcome at its own severity (fallback WARN, failure ERROR, normal INFO): rclpy
+    refuses a second severity at one call site, which would end the loader thread at the first switch."""
+    model = person_model(tmp_path)
+    g, pub, out = node(backend="tensorrt", model_path=model, input_size=0)
+    image = photo("indoor_basketball.jpg")
+
+    def backend_in_use(name: str) -> bool:
+        det = send_until(probe, pub, out["det"], image, timeout=5)
+        return det is not None and det.backend == name
+
+    # no GPU here: tensorrt falls back to onnxruntime (WARN), then onnxruntime as asked (INFO)
+    assert wait_for(lambda: "tensorrt unavailable" in (diag_values(out["diag"], STATUS) or {}).get("fallback", ""),
+                    15), g.log("detection")
+    assert backend_in_use("onnxruntime"), g.log("detection")
+    assert probe.set_params("/detection", backend="onnxruntime")[0].successful
+    assert wait_for(lambda: (diag_values(out["diag"], STATUS) or {}).get("fallback", "?") == ""
+                    and diag_values(out["diag"], STATUS)["backend"] == "onnxruntime", 15), g.log("detection")
+    # a model that cannot load (ERROR, the previous detector kept), then a normal one again (INFO)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 50)
+    assert probe.set_params("/detection", model_path=str(corrupt))[0].successful
+    assert wait_for(lambda: "corrupt.onnx" in (diag_values(out["diag"], STATUS) or {}).get("load_error", ""), 15)
+    assert probe.set_params("/detection", backend="opencv_hog", input_size=960)[0].successful
+    assert wait_for(lambda: backend_in_use("opencv_hog"), 30), g.log("detection")
+    assert probe.set_params("/detection", backend="tensorrt", model_path=model, input_size=0)[0].successful
+    assert wait_for(lambda: backend_in_use("onnxruntime"), 30), g.log("detection")
+    log = g.log("detection")
+    assert "Logger severity cannot be changed" not in log and "Traceback" not in log, log
+    assert g.alive()["detection"]
+
+
 def test_malformed_frames_are_counted_by_reason_and_the_next_good_frame_comes_out(probe, node):
     g, pub, out = node(max_image_dim=1000)
     image = photo("indoor_basketball.jpg")
@@ -224,10 +256,12 @@ def test_malformed_frames_are_counted_by_reason_and_the_next_good_frame_comes_ou
         # is gone (seen on a loaded machine with frames 0.1 s apart). Each frame is sent until its own
         # reason's count shows it, so no frame can stand in for another; a frame counted twice shows as a
         # count above the expected one at the end.
-        while True:
+        for _ in range(10):
             pub.publish(m)
             if wait_for(lambda: counted(reason) >= expected, 3):
                 return
+        pytest.fail(f"a frame with bad {reason} sent 10 times was counted {counted(reason)} times, not {expected}: "
+                    f"{diag_values(out['diag'], STATUS)}\n{g.log('detection')}")
 
     for reason, mutate in mutations.items():
         for n in range(1, 4):
