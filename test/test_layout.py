@@ -14,28 +14,25 @@ PKG = Path(__file__).resolve().parent.parent / "muon_ad_ros"
 # What each part may import (besides itself). Lower layers never reach up: the deployment (nodes,
 # runtime, detect, camera, model) never imports training (train) or the programs above it.
 ALLOWED = {
-    "errors": set(), "params": set(), "msg": set(), "provenance": set(),
+    "errors": set(), "params": set(), "msg": set(), "provenance": set(), "measure": set(), "distro": set(),
     "model": {"errors"},
     "runtime": {"errors", "model"},
     "camera": set(),
     "detect": {"errors", "runtime"},
-    "train": {"errors", "model", "runtime", "bench.report", "provenance"},
-    "nodes": {"errors", "params", "msg", "model", "runtime", "camera", "detect"},
-    "graph": {"params"},
+    "train": {"errors", "model", "runtime", "measure", "provenance"},
+    "nodes": {"errors", "params", "msg", "model", "runtime", "camera", "detect", "distro"},
+    "graph": {"params", "distro"},
     "config_gen": {"params", "graph"},
-    "bench.report": {"provenance"},
-    "launcher": {"graph", "params", "nodes", "camera", "msg", "bench.report"},  # demo/soak report like benchmarks
+    "launcher": {"graph", "params", "nodes", "camera", "msg", "measure", "distro"},
     "bench": {"errors", "params", "msg", "model", "runtime", "camera", "detect", "train", "nodes", "graph",
-              "launcher", "bench.report", "provenance"},
+              "launcher", "measure", "provenance", "distro"},
     "cli": {"bench", "train", "camera", "launcher"},
 }
 
 
 def part(module: str) -> str:
-    """Returns the layer of a module name (bench.report is a layer of its own: shared report helpers)."""
+    """Returns the layer of a module name."""
     rest = module.split(".")[1:]
-    if rest[:2] == ["bench", "report"]:
-        return "bench.report"
     return rest[0] if rest else ""
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from muon_ad_ros.bench.report import machine, percentiles, write_report
+from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.measure import machine, percentiles
 from muon_ad_ros.camera import recording as rec
 from muon_ad_ros.nodes.compressed import encode
 

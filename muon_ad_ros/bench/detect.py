@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from muon_ad_ros.bench.report import machine
+from muon_ad_ros.measure import machine
 from muon_ad_ros.detect import DetectorConfig, make_detector
 from muon_ad_ros.detect.synthetic import conv_yolo_model
 

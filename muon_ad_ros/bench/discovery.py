@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from muon_ad_ros.bench.report import machine, percentiles, write_report
+from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.measure import machine, percentiles
 
 ROLES = ("pub", "sub1", "sub2", "early")
 LATE_S = 1.0
@@ -99,7 +100,7 @@ def trial(envs: dict, spread: float, early: float, seconds: float) -> list[float
 
 
 def run(trials: int, spread: float, early: float, seconds: float, domain: int) -> dict:
-    from muon_ad_ros import graph
+    from muon_ad_ros import distro, graph
     from muon_ad_ros.bench.transport import FASTDDS_VARS
     default = {k: v for k, v in os.environ.items() if k not in FASTDDS_VARS}
     default.update(ROS_DOMAIN_ID=str(domain), RMW_IMPLEMENTATION="rmw_fastrtps_cpp")
@@ -109,7 +110,7 @@ def run(trials: int, spread: float, early: float, seconds: float, domain: int) -
                     "fastdds_defaults": without_discovery_settings(graph.transport_profile(), Path(tmp))}
         envs = {}
         for name, profile in profiles.items():   # transport_env keeps a profile the environment names
-            env = {**default, **graph.transport_env({**default, graph.PROFILE_VAR: str(profile)})}
+            env = {**default, **graph.transport_env({**default, distro.PROFILE_VAR: str(profile)})}
             envs[name] = {role: env for role in ROLES}
         envs["mixed"] = {"pub": envs["shipped"]["pub"], "sub1": envs["shipped"]["sub1"], "sub2": default,
                          "early": default}

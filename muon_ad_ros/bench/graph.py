@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from muon_ad_ros import graph
-from muon_ad_ros.bench.report import machine, paced, percentiles, write_report
+from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.measure import machine, paced, percentiles
 from muon_ad_ros.launcher.demo import Collector, process_stats
 
 TOPIC = "/camera/color/image_raw"

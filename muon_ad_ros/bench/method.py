@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from muon_ad_ros.bench.report import machine, write_report
+from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.measure import machine
 from muon_ad_ros.train import data
 from muon_ad_ros.train.distill import Distiller, TrainConfig
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from muon_ad_ros.bench.report import machine
+from muon_ad_ros.measure import machine
 from muon_ad_ros.runtime.onnx import session_options
 
 SIZES = ("320x240", "640x480", "1280x720")

@@ -18,7 +18,8 @@ import subprocess
 import sys
 import threading
 
-from muon_ad_ros.bench.report import machine, percentiles, write_report
+from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.measure import machine, percentiles
 
 LIMIT_S = 5.0
 NODES = ("realsense_camera", "style_transfer", "detection", "controller")

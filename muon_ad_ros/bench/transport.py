@@ -21,20 +21,29 @@ from pathlib import Path
 
 import numpy as np
 
-from muon_ad_ros import graph
-from muon_ad_ros.bench.report import machine, paced, percentiles, write_report
+from muon_ad_ros import distro, graph
+from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.measure import machine, paced, percentiles
 
 TOPIC = "/bench_transport/image"
 # The variables Fast DDS reads to choose transports; a default process has none of them.
-FASTDDS_VARS = ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
-                "RMW_FASTRTPS_USE_QOS_FROM_XML", "SKIP_DEFAULT_XML_FILE")
+FASTDDS_VARS = (*distro.PROFILE_VARS, distro.BUILTIN_TRANSPORTS_VAR, "RMW_FASTRTPS_USE_QOS_FROM_XML",
+                "SKIP_DEFAULT_XML_FILE")
 
 
 def candidates() -> dict[str, dict]:
-    """Returns {name: environment variables} of each transport setting compared."""
+    """Returns {name: environment variables} of each transport setting compared, under the variable names the
+    installed Fast DDS reads (the profile: FASTRTPS_DEFAULT_PROFILES_FILE on 2.x, FASTDDS_ on 3.x)."""
     return {"default": {},
-            "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
-            "profile": {"FASTDDS_DEFAULT_PROFILES_FILE": str(graph.transport_profile())}}
+            "large_data": {distro.BUILTIN_TRANSPORTS_VAR: "LARGE_DATA"},
+            "profile": {var: str(graph.transport_profile()) for var in distro.profile_vars()}}
+
+
+def unmeasurable(setting: str) -> str:
+    """Returns why this Fast DDS cannot take a setting (its row would measure the defaults), or ''."""
+    if setting == "large_data" and distro.knows_builtin_transports() is False:
+        return f"this Fast DDS does not read {distro.BUILTIN_TRANSPORTS_VAR} (Fast DDS 2.6.7 and later do)"
+    return ""
 
 
 def trials(names=("large_data", "profile")) -> list[dict]:
@@ -160,6 +169,9 @@ def run_trial(trial: dict, width: int, height: int, rate: float, seconds: float,
            "resolution": f"{width}x{height}", "rate_hz": rate}
     if row["hosts"] == 2 and hosts is None:
         return row | {"error": "two network namespaces could not be made (needs root)"}
+    why = unmeasurable(pub_set) or unmeasurable(sub_set)
+    if why:
+        return row | {"error": why}
     tag = "-".join(str(v) for v in row.values())
     pub_out, sub_out = tmp / f"{tag}.pub.json", tmp / f"{tag}.sub.json"
     me = [sys.executable, "-m", "muon_ad_ros.bench.transport"]
@@ -193,6 +205,7 @@ def run_trial(trial: dict, width: int, height: int, rate: float, seconds: float,
 def markdown(result: dict) -> str:
     lines = [f"# Transport: {result['rate_hz']:g} Hz rgb8, sensor-data QoS, {result['seconds']:g} s per trial",
              "", f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores)", "",
+             "Fast DDS: " + "; ".join(result.get("fastdds", [])), "",
              "| publisher | subscriber | QoS | hosts | resolution | loss % | first frame s | p50 ms | p99 ms |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["trials"]:
@@ -252,7 +265,8 @@ def main(argv=None) -> int:
     finally:
         if hosts:
             hosts.__exit__()
-    result = {"machine": machine(), "rate_hz": a.rate, "seconds": a.seconds, "trials": rows}
+    result = {"machine": machine(), "fastdds": distro.report()[:4], "rate_hz": a.rate, "seconds": a.seconds,
+              "trials": rows}
     write_report(Path(a.out), "bench_transport", result, markdown(result))
     return 0 if any("error" not in r for r in rows) else 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from muon_ad_ros.bench.report import machine, percentiles
+from muon_ad_ros.measure import machine, percentiles
 
 
 

@@ -5,8 +5,11 @@ import os
 import threading
 from typing import Callable
 
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+
+from muon_ad_ros import distro
 
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
@@ -31,7 +34,9 @@ def status_prefix(fully_qualified_name: str) -> str:
 
 class Diagnostics:
     """Publishes the node's latest statuses on /diagnostics every `period` seconds, named
-    `<namespace/node>: <status>` with hardware id `muon_ad_ros/<namespace/node>`."""
+    `<namespace/node>: <status>` with hardware id `muon_ad_ros/<namespace/node>`. Every node's statuses include
+    `transport`: ERROR when the graph's Fast DDS profile is not in effect in this process (distro.profile_check),
+    so a profile set under a variable the installed Fast DDS does not read fails loudly."""
 
     def __init__(self, node: Node, period: float = 1.0):
         self.node = node
@@ -40,8 +45,19 @@ class Diagnostics:
         self._statuses: dict[str, DiagnosticStatus] = {}
         self._lock = threading.Lock()
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._providers: list[Callable[[], None]] = []
+        self._providers: list[Callable[[], None]] = [self._transport]
+        self._transport_checked = False
         node.create_timer(period, self.publish)
+
+    def _transport(self):
+        """Checks the transport profile once (the shared-memory segment is made with the node's participant)."""
+        if self._transport_checked:
+            return
+        self._transport_checked = True
+        ok, message, values = distro.profile_check(rclpy.get_rmw_implementation_identifier())
+        self.status("transport", OK if ok else ERROR, message, kv(**values))
+        if not ok:
+            self.node.get_logger().error(message)
 
     def add_provider(self, fn: Callable[[], None]):
         """Registers a function called before each publication to refresh statuses."""

@@ -13,6 +13,11 @@ lists peers on its topic (other nodes, same type, compatible QoS) and
 It is reported as ERROR naming the topic and the nodes on both sides, and destroyed and created again
 with a doubling back-off until the condition clears. A process that discovery does not list at all is
 not seen here; the input's STALE status covers that case.
+
+On Humble a subscription cannot count the publishers DDS matched with it (rclpy has no
+Subscription.get_publisher_count before Iron; distro.matched_count says None): there the first check runs on
+publishers only (a cut-off between two of the graph's nodes is still seen, from the publishing side), and an
+input that must carry data is judged by its samples alone, from when the graph first lists its publisher.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from typing import Callable
 from rclpy.node import Node
 from rclpy.qos import QoSCompatibility, QoSProfile, qos_check_compatible
 
+from muon_ad_ros import distro
 from muon_ad_ros.nodes.diagnostics import ERROR, OK, Diagnostics, kv
 
 MAX_BACKOFF_S = 60.0
@@ -72,10 +78,10 @@ class Link:
     def get_subscription_count(self) -> int:
         return self.handle.get_subscription_count()
 
-    def matched(self) -> int:
-        """Returns how many endpoints on the other side DDS has matched with this one."""
-        return (self.handle.get_subscription_count() if self.kind == "publisher"
-                else self.handle.get_publisher_count())
+    def matched(self) -> int | None:
+        """Returns how many endpoints on the other side DDS has matched with this one (None: rclpy cannot tell,
+        a subscription on Humble)."""
+        return distro.matched_count(self.handle)
 
     def peers(self) -> list[str]:
         """Returns the other nodes the graph lists on this topic with compatible QoS, on the other side."""
@@ -95,7 +101,7 @@ class Link:
         """Returns (what cuts this endpoint off from the peers the graph lists, or '', those peers)."""
         peers = self.peers()
         matched = self.matched() if peers else 0
-        if not peers or matched < len(peers):
+        if not peers or (matched is not None and matched < len(peers)):
             self.matched_since = None
             return (f"DDS matched {matched} of the {len(peers)} listed", peers) if peers else ("", peers)
         now = time.monotonic()

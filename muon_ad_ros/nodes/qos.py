@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
+
+from muon_ad_ros import distro
+
+PublisherEventCallbacks, SubscriptionEventCallbacks = distro.event_callback_classes()
 
 
 def image_qos(depth: int = 1) -> QoSProfile:

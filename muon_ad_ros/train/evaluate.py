@@ -25,7 +25,7 @@ import torch
 
 from . import data, metrics
 from .peer import peer_arbitrary
-from muon_ad_ros.bench.report import machine
+from muon_ad_ros.measure import machine
 from .export import export_onnx, input_scale_arg, load_checkpoint
 from muon_ad_ros.model.bundle import from_network, input_scale, network_size, to_network
 

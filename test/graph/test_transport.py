@@ -15,7 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from conftest import TIMEOUT_SCALE, Camera, diag_values, wait_for
-from muon_ad_ros import graph
+from muon_ad_ros import distro, graph
 from muon_ad_ros.bench.transport import FASTDDS_VARS
 
 PEER = str(Path(__file__).with_name("peer_process.py"))
@@ -27,19 +27,71 @@ def default_env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in FASTDDS_VARS}
 
 
-def test_transport_profile_is_shipped_and_set_for_nodes():
+def test_transport_profile_is_set_under_the_variable_the_installed_fast_dds_reads():
+    reads = distro.fastdds_reads(distro.fastdds_library())
+    assert reads is not None, "no Fast DDS library found beside this rclpy"
     env = graph.node_env({})
-    assert Path(env[graph.PROFILE_VAR]).is_file()
-    assert "<segment_size>" in Path(env[graph.PROFILE_VAR]).read_text()
-    assert "FASTDDS_BUILTIN_TRANSPORTS" not in env
+    set_vars = [v for v in distro.PROFILE_VARS if v in env]
+    assert set_vars and all(reads[v] for v in set_vars), (set_vars, reads)
+    assert Path(env[set_vars[0]]).is_file() and "<segment_size>" in Path(env[set_vars[0]]).read_text()
+    assert distro.BUILTIN_TRANSPORTS_VAR not in env
+    # a profile the user named under either name is kept, and set under the name this Fast DDS reads
+    for var in distro.PROFILE_VARS:
+        mine = graph.transport_env({var: "/etc/my.xml"})
+        assert [mine[v] for v in set_vars] == ["/etc/my.xml"] * len(set_vars), (var, mine)
 
 
-def test_fast_dds_2_distributions_get_the_profile_under_its_older_name_too():
-    humble = graph.transport_env({"ROS_DISTRO": "humble"})
-    assert humble[graph.LEGACY_PROFILE_VAR] == humble[graph.PROFILE_VAR] == str(graph.transport_profile())
-    assert graph.LEGACY_PROFILE_VAR not in graph.transport_env({"ROS_DISTRO": "kilted"})
-    mine = graph.transport_env({graph.LEGACY_PROFILE_VAR: "/etc/my.xml", "ROS_DISTRO": "jazzy"})
-    assert mine[graph.PROFILE_VAR] == mine[graph.LEGACY_PROFILE_VAR] == "/etc/my.xml"
+def profile_check_in_process(env: dict) -> dict:
+    """Returns what distro.profile_check finds in a fresh process with this environment and one node."""
+    code = ("import json, rclpy; from muon_ad_ros import distro; rclpy.init(); n = rclpy.create_node('shm_check'); "
+            "ok, msg, v = distro.profile_check(rclpy.get_rmw_implementation_identifier()); "
+            "print(json.dumps({'ok': ok, 'message': msg, **v})); n.destroy_node(); rclpy.shutdown()")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_profile_takes_effect_and_a_profile_fast_dds_ignores_is_an_error():
+    """The shipped profile's 32 MiB shared-memory segment is in effect in a process started with the graph's
+    environment. Set under only the variable the installed Fast DDS does not read, Fast DDS 2.x (Humble,
+    Jazzy) runs its defaults: the check says so, naming the variable to set. (Kilted's rmw reads the old
+    name for Fast DDS 3 and warns, so there the profile still takes effect.)"""
+    profile = str(graph.transport_profile())
+    want = distro.profile_segment_size(profile)
+    assert want == 32 * 2**20
+    good = profile_check_in_process({**default_env(), **graph.transport_env(default_env())})
+    assert good["ok"], good
+    assert int(good["shm_segments"].split("=")[-1]) >= want, good
+    reads = distro.fastdds_reads(distro.fastdds_library())
+    unread = [v for v in distro.PROFILE_VARS if not reads[v]]
+    assert len(unread) == 1, reads
+    bad = profile_check_in_process({**default_env(), unread[0]: profile})
+    sizes = [int(x.split("=")[1]) for x in bad.get("shm_segments", "").split(", ") if "=" in x]
+    assert bad["ok"] == (min(sizes) >= want), bad          # the verdict is the segment's
+    if unread[0] == distro.PROFILE_VAR:                     # Fast DDS 2.x
+        assert not bad["ok"] and f"set {distro.LEGACY_PROFILE_VAR}" in bad["message"], bad
+    nothing = profile_check_in_process(default_env())
+    assert not nothing["ok"] and "no Fast DDS profile" in nothing["message"], nothing
+
+
+def test_nodes_report_the_transport_profile_on_diagnostics(probe, start_nodes):
+    """Every node's /diagnostics has `<node>: transport`: OK with the profile in effect; ERROR in a process
+    whose environment names the profile only where this Fast DDS does not look (Fast DDS 2.x)."""
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
+    spec = graph.NodeSpec("controller", "controller", "", {})
+    start_nodes([spec])
+    d = wait_for(lambda: diag_values(diags, "controller: transport"), 20)
+    assert d and d["level"] == 0 and "in effect" in d["message"], d
+    reads = distro.fastdds_reads(distro.fastdds_library())
+    if reads[distro.PROFILE_VAR]:
+        return      # Fast DDS 3: its rmw also reads the old name, so no variable leaves the profile unread
+    # the runner sets the variable Fast DDS reads; `env -u` takes it away again, as in a shell that names the
+    # profile under the other name only
+    env = {**default_env(), distro.PROFILE_VAR: str(graph.transport_profile())}
+    start_nodes([graph.NodeSpec("controller", "controller", "ns2", {})], env=env,
+                prefix=["env", "-u", distro.LEGACY_PROFILE_VAR])
+    d = wait_for(lambda: diag_values(diags, "ns2/controller: transport"), 20)
+    assert d and d["level"] == 2 and "not in effect" in d["message"], d
 
 
 def test_default_environment_process_discovers_the_graph_and_receives_its_images(probe, start_nodes):
