@@ -30,8 +30,10 @@ FASTDDS_LIBRARIES = ("libfastdds.so", "libfastrtps.so")   # 3.x, 2.x
 
 
 def _library_dirs(environ) -> list[Path]:
-    dirs = [Path(d) for d in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d]
-    dirs += [Path(p) / "lib" for p in environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    dirs = []
+    for env in (environ, os.environ):      # the given environment's paths first, then this process's
+        dirs += [Path(d) for d in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d]
+        dirs += [Path(p) / "lib" for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     dirs.append(Path(sys.prefix) / "lib")      # the ROS 2 wheels install their libraries in the venv's lib/
     return dirs
 

@@ -155,7 +155,8 @@ def test_a_publisher_that_has_not_sent_yet_gets_a_grace_period(probe):
     # the Link alone, without the monitor's timer, so nothing recreates it between the checks
     link = Link(probe.node, "subscription", Image, "/grace/image", image_qos(), lambda m: None, expect_data=True)
     pub = other.create_publisher(Image, "/grace/image", image_qos())
-    assert wait_for(lambda: link.matched() == 1, 10)
+    # Humble's subscriptions cannot count matched publishers (None): there the link goes by the graph's listing
+    assert wait_for(lambda: link.peers() and link.matched() in (1, None), 10)
     assert link.problem(0.2)[0] == ""                       # matched just now, nothing sent yet
     time.sleep(0.3)
     assert link.problem(0.2)[0] == ""                       # past the timeout, inside the grace
