@@ -12,6 +12,7 @@ RUN := DISTRO=$(DISTRO) VENV=$(VENV) ROS_INSTALL=$(INSTALL) tools/rosenv.sh
 SOURCED_ROS := $(firstword $(foreach p,$(subst :, ,$(AMENT_PREFIX_PATH)),$(wildcard $(p)/share/rclpy/package.xml)))
 TEST_DISTROS ?= $(if $(SOURCED_ROS),$(DISTRO),kilted jazzy)
 VENDOR_TF2 := $(if $(foreach p,$(subst :, ,$(AMENT_PREFIX_PATH)),$(wildcard $(p)/share/tf2_msgs/package.xml)),,vendor/tf2_msgs)
+VENDOR_VISION := $(if $(foreach p,$(subst :, ,$(AMENT_PREFIX_PATH)),$(wildcard $(p)/share/vision_msgs/package.xml)),,vendor/vision_msgs)
 # Longest one test may take (pytest-timeout); a hang ends the run with every thread's stack, not at CI's limit.
 TEST_TIMEOUT ?= 600
 DEMO_SECONDS ?= 40
@@ -25,12 +26,13 @@ env:
 	@DISTRO=$(DISTRO) VENV=$(VENV) tools/env.sh
 
 # colcon with the distribution's ament/rosidl; BUILD_TESTING=OFF keeps rosidl from calling lint tools we do not use.
-# vendor/tf2_msgs: the TFMessage interface the pip wheels lack (built only where the ROS 2 install has none).
+# vendor/tf2_msgs, vendor/vision_msgs: the TFMessage and Detection2DArray interfaces the pip wheels lack (each
+# built only where the ROS 2 install has none).
 build: env
 	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH AMENT_PREFIX_PATH=$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH} \
 	  CMAKE_PREFIX_PATH=$(VENV)$${CMAKE_PREFIX_PATH:+:$$CMAKE_PREFIX_PATH} \
 	  $(VENV)/bin/python -m colcon --log-base log/colcon-$(DISTRO) build --build-base build/$(DISTRO) --install-base $(INSTALL) \
-	  --paths . $(VENDOR_TF2) \
+	  --paths . $(VENDOR_TF2) $(VENDOR_VISION) \
 	  --event-handlers console_cohesion- summary- \
 	  --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(VENV)/bin/python -DPYTHON_EXECUTABLE=$(VENV)/bin/python \
 	  -DPython3_NumPy_INCLUDE_DIR=$$(cat $(VENV)/.numpy-include-path) > $(CURDIR)/log-build-$(DISTRO).txt 2>&1 \

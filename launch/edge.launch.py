@@ -28,8 +28,8 @@ ARGS = {
     "style_backend": ("onnxruntime", "onnxruntime | torch | tensorrt"),
     "style_priority": (str(graph.STYLE_PRIORITY), "SCHED_FIFO priority of the style inference thread (0 = off)."),
     "detection": ("true", "Run the detection node."),
-    "detection_backend": ("opencv_hog", "opencv_hog | onnxruntime | tensorrt"),
-    "detection_model": ("", "ONNX model for onnxruntime/tensorrt detection."),
+    "detection_backend": (graph.DETECTION_BACKEND, "onnxruntime | tensorrt | opencv_dnn | opencv_hog"),
+    "detection_model": ("", "ONNX model for onnxruntime/tensorrt detection; empty = the bundled COCO SSD."),
     "detection_rate": (str(graph.DETECTION_RATE), "Most frames per second the detection node processes "
                                                   "(its rate_limit; 0 = every frame it can take)."),
     "controller_mode": ("manual", "manual | target_fps | depth_lod"),

@@ -22,7 +22,7 @@ COMMANDS = {
 }
 BENCHES = {
     "model": ("muon_ad_ros.bench.model", "student latency per resolution/backend/retention vs the peer"),
-    "detect": ("muon_ad_ros.bench.detect", "detector latency per backend at 640x480"),
+    "detect": ("muon_ad_ros.bench.detect", "detector latency per backend at 640x480 and accuracy on labelled frames"),
     "method": ("muon_ad_ros.bench.method", "Muon vs AdamW over seeds, the ablation, the pruning curve"),
     "compressed": ("muon_ad_ros.bench.compressed", "<image>/compressed encoding cost per frame"),
     "order": ("muon_ad_ros.bench.order", "channel orders (importance, L1, random) of the pruned levels"),

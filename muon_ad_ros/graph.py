@@ -57,6 +57,7 @@ CSI_TOPIC = "/csi/image_raw"
 STYLE_PRIORITY = 80       # SCHED_FIFO priority of the style inference thread
 DETECTION_NICE = 5        # detection ranks below style: normal scheduling, lower nice priority
 DETECTION_RATE = 0.0      # detection rate_limit (Hz) in the edge graph; 0 = every frame its worker can take
+DETECTION_BACKEND = "onnxruntime"   # with no detection_model: the bundled SSD MobileNet-v2 COCO
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
                recording: str = "", realsense_serial: str = "", csi_source: str = "",
                camera_fps: float = 30.0, width: int = 640, height: int = 480,
                style_model: str = "", style_backend: str = "onnxruntime", style_priority: int = STYLE_PRIORITY,
-               detection: bool = True, detection_backend: str = "opencv_hog", detection_model: str = "",
+               detection: bool = True, detection_backend: str = DETECTION_BACKEND, detection_model: str = "",
                detection_rate: float = DETECTION_RATE,
                controller_mode: str = "manual", target_fps: float = 24.0,
                style_input: str = "", style_input_2: str = "") -> list[NodeSpec]:

@@ -9,8 +9,8 @@ import numpy as np
 
 from muon_ad_ros.errors import BackendUnavailable, ModelError  # noqa: F401  (raised by every detector)
 
-BACKENDS = ("opencv_hog", "onnxruntime", "tensorrt")
-LAYOUTS = ("auto", "yolov5", "yolov8", "end2end")
+BACKENDS = ("onnxruntime", "tensorrt", "opencv_dnn", "opencv_hog")
+LAYOUTS = ("auto", "yolov5", "yolov8", "end2end", "ssd")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
@@ -35,14 +35,18 @@ class Filters:
     nms_threshold: float = 0.45
     class_filter: tuple[str, ...] = ()     # class names or integer ids; empty = every class
     max_detections: int = 100
+    class_thresholds: tuple[tuple[str, float], ...] = ()   # (class name or id, score) beside score_threshold
+    # Boxes of different classes overlapping more than this are one object (SSD gives one car two boxes,
+    # car and truck): the lower-scored one goes. 1.0 keeps both.
+    agnostic_nms_threshold: float = 0.7
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """Everything that selects and loads a detector; a change of any field but `filters` means a reload."""
 
-    backend: str = "opencv_hog"
-    model_path: str = ""
+    backend: str = "onnxruntime"
+    model_path: str = ""                   # "" = the bundled COCO SSD (onnxruntime, tensorrt, opencv_dnn)
     labels_path: str = ""
     output_layout: str = "auto"
     input_size: int = 0                    # 0 = the model's own (HOG: the image's own) size
@@ -74,8 +78,9 @@ class Detector:
         raise NotImplementedError
 
     def unknown_classes(self) -> list[str]:
-        """Returns the class_filter entries that name no class of this model."""
-        return [c for c in self.filters.class_filter if class_ids(c, self.class_names) is None]
+        """Returns the class_filter and class_thresholds entries that name no class of this model."""
+        entries = [*self.filters.class_filter, *(c for c, _ in self.filters.class_thresholds)]
+        return [c for c in entries if class_ids(c, self.class_names) is None]
 
     def close(self) -> None:
         """Releases what runs inference (an ONNX Runtime session, a TensorRT engine and its context);
@@ -109,6 +114,21 @@ def allowed_classes(filters: Filters, names: tuple[str, ...]) -> np.ndarray | No
         if i is not None:
             keep[i] = True
     return keep
+
+
+def score_thresholds(filters: Filters, names: tuple[str, ...]) -> np.ndarray:
+    """Returns the per-class minimum scores: score_threshold, replaced by class_thresholds' entries."""
+    out = np.full(len(names), filters.score_threshold, np.float32)
+    for entry, score in filters.class_thresholds:
+        i = class_ids(entry, names)
+        if i is not None:
+            out[i] = score
+    return out
+
+
+def score_floor(filters: Filters) -> float:
+    """Returns the lowest score any class keeps (the pre-filter before per-class thresholds)."""
+    return float(min([filters.score_threshold, *(score for _, score in filters.class_thresholds)]))
 
 
 def check_model_file(path: str, suffixes: tuple[str, ...]) -> str:

@@ -8,7 +8,7 @@ import math
 import cv2
 import numpy as np
 
-from muon_ad_ros.detect.base import Box, Detector, DetectorConfig, ModelError, allowed_classes
+from muon_ad_ros.detect.base import Box, Detector, DetectorConfig, ModelError, allowed_classes, score_thresholds
 from muon_ad_ros.detect.boxes import nms
 
 # Speed at 640x480 (measured in detect/bench.py): a pyramid step of 1.1 instead of OpenCV's 1.05
@@ -67,7 +67,7 @@ class HogPeopleDetector(Detector):
             return []
         # Thresholds above 0.5 filter the grouped detections afterwards: raising the SVM's own hit
         # threshold instead would thin the raw hits that grouping needs and lose confident people.
-        margin = score_to_margin(filters.score_threshold)
+        margin = score_to_margin(float(score_thresholds(filters, NAMES)[0]))
         rects, margins = self.hog.detectMultiScale(
             image, hitThreshold=min(margin, 0.0), winStride=WIN_STRIDE, padding=PADDING, scale=PYRAMID_SCALE,
             groupThreshold=GROUP_THRESHOLD)

@@ -1,4 +1,4 @@
-"""Synthetic YOLO-layout ONNX models made with onnx.helper, for tests and the benchmark where no real
+"""Synthetic detector ONNX models made with onnx.helper, for tests and the benchmark where no real
 detector may be downloaded: one whose output is a given tensor (decoding checked against hand-computed
 boxes) and a random-weight convolutional network of YOLOv8n-like cost (latency only, detects nothing)."""
 from __future__ import annotations
@@ -10,23 +10,27 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 
 
-def fixed_output_model(path: str, output: np.ndarray, input_hw=(64, 64), dynamic: bool = False,
+def fixed_output_model(path: str, output, input_hw=(64, 64), dynamic: bool = False,
                        names: dict | None = None, end2end: bool | None = None, fp16: bool = False) -> str:
-    """Returns `path` after writing a model that maps any (1, 3, H, W) image to `output` (the input
-    still flows through the graph, so shape checks and thread pools behave as in a real model)."""
+    """Returns `path` after writing a model that maps any (1, 3, H, W) image to `output` (an array, or a
+    tuple of arrays for a model of several outputs such as ssd's boxes and scores; the input still flows
+    through the graph, so shape checks and thread pools behave as in a real model)."""
     dtype = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
     hw = ["height", "width"] if dynamic else list(input_hw)
-    const = numpy_helper.from_array(np.asarray(output, np.float32), "fixed")
+    outputs = output if isinstance(output, tuple) else (output,)
+    consts = [numpy_helper.from_array(np.asarray(o, np.float32), f"fixed{i}") for i, o in enumerate(outputs)]
     zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
     nodes = [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
              helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),
-             helper.make_node("Add", ["fixed", "z"], ["y"]),
-             helper.make_node("Cast", ["y"], ["output0"], to=dtype)]
-    graph = helper.make_graph(nodes, "fixed_output_yolo",
+             helper.make_node("Mul", ["m", "zero"], ["z"])]
+    for i in range(len(outputs)):
+        nodes += [helper.make_node("Add", [f"fixed{i}", "z"], [f"y{i}"]),
+                  helper.make_node("Cast", [f"y{i}"], [f"output{i}"], to=dtype)]
+    graph = helper.make_graph(nodes, "fixed_output_detector",
                               [helper.make_tensor_value_info("images", dtype, [1, 3, *hw])],
-                              [helper.make_tensor_value_info("output0", dtype, list(output.shape))],
-                              [const, zero])
+                              [helper.make_tensor_value_info(f"output{i}", dtype, list(o.shape))
+                               for i, o in enumerate(outputs)],
+                              [*consts, zero])
     return _save(graph, path, names, end2end)
 
 

@@ -1,11 +1,13 @@
-"""YOLO-family ONNX detector on onnxruntime: CUDA where the installed onnxruntime has it, CPU
-otherwise (reported, never silent); FP32 or FP16; class count and layout read from the model."""
+"""ONNX detector on onnxruntime: the bundled SSD MobileNet-v2 COCO (model_path empty) or a YOLO-family
+export; CUDA where the installed onnxruntime has it, CPU otherwise (reported, never silent); FP32 or
+FP16; class count and layout read from the model."""
 from __future__ import annotations
 
 import numpy as np
 
 from muon_ad_ros.detect.base import Box, Detector, DetectorConfig, ModelError, check_model_file
-from muon_ad_ros.detect.boxes import letterbox, num_classes, postprocess, resolve_layout
+from muon_ad_ros.detect.boxes import ModelIO, resolve_outputs
+from muon_ad_ros.detect.coco import SSD_ONNX
 from muon_ad_ros.detect.labels import class_names
 from muon_ad_ros.runtime.onnx import fp16_model, session_options
 
@@ -31,8 +33,20 @@ def input_hw(shape: list, input_size: int, model: str) -> tuple[int, int]:
     return h or size, w or size
 
 
+def model_file(path: str, suffixes: tuple[str, ...]) -> str:
+    """Returns the checked model file: `path`, or the bundled COCO SSD when it is empty."""
+    if not path and not SSD_ONNX.is_file():
+        raise ModelError(f"the bundled COCO SSD {SSD_ONNX} is missing (reinstall muon_ad_ros, or give model_path)")
+    return check_model_file(path or str(SSD_ONNX), suffixes)
+
+
+def end2end_hint(metadata: dict[str, str]) -> bool | None:
+    """Returns what an exporter's `end2end` metadata says (None: nothing)."""
+    return {"true": True, "false": False}.get(metadata.get("end2end", "").lower())
+
+
 class OnnxYoloDetector(Detector):
-    """A YOLO ONNX model on onnxruntime."""
+    """An ONNX detector (the bundled SSD or a YOLO export) on onnxruntime."""
 
     name = "onnxruntime"
 
@@ -40,7 +54,7 @@ class OnnxYoloDetector(Detector):
         super().__init__(cfg.filters)
         import onnxruntime as ort
 
-        self.model = check_model_file(cfg.model_path, (".onnx",))
+        self.model = model_file(cfg.model_path, (".onnx",))
         providers = ["CPUExecutionProvider"]
         if cfg.device in ("auto", "gpu"):
             if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -70,34 +84,34 @@ class OnnxYoloDetector(Detector):
         inp = session.get_inputs()[0]
         self.input_name = inp.name
         self.size = input_hw(list(inp.shape), cfg.input_size, self.model)
-        self.output_name = session.get_outputs()[0].name
+        outputs = session.get_outputs()
+        # An ssd model's two outputs (boxes, scores) are both read; a YOLO model's first output only.
+        self.output_names = [o.name for o in outputs[:2]] if len(outputs) == 2 else [outputs[0].name]
         metadata = session.get_modelmeta().custom_metadata_map
         dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        self._canvas = np.empty((*self.size, 3), np.uint8)
-        self._blob = np.zeros((1, 3, *self.size), dtype)
+        blob = np.zeros((1, 3, *self.size), dtype)
         # One run at load: a model that cannot run, or whose output no layout fits, fails here
         # (naming the file) instead of on the first camera frame; the real shape also resolves
         # symbolic dimensions.
         try:
-            out = session.run([self.output_name], {self.input_name: self._blob})[0]
+            outs = session.run(self.output_names, {self.input_name: blob})
         except Exception as exc:
             raise ModelError(f"model {self.model} fails on a {self.size[1]}x{self.size[0]} input: {exc}") from exc
-        hint = {"true": True, "false": False}.get(metadata.get("end2end", "").lower())
-        self.layout = resolve_layout(out.shape, cfg.output_layout, hint)
-        count = num_classes(out.shape, self.layout)
+        self.layout, count = resolve_outputs([o.shape for o in outs], cfg.output_layout, end2end_hint(metadata))
+        out = outs[0]
         if out.shape[0] != 1 or (self.layout == "end2end" and out.shape[2] != 6) or \
                 (self.layout != "end2end" and count < 1):
             raise ModelError(f"model {self.model} output shape {list(out.shape)} does not fit layout "
                              f"{self.layout} (set output_layout if auto guessed wrong)")
         self.class_names = class_names(count, metadata, cfg.labels_path, self.model)
+        self.io = ModelIO(self.layout, self.size, dtype, self.class_names)
 
     def detect(self, rgb: np.ndarray) -> list[Box]:
         """Returns the detections in an HxWx3 uint8 RGB image."""
         filters = self.filters
-        canvas, lb = letterbox(rgb, self.size, self._canvas)
-        np.multiply(canvas.transpose(2, 0, 1), np.float32(1 / 255), out=self._blob[0], casting="unsafe")
-        out = self.session.run([self.output_name], {self.input_name: self._blob})[0]
-        return postprocess(out, self.layout, lb, filters, self.class_names)
+        mapping = self.io.fill(rgb)
+        outs = self.session.run(self.output_names, {self.input_name: self.io.blob})
+        return self.io.finish(outs, mapping, filters)
 
 
 def to_fp16(path: str) -> bytes:

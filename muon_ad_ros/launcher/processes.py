@@ -99,7 +99,7 @@ def _graph_args(p: argparse.ArgumentParser):
     p.add_argument("--style-model", default="")
     p.add_argument("--style-backend", default="onnxruntime")
     p.add_argument("--style-priority", type=int, default=graph.STYLE_PRIORITY)
-    p.add_argument("--detection-backend", default="opencv_hog")
+    p.add_argument("--detection-backend", default=graph.DETECTION_BACKEND)
     p.add_argument("--detection-model", default="")
     p.add_argument("--detection-rate", type=float, default=graph.DETECTION_RATE,
                    help="detection rate_limit in Hz (0 = every frame it can take)")

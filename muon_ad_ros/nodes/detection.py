@@ -1,6 +1,7 @@
-"""detection node: detects objects (people by default) in the latest camera frame and publishes
-detections, RViz markers and an annotated image, each with the source header unchanged. It runs at
-normal scheduling with a nice value, below the style node's SCHED_FIFO (graph.DETECTION_NICE).
+"""detection node: detects objects (COCO's 80 classes with the bundled SSD by default) in the latest
+camera frame and publishes detections (the package's message, and vision_msgs/Detection2DArray where
+vision_msgs is installed), RViz markers and an annotated image, each with the source header unchanged.
+It runs at normal scheduling with a nice value, below the style node's SCHED_FIFO (graph.DETECTION_NICE).
 
 RViz markers: a LINE_STRIP rectangle and a TEXT_VIEW_FACING label per detection, in the image's
 optical frame (header.frame_id; x right, y down, z forward, REP-103). Each box is the cross-section
@@ -12,6 +13,7 @@ with DELETEALL, so boxes of the previous frame disappear; a 1 s lifetime clears 
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import threading
@@ -36,7 +38,8 @@ from muon_ad_ros.nodes.compressed import CompressedTwin, twin_values
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import detection as detection_params
 
-FILTER_PARAMS = ("score_threshold", "nms_threshold", "class_filter", "max_detections")
+FILTER_PARAMS = ("score_threshold", "nms_threshold", "class_filter", "max_detections", "class_thresholds",
+                 "agnostic_nms_threshold")
 RELOAD_PARAMS = ("backend", "model_path", "labels_path", "output_layout", "input_size", "precision", "device",
                  "dla_core", "calibration_dir", "engine_cache_dir", "threads")
 DEFAULT_HFOV_DEG = 69.4
@@ -51,7 +54,36 @@ def detector_config(values: dict) -> DetectorConfig:
 def filters(values: dict) -> Filters:
     """Returns the post-processing filters of the node's parameter values."""
     return Filters(values["score_threshold"], values["nms_threshold"],
-                   tuple(c for c in values["class_filter"] if c.strip()), values["max_detections"])
+                   tuple(c for c in values["class_filter"] if c.strip()), values["max_detections"],
+                   detection_params.parse_class_thresholds(values["class_thresholds"]),
+                   values["agnostic_nms_threshold"])
+
+
+def vision_msgs_types():
+    """Returns (Detection2DArray, Detection2D, ObjectHypothesisWithPose) where vision_msgs is installed
+    (the distribution's package, or vendor/vision_msgs built by `make build`), else None."""
+    if importlib.util.find_spec("vision_msgs") is None:
+        return None
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+    return Detection2DArray, Detection2D, ObjectHypothesisWithPose
+
+
+def to_vision_msgs(types, header, boxes):
+    """Returns a vision_msgs Detection2DArray of the boxes: bbox centre and size in pixels, one hypothesis
+    per box whose class_id is the class name (vision_msgs' class_id is a string; yolo_ros and Isaac ROS
+    consumers match on names)."""
+    array_type, det_type, hyp_type = types
+    out = array_type(header=header)
+    for b in boxes:
+        d = det_type(header=header)
+        d.bbox.center.position.x = (b.x_min + b.x_max) / 2
+        d.bbox.center.position.y = (b.y_min + b.y_max) / 2
+        d.bbox.size_x, d.bbox.size_y = b.x_max - b.x_min, b.y_max - b.y_min
+        hyp = hyp_type()
+        hyp.hypothesis.class_id, hyp.hypothesis.score = b.class_name, b.score
+        d.results = [hyp]
+        out.detections.append(d)
+    return out
 
 
 def renice_process(nice: int) -> str:
@@ -94,6 +126,9 @@ class DetectionNode(Node):
                                  self._on_camera_info, self.qos)
         self.det_pub = self.links.publisher(DetectionArray, "detections", qos.reliable_qos())
         self.marker_pub = self.links.publisher(MarkerArray, "detections/markers", qos.reliable_qos())
+        self.vision_types = vision_msgs_types()
+        self.vision_pub = (self.links.publisher(self.vision_types[0], "detections/vision_msgs", qos.reliable_qos())
+                           if self.vision_types else None)
         annotated = self.resolve_topic_name("detections/image_annotated")
         _, pub_cb = qos.qos_event_callbacks(self, annotated, self.qos)
         self.image_pub = self.links.publisher(Image, "detections/image_annotated", self.qos, event_callbacks=pub_cb)
@@ -161,7 +196,8 @@ class DetectionNode(Node):
             self.loading = ""
             unknown = detector.unknown_classes()
             if unknown:
-                self.get_logger().warning(f"class_filter entries {unknown} name no class of {detector.model}")
+                self.get_logger().warning(f"class_filter/class_thresholds entries {unknown} name no class of "
+                                          f"{detector.model}")
 
     # -- frames -------------------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo):
@@ -218,6 +254,8 @@ class DetectionNode(Node):
         self.det_pub.publish(DetectionArray(header=msg.header, backend=backend, detections=[
             Detection(x_min=b.x_min, y_min=b.y_min, x_max=b.x_max, y_max=b.y_max, class_id=b.class_id,
                       class_name=b.class_name, score=b.score) for b in boxes]))
+        if self.vision_pub is not None:
+            self.vision_pub.publish(to_vision_msgs(self.vision_types, msg.header, boxes))
         self.marker_pub.publish(self._markers(msg, boxes))
         if self.values["publish_annotated"] and (self.image_pub.get_subscription_count() > 0 or
                                                  self.annotated_twin.wanted()):
@@ -276,6 +314,7 @@ class DetectionNode(Node):
                             requested_backend=self.values["backend"], requested_model=self.values["model_path"],
                             load_error=self.load_error, loading=self.loading, frames_rate_limited=self.rate_skipped,
                             rate_limit=self.values["rate_limit"], marker_intrinsics=self.marker_intrinsics,
+                            vision_msgs="detections/vision_msgs" if self.vision_pub else "not installed",
                             nice=os.getpriority(os.PRIO_PROCESS, 0),
                             **twin_values([self.annotated_twin]))
         stale = self.stats.stale_reason(self.values["stale_timeout"])
@@ -287,8 +326,8 @@ class DetectionNode(Node):
         elif stale:
             level, message = STALE, stale
         elif d.fallback or unknown or self.nice_note:
-            notes = [d.describe() if d.fallback else "", f"class_filter {unknown} matches no class" if unknown
-                     else "", self.nice_note]
+            notes = [d.describe() if d.fallback else "",
+                     f"class_filter/class_thresholds {unknown} match no class" if unknown else "", self.nice_note]
             level, message = WARN, "; ".join(n for n in notes if n)
         else:
             level, message = OK, f"{d.describe()} at {self.stats.rate():.1f} Hz"

@@ -5,13 +5,16 @@ from muon_ad_ros.params import Param
 from muon_ad_ros.params.shared import COMPRESSED_PARAMS, TENSORRT_PARAMS, check_dla
 
 PARAMS = (
-    Param("backend", "opencv_hog", "Detector backend: opencv_hog (bundled people detector, no model file), "
-          "onnxruntime (YOLO ONNX, CPU/CUDA) or tensorrt (YOLO ONNX built to a cached engine, GPU/DLA; "
-          "falls back to onnxruntime with WARN when TensorRT or the GPU is absent).",
-          choices=("opencv_hog", "onnxruntime", "tensorrt")),
-    Param("model_path", "", "YOLO model: .onnx (onnxruntime, tensorrt) or a prebuilt .engine/.plan (tensorrt). "
-          "A missing file is rejected at set time; a corrupt one is reported in diagnostics and the "
-          "previous detector kept."),
+    Param("backend", "onnxruntime", "Detector backend: onnxruntime (the bundled SSD MobileNet-v2 COCO, 80 "
+          "classes, or a YOLO ONNX; CPU/CUDA), tensorrt (the same ONNX built to a cached engine, GPU/DLA; "
+          "falls back to onnxruntime with WARN when TensorRT or the GPU is absent), opencv_dnn (the same SSD "
+          "from its TensorFlow graph through OpenCV DNN, CPU) or opencv_hog (OpenCV's people detector; also "
+          "what serves when the chosen model cannot load).",
+          choices=("onnxruntime", "tensorrt", "opencv_dnn", "opencv_hog")),
+    Param("model_path", "", "onnxruntime/tensorrt model: empty = the bundled SSD MobileNet-v2 COCO; else a "
+          "YOLO .onnx or a prebuilt .engine/.plan (tensorrt). opencv_dnn and opencv_hog run their own and "
+          "ignore it. A missing file is rejected at set time; a corrupt one is reported in diagnostics and "
+          "the previous detector kept."),
     Param("labels_path", "", "Class names, one per line; empty = the model's metadata (Ultralytics `names`) "
           "or COCO for 80-class models."),
     Param("output_layout", "auto", "YOLO output layout: yolov5 (1,N,5+C), yolov8 (1,4+C,N), end2end (1,N,6) "
@@ -19,7 +22,12 @@ PARAMS = (
           choices=("auto", "yolov5", "yolov8", "end2end")),
     Param("score_threshold", 0.5, "Minimum detection score (HOG: logistic of the SVM margin, 0.5 = margin 0).",
           min=0.0, max=1.0),
+    Param("class_thresholds", [""], "Per-class minimum scores replacing score_threshold for those classes, "
+          "as 'class:score' by name or id (e.g. ['person:0.4', 'car:0.6']); [''] = none."),
     Param("nms_threshold", 0.45, "IoU above which the lower-scored box of a class is suppressed.",
+          min=0.0, max=1.0),
+    Param("agnostic_nms_threshold", 0.7, "IoU above which the lower-scored of two boxes of different classes "
+          "is suppressed (one object under two labels, e.g. car and truck); 1.0 = keep both.",
           min=0.0, max=1.0),
     Param("class_filter", [""], "Classes to publish, by name or id (e.g. ['person', '2']); [''] = all."),
     Param("input_size", 0, "Network input (square, multiple of 32) for dynamic-shape YOLO models; HOG: the "
@@ -54,10 +62,12 @@ PARAMS = (
 def check(values: dict) -> str | None:
     """Returns why the combination is inconsistent, or None."""
     backend, precision, model = values["backend"], values["precision"], values["model_path"]
-    if backend == "opencv_hog" and precision not in ("auto", "fp32"):
-        return f"opencv_hog computes in fp32 only; precision {precision} cannot apply (set auto or fp32)"
-    if backend != "opencv_hog" and not model:
-        return f"backend {backend} needs model_path (a YOLO .onnx file)"
+    if backend in ("opencv_hog", "opencv_dnn") and precision not in ("auto", "fp32"):
+        return f"{backend} computes in fp32 only; precision {precision} cannot apply (set auto or fp32)"
+    try:
+        parse_class_thresholds(values["class_thresholds"])
+    except ValueError as exc:
+        return str(exc)
     if backend == "onnxruntime" and model and not model.lower().endswith(".onnx"):
         return f"backend onnxruntime needs an .onnx model_path, got {model!r}"
     if backend == "tensorrt" and model and not model.lower().endswith((".onnx", ".engine", ".plan")):
@@ -69,8 +79,28 @@ def check(values: dict) -> str | None:
     reason = check_dla(values)
     if reason:
         return reason
-    if backend != "opencv_hog" and values["input_size"] % 32:
+    if backend in ("onnxruntime", "tensorrt") and values["input_size"] % 32:
         return f"input_size {values['input_size']} is not a multiple of 32 (the YOLO stride)"
+    if backend == "opencv_dnn" and values["input_size"] not in (0, 300):
+        return f"input_size {values['input_size']}: opencv_dnn's SSD has a fixed 300x300 input (set 0)"
     if backend == "opencv_hog" and 0 < values["input_size"] < 128:
         return f"input_size {values['input_size']} is below 128, the HOG window height"
     return None
+
+
+def parse_class_thresholds(entries) -> tuple[tuple[str, float], ...]:
+    """Returns ((class, score), ...) from 'name:score' strings (empty ones skipped); raises ValueError
+    naming the entry that is not a class and a score in [0, 1]."""
+    out = []
+    for entry in entries:
+        if not entry.strip():
+            continue
+        name, sep, score = entry.rpartition(":")
+        try:
+            value = float(score)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or not 0.0 <= value <= 1.0:
+            raise ValueError(f"class_thresholds entry {entry!r} is not 'class:score' with a score in [0, 1]")
+        out.append((name.strip(), value))
+    return tuple(out)

@@ -30,20 +30,22 @@ def yolov8_model(tmp_path):
     out = np.zeros((1, 6, 8), np.float32)
     out[0, :, 0] = [20, 32, 10, 16, 0.9, 0.1]   # -> class 0, 0.9, net [15,24,25,40] -> image [30,16,50,48]
     out[0, :, 1] = [21, 32, 10, 16, 0.8, 0.0]   # IoU 0.818 with the first, same class: suppressed
-    out[0, :, 2] = [21, 32, 10, 16, 0.0, 0.7]   # same box, class 1: kept (NMS is per class)
+    out[0, :, 2] = [21, 32, 10, 16, 0.0, 0.7]   # same box, class 1: kept by per-class NMS, gone by agnostic
     out[0, :, 3] = [50, 46, 8, 8, 0.3, 0.2]     # below the 0.5 threshold
     return fixed_output_model(str(tmp_path / "v8.onnx"), out)
 
 
 def test_yolov8_layout_decodes_unletterboxes_and_suppresses_per_class(yolov8_model):
-    det = onnx_detector(yolov8_model)
+    det = onnx_detector(yolov8_model, agnostic_nms_threshold=1.0)
     assert (det.layout, det.class_names, det.size) == ("yolov8", ("class_0", "class_1"), (64, 64))
     assert boxes_of(det) == [(30, 16, 50, 48, 0.9, 0, "class_0"), (32, 16, 52, 48, 0.7, 1, "class_1")]
+    det.filters = Filters()    # the class-1 box overlaps the class-0 one by IoU 0.818 > 0.7: one object
+    assert boxes_of(det) == [(30, 16, 50, 48, 0.9, 0, "class_0")]
 
 
 def test_filters_change_results_without_reload(yolov8_model):
     det = onnx_detector(yolov8_model)
-    det.filters = Filters(score_threshold=0.5, nms_threshold=0.9)    # IoU 0.818 < 0.9: both class-0 boxes stay
+    det.filters = Filters(score_threshold=0.5, nms_threshold=0.9, agnostic_nms_threshold=1.0)   # IoU 0.818 < 0.9
     assert [b[4] for b in boxes_of(det)] == [0.9, 0.8, 0.7]
     det.filters = Filters(score_threshold=0.25)
     assert (92, 52, 108, 64, 0.3, 0, "class_0") in boxes_of(det)   # net [46,42,54,50]: y 68 clipped to 64
@@ -101,7 +103,7 @@ def test_labels_file_must_match_the_class_count(tmp_path, yolov8_model):
 
 
 def test_fp16_model_and_fp16_conversion(tmp_path, yolov8_model):
-    converted = onnx_detector(yolov8_model, precision="fp16")
+    converted = onnx_detector(yolov8_model, precision="fp16", agnostic_nms_threshold=1.0)
     assert converted.precision == "fp16"
     assert [b[:4] + b[5:] for b in boxes_of(converted)] == [(30, 16, 50, 48, 0, "class_0"),
                                                              (32, 16, 52, 48, 1, "class_1")]

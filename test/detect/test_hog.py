@@ -66,7 +66,7 @@ def test_hog_finds_the_people_in_the_bundled_photos():
 
 def test_hog_at_camera_resolution_finds_the_near_person():
     name = "indoor_basketball.jpg"
-    det = make_detector(DetectorConfig())
+    det = make_detector(DetectorConfig(backend="opencv_hog"))
     found, stray = match(det.detect(load_rgb(name)), ANNOTATIONS[name]["people"], ANNOTATIONS[name]["partial"])
     assert found == {0} and stray == 0
 
@@ -75,12 +75,12 @@ def test_hog_at_camera_resolution_finds_the_near_person():
 def test_hog_finds_nobody_in_photos_without_people(photo):
     import skimage.data
     image = cv2.resize(getattr(skimage.data, photo)(), (640, 480), interpolation=cv2.INTER_AREA)
-    assert make_detector(DetectorConfig()).detect(image) == []
+    assert make_detector(DetectorConfig(backend="opencv_hog")).detect(image) == []
 
 
 def test_hog_filters_apply_per_frame():
     image = load_rgb("street_750.jpg")
-    det = make_detector(DetectorConfig(input_size=960))
+    det = make_detector(DetectorConfig(backend="opencv_hog", input_size=960))
     everyone = det.detect(image)
     det.filters = Filters(score_threshold=0.9)
     confident = det.detect(image)
@@ -95,4 +95,4 @@ def test_hog_filters_apply_per_frame():
 
 def test_hog_refuses_precisions_it_cannot_run():
     with pytest.raises(ModelError, match="fp32 only"):
-        make_detector(DetectorConfig(precision="fp16"))
+        make_detector(DetectorConfig(backend="opencv_hog", precision="fp16"))

@@ -59,4 +59,4 @@ def test_recording_of_the_graph_opens_with_an_mcap_ros2_reader(start_nodes, reco
     assert seen["/stylized/image_raw/compressed"].format == "rgb8; jpeg compressed bgr8"
     assert seen["/stylized/image_raw/compressed"].header.frame_id == "camera_color_optical_frame"
     assert any(t.child_frame_id == "camera_link" for t in seen["/tf_static"].transforms)
-    assert seen["/diagnostics"].status and seen["/detections"].backend == "opencv_hog"
+    assert seen["/diagnostics"].status and seen["/detections"].backend == "onnxruntime"   # the bundled COCO SSD

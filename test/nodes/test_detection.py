@@ -1,6 +1,7 @@
-"""detection as its own process over real DDS: bundled photographs in, detections / markers /
-annotated image out with the source header; parameters taking effect; bad model files, malformed
-frames, rate limit and nice value."""
+"""detection as its own process over real DDS: bundled photographs in, detections (the package's message
+and vision_msgs/Detection2DArray) / markers / annotated image out with the source header, from the
+default COCO SSD; parameters taking effect; bad model files (the HOG fallback), malformed frames, rate
+limit and nice value."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from conftest import diag_values, wait_for
 from muon_ad_ros import graph
+from muon_ad_ros.detect.labels import COCO
 from muon_ad_ros.detect.synthetic import fixed_output_model
 from muon_ad_ros.nodes.images import fill_image
 from muon_ad_ros.nodes.qos import image_qos
@@ -29,7 +31,7 @@ PEOPLE = json.loads((DATA / "people.json").read_text())
 
 
 def spec(**params) -> graph.NodeSpec:
-    return graph.NodeSpec("detection", "detection", "", {"input_size": 960, "threads": 1, **params},
+    return graph.NodeSpec("detection", "detection", "", {"threads": 1, **params},
                           (("image", TOPIC),))
 
 
@@ -74,10 +76,12 @@ def person_model(tmp_path) -> str:
 def node(probe, start_nodes):
     """Starts a detection node; returns (process group, image publisher, collected outputs)."""
     from muon_ad_ros.msg import DetectionArray
+    from vision_msgs.msg import Detection2DArray   # vision_msgs of ROS, or vendor/vision_msgs built by make build
 
     def start(**params):
         g = start_nodes([spec(**params)])
         out = {"det": probe.collect(DetectionArray, "/detections"),
+               "vision": probe.collect(Detection2DArray, "/detections/vision_msgs"),
                "markers": probe.collect(MarkerArray, "/detections/markers"),
                "image": probe.collect(Image, "/detections/image_annotated"),
                "diag": probe.collect(DiagnosticArray, "/diagnostics")}
@@ -106,12 +110,23 @@ def test_people_in_bundled_photos_detected_with_header_markers_and_annotated_ima
     for name in ("street_600.jpg", "indoor_basketball.jpg"):
         det = send_until(probe, pub, out["det"], photo(name), info=(info_pub, info))
         assert det is not None, g.log("detection")
-        assert det.header.frame_id == "test_optical_frame" and det.backend == "opencv_hog"
-        centres = [((d.x_min + d.x_max) / 2, (d.y_min + d.y_max) / 2) for d in det.detections]
+        assert det.header.frame_id == "test_optical_frame" and det.backend == "onnxruntime"
+        centres = [((d.x_min + d.x_max) / 2, (d.y_min + d.y_max) / 2) for d in det.detections
+                   if d.class_name == "person"]
         people = PEOPLE[name]["people"]
         found = [p for p in people if any(p[0] <= x <= p[2] and p[1] <= y <= p[3] for x, y in centres)]
         assert len(found) >= 0.6 * len(people), (name, [(d.x_min, d.y_min, d.x_max, d.y_max) for d in det.detections])
-        assert all(d.class_name == "person" and d.class_id == 0 and d.score > 0.5 for d in det.detections)
+        assert all(COCO[d.class_id] == d.class_name and d.score > 0.5 for d in det.detections)
+
+        # the same detections as vision_msgs: centre and size in pixels, the class name as class_id
+        assert wait_for(lambda: [m for m in out["vision"] if stamp(m) == stamp(det)], 5), g.log("detection")
+        vision = [m for m in out["vision"] if stamp(m) == stamp(det)][0]
+        assert vision.header.frame_id == "test_optical_frame" and len(vision.detections) == len(det.detections)
+        for v, d in zip(vision.detections, det.detections):
+            assert (v.bbox.center.position.x, v.bbox.center.position.y, v.bbox.size_x, v.bbox.size_y) == \
+                pytest.approx(((d.x_min + d.x_max) / 2, (d.y_min + d.y_max) / 2, d.x_max - d.x_min, d.y_max - d.y_min))
+            [hyp] = v.results
+            assert (hyp.hypothesis.class_id, hyp.hypothesis.score) == (d.class_name, pytest.approx(d.score))
 
         assert wait_for(lambda: [m for m in out["markers"] if stamp(m.markers[0]) == stamp(det)], 5)
         markers = [m for m in out["markers"] if stamp(m.markers[0]) == stamp(det)][0].markers
@@ -144,29 +159,33 @@ def test_parameter_changes_take_effect_on_the_next_frame(probe, node, tmp_path):
     base = send_until(probe, pub, out["det"], image)
     assert base is not None and len(base.detections) >= 4, g.log("detection")
 
-    assert probe.set_params("/detection", score_threshold=0.95)[0].successful
+    assert probe.set_params("/detection", score_threshold=0.8)[0].successful
     strict = send_until(probe, pub, out["det"], image)
-    assert 0 < len(strict.detections) < len(base.detections) and min(d.score for d in strict.detections) >= 0.95
+    assert 0 < len(strict.detections) < len(base.detections) and min(d.score for d in strict.detections) >= 0.8
     assert probe.set_params("/detection", score_threshold=0.5, max_detections=2)[1].successful
     assert len(send_until(probe, pub, out["det"], image).detections) == 2
     assert probe.set_params("/detection", class_filter=["car"])[0].successful
     assert send_until(probe, pub, out["det"], image).detections == []
     assert probe.set_params("/detection", class_filter=[""], max_detections=100)[0].successful
+    # a per-class threshold above every person's score leaves no person
+    assert probe.set_params("/detection", class_thresholds=["person:0.99"])[0].successful
+    assert all(d.class_name != "person" for d in send_until(probe, pub, out["det"], image).detections)
+    assert probe.set_params("/detection", class_thresholds=[""])[0].successful
 
     # Rejected at set time, with a reason; the old value stays.
-    for values, reason in (({"input_size": 100}, "below 128"), ({"precision": "fp16"}, "fp32 only"),
-                           ({"backend": "onnxruntime"}, "needs model_path"), ({"score_threshold": 1.5}, "out of range"),
+    for values, reason in (({"input_size": 100}, "multiple of 32"), ({"precision": "int8"}, "needs backend tensorrt"),
+                           ({"class_thresholds": ["person"]}, "not 'class:score'"),
+                           ({"score_threshold": 1.5}, "out of range"),
                            ({"model_path": str(tmp_path / "nope.onnx")}, "does not exist")):
         res = probe.set_params("/detection", **values)
         assert not res[0].successful and reason in res[0].reason, (values, res[0].reason)
-    assert probe.get_params("/detection", "input_size", "precision", "backend") == [960, "auto", "opencv_hog"]
+    assert probe.get_params("/detection", "input_size", "precision", "backend") == [0, "auto", "onnxruntime"]
 
     # Switch to a YOLO ONNX model: the next frames come from onnxruntime with the model's box.
     assert probe.set_params("/detection", model_path=person_model(tmp_path))[0].successful
-    assert probe.set_params("/detection", input_size=0, backend="onnxruntime")[1].successful
     deadline = time.monotonic() + 20
     det = None
-    while time.monotonic() < deadline and (det is None or det.backend != "onnxruntime"):
+    while time.monotonic() < deadline and (det is None or len(det.detections) != 1):
         det = send_until(probe, pub, out["det"], image)
     assert det.backend == "onnxruntime", g.log("detection")
     [d] = det.detections
@@ -181,23 +200,23 @@ def test_corrupt_model_is_reported_and_the_previous_detector_kept(probe, node, t
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 50)
     assert probe.set_params("/detection", model_path=str(corrupt))[0].successful
-    assert probe.set_params("/detection", input_size=0, backend="onnxruntime")[1].successful
-    assert wait_for(lambda: (diag_values(out["diag"], STATUS) or {}).get("level") == 2, 10), g.log("detection")
+    assert wait_for(lambda: "corrupt.onnx" in (diag_values(out["diag"], STATUS) or {}).get("load_error", ""), 10), \
+        g.log("detection")
     d = diag_values(out["diag"], STATUS)
-    assert "corrupt.onnx" in d["message"] and "still running opencv_hog" in d["message"]
-    assert d["backend"] == "opencv_hog" and "corrupt.onnx" in d["load_error"]
+    assert d["level"] == 2 and "corrupt.onnx" in d["message"] and "still running onnxruntime" in d["message"]
+    assert d["model"].endswith("ssd_mobilenet_v2_coco.onnx") and "corrupt.onnx" in d["load_error"]
     assert "corrupt.onnx" in g.log("detection")
     det = send_until(probe, pub, out["det"], image)
-    assert det.backend == "opencv_hog" and det.detections and g.alive()["detection"]
+    assert det.backend == "onnxruntime" and det.detections and g.alive()["detection"]
 
     assert probe.set_params("/detection", model_path=person_model(tmp_path))[0].successful
-    assert wait_for(lambda: (diag_values(out["diag"], STATUS) or {}).get("backend") == "onnxruntime", 10)
+    assert wait_for(lambda: (diag_values(out["diag"], STATUS) or {}).get("model", "").endswith("person.onnx"), 10)
     assert diag_values(out["diag"], STATUS)["load_error"] == ""
 
 
 def test_missing_model_at_start_falls_back_to_hog_with_error_then_recovers(probe, node, tmp_path):
     missing = str(tmp_path / "gone.onnx")
-    g, pub, out = node(backend="onnxruntime", model_path=missing, input_size=0)
+    g, pub, out = node(model_path=missing)
     det = send_until(probe, pub, out["det"], photo("indoor_basketball.jpg"))
     assert det is not None and det.backend == "opencv_hog" and det.detections, g.log("detection")
     assert wait_for(lambda: (diag_values(out["diag"], STATUS) or {}).get("level") == 2, 5)

@@ -6,8 +6,13 @@ from muon_ad_ros.params import validate_all
 
 
 @pytest.mark.parametrize("values, reason", [
-    ({"precision": "fp16"}, "opencv_hog computes in fp32 only"),
-    ({"backend": "onnxruntime"}, "needs model_path"),
+    ({"backend": "opencv_hog", "precision": "fp16"}, "opencv_hog computes in fp32 only"),
+    ({"backend": "opencv_dnn", "precision": "fp16"}, "opencv_dnn computes in fp32 only"),
+    ({"backend": "opencv_dnn", "input_size": 320}, "fixed 300x300 input"),
+    ({"class_thresholds": ["person"]}, "is not 'class:score'"),
+    ({"class_thresholds": ["person:1.5"]}, "is not 'class:score'"),
+    ({"class_thresholds": [":0.5"]}, "is not 'class:score'"),
+    ({"agnostic_nms_threshold": 1.1}, "above the maximum"),
     ({"backend": "onnxruntime", "model_path": "/m/yolo.engine"}, "needs an .onnx model_path"),
     ({"backend": "tensorrt", "model_path": "/m/yolo.pt"}, "needs an .onnx, .engine or .plan"),
     ({"backend": "onnxruntime", "model_path": "/m/y.onnx", "precision": "int8"}, "int8 needs backend tensorrt"),
@@ -15,7 +20,8 @@ from muon_ad_ros.params import validate_all
     ({"backend": "onnxruntime", "model_path": "/m/y.onnx", "dla_core": 0}, "dla_core needs backend tensorrt"),
     ({"backend": "tensorrt", "model_path": "/m/y.onnx", "dla_core": 0, "precision": "fp32"}, "fp16 or int8 only"),
     ({"backend": "onnxruntime", "model_path": "/m/y.onnx", "input_size": 600}, "not a multiple of 32"),
-    ({"input_size": 64}, "below 128"),
+    ({"backend": "opencv_hog", "input_size": 64}, "below 128"),
+    ({"input_size": 100}, "not a multiple of 32"),
     ({"backend": "yolo"}, "not one of"),
     ({"score_threshold": -0.1}, "below the minimum"),
 ])
@@ -25,7 +31,10 @@ def test_inconsistent_values_are_rejected_with_a_reason(values, reason):
 
 @pytest.mark.parametrize("values", [
     {},
-    {"input_size": 960, "class_filter": ["person"]},
+    {"class_filter": ["person", "car"], "class_thresholds": ["person:0.4", "2:0.6", ""]},
+    {"backend": "tensorrt"},
+    {"backend": "opencv_dnn", "input_size": 300},
+    {"backend": "opencv_hog", "input_size": 960, "class_filter": ["person"]},
     {"backend": "onnxruntime", "model_path": "/m/y.onnx", "precision": "fp16", "input_size": 640},
     {"backend": "tensorrt", "model_path": "/m/y.onnx", "precision": "int8", "calibration_dir": "/c", "dla_core": 0},
     {"backend": "tensorrt", "model_path": "/m/y.engine", "precision": "int8"},
