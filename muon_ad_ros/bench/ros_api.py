@@ -733,7 +733,10 @@ def check_profile(schema: dict, profile: Path, parser_names: list[str] = ()) -> 
                 continue
             walk(child, t["elements"][name], f"{path}/{name}")
 
-    root = ET.parse(profile).getroot()
+    try:
+        root = ET.parse(profile).getroot()
+    except ET.ParseError as exc:
+        return [f"{profile}: not well-formed XML ({exc}); Fast DDS's parser rejects it"]
     name = local(root.tag)
     if name not in schema["root"]:
         return [f"/{name}: not a root element of the schema"]

@@ -89,6 +89,9 @@ def test_the_profile_and_its_variable_fit_fast_dds_2_6(data, tmp_path):
     assert any("no_such_setting: no such element" in p for p in problems), problems
     assert any("'HUGE_DATA' is not one of" in p for p in problems), problems
     assert any("@colour: no such attribute" in p for p in problems), problems
+    # XML forbids "--" inside a comment
+    planted.write_text(text.replace("<dds", "<!-- docker run --shm-size=512m -->\n<dds", 1))
+    assert "not well-formed XML" in ros_api.check_profile(schema, planted, parser)[0]
 
 
 @pytest.mark.skipif(not (MIRRORS / "ros2+rclpy" / "repo").is_dir(),
