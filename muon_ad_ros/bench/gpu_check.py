@@ -212,6 +212,36 @@ def detect_tensorrt(ctx) -> dict:
     return out
 
 
+def detect_tensorrt_coco_ssd(ctx) -> dict:
+    """The default detector, the bundled SSD MobileNet-v2 COCO, as fp16 and int8 engines: its boxes against
+    onnxruntime's on the CPU."""
+    _tensorrt()
+    from muon_ad_ros.detect import DetectorConfig, make_detector
+    frame = _frame(2)
+    reference = make_detector(DetectorConfig(backend="onnxruntime", device="cpu")).detect(frame)
+    out = {"model": "bundled SSD MobileNet-v2 COCO (models/coco_ssd)", "onnxruntime_cpu_boxes": len(reference),
+           "precisions": {}}
+    for precision in ("fp16", "int8"):
+        det = make_detector(DetectorConfig(backend="tensorrt", precision=precision,
+                                           engine_cache_dir=str(ctx["out"] / "engines"),
+                                           calibration_dir=str(ctx["calibration"]) if precision == "int8" else ""),
+                            log=lambda m: None)
+        if det.name != "tensorrt":
+            raise AssertionError(f"{precision}: fell back to {det.name}: {det.fallback}")
+        boxes = det.detect(frame)
+        same = [a.class_name for a in boxes] == [b.class_name for b in reference]
+        out["precisions"][precision] = _time(lambda: det.detect(frame)) | {
+            "build_seconds": det.report.build_seconds, "device": det.report.device,
+            "boxes": len(boxes), "classes_as_onnxruntime": same,
+            "max_corner_difference_px": max((max(abs(a.x_min - b.x_min), abs(a.y_min - b.y_min), abs(a.x_max - b.x_max),
+                                                 abs(a.y_max - b.y_max)) for a, b in zip(boxes, reference)),
+                                            default=0.0)}
+        if precision == "fp16" and not same:
+            raise AssertionError(f"fp16 engine found {[a.class_name for a in boxes]}, onnxruntime "
+                                 f"{[b.class_name for b in reference]}")
+    return out
+
+
 def onnxruntime_cuda(ctx) -> dict:
     _torch_cuda()
     if importlib.util.find_spec("onnxruntime") is None:
@@ -270,6 +300,7 @@ def distill_cuda(ctx) -> dict:
 
 PARTS = {"style_torch_cuda": style_torch_cuda, "style_tensorrt_fp16": style_tensorrt_fp16,
          "style_tensorrt_int8": style_tensorrt_int8, "detect_tensorrt": detect_tensorrt,
+         "detect_tensorrt_coco_ssd": detect_tensorrt_coco_ssd,
          "onnxruntime_cuda": onnxruntime_cuda, "distill_cuda": distill_cuda}
 
 

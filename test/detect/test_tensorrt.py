@@ -4,6 +4,7 @@ NVIDIA GPU with TensorRT and is skipped elsewhere."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,8 +12,11 @@ import pytest
 
 from muon_ad_ros.detect import DetectorConfig, ModelError, make_detector
 from muon_ad_ros.detect.synthetic import conv_yolo_model, fixed_output_model
-from muon_ad_ros.detect.yolo_trt import letterboxed
+from muon_ad_ros.detect.yolo_trt import letterboxed, onnx_io, ssd_resized
 from muon_ad_ros.runtime import tensorrt_engine as te
+
+
+DATA = Path(__file__).resolve().parents[2] / "muon_ad_ros" / "data"
 
 
 def _gpu_and_tensorrt() -> bool:
@@ -58,6 +62,24 @@ def test_calibration_images_are_letterboxed_like_camera_frames(tmp_path):
     assert batch[0, :, 0, 0] == pytest.approx(114 / 255) and batch[0, :, 32, 32] == pytest.approx(200 / 255)
 
 
+@pytest.mark.skipif(_gpu_and_tensorrt(), reason="this machine has TensorRT and a GPU: no fallback happens")
+def test_tensorrt_without_a_model_path_runs_the_bundled_coco_ssd_on_onnxruntime_here():
+    det = make_detector(DetectorConfig(backend="tensorrt"), log=lambda m: None)
+    assert (det.name, det.layout, det.model.endswith("ssd_mobilenet_v2_coco.onnx")) == ("onnxruntime", "ssd", True)
+    assert det.fallback.startswith("tensorrt unavailable")
+
+
+def test_the_bundled_ssd_is_built_from_its_onnx_and_calibrated_with_its_own_preprocessing(tmp_path):
+    from muon_ad_ros.detect.coco import SSD_ONNX
+    name, shape, _, outputs = onnx_io(str(SSD_ONNX))
+    assert (name, shape, outputs) == ("image", [1, 3, 300, 300], 2)
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((48, 64, 3), 200, np.uint8))
+    batches, ssd_id = te.calibration_source(str(tmp_path), (300, 300), ssd_resized)
+    [batch] = list(batches())
+    assert batch.shape == (1, 3, 300, 300) and batch.min() == batch.max() == 200   # resized, 0..255, no padding
+    assert ssd_id != te.calibration_source(str(tmp_path), (300, 300), letterboxed)[1]
+
+
 def test_int8_without_calibration_images_names_the_folder(tmp_path, model):
     with pytest.raises(ModelError, match=f"{tmp_path} holds no"):
         make_detector(DetectorConfig(backend="tensorrt", model_path=model, precision="int8",
@@ -93,3 +115,15 @@ def test_dla_build_reports_layers_that_fell_back(tmp_path):
     assert det.device == "DLA0" and det.report.dla_layers
     # Reshape/Concat of the head are not DLA layers: they must be reported, not hidden.
     assert det.fallback_layers and det.fallback
+
+
+@needs_gpu
+def test_bundled_coco_ssd_engine_matches_onnxruntime(tmp_path):
+    image = cv2.cvtColor(cv2.imread(str(DATA / "street_600.jpg")), cv2.COLOR_BGR2RGB)
+    trt_det = make_detector(DetectorConfig(backend="tensorrt", precision="fp16", engine_cache_dir=str(tmp_path)))
+    ort_det = make_detector(DetectorConfig(backend="onnxruntime", device="cpu"))
+    assert trt_det.name == "tensorrt" and trt_det.layout == "ssd"
+    a, b = trt_det.detect(image), ort_det.detect(image)
+    assert [x.class_name for x in a] == [x.class_name for x in b] and a
+    for x, y in zip(a, b):
+        assert (x.x_min, x.y_min, x.x_max, x.y_max) == pytest.approx((y.x_min, y.y_min, y.x_max, y.y_max), abs=3)
