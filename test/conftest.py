@@ -191,7 +191,9 @@ def start_nodes(tmp_path, request):
     graphs = request.node.muon_ad_graphs = []
 
     def start(specs, env: dict | None = None, prefix: list[str] | None = None):
-        g = GraphProcesses(list(specs), tmp_path / f"logs{len(graphs)}", env=env)
+        # no check for running nodes of the same names: a test's graph is alone in the session's private
+        # domain, and the check's seconds per start are left to the tests of it (test/launcher)
+        g = GraphProcesses(list(specs), tmp_path / f"logs{len(graphs)}", env=env, name_check_s=0)
         if prefix:
             g.prefix = prefix
         graphs.append(g.start())

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.launcher import supervise
 from muon_ad_ros.measure import machine, percentiles
 
 ROLES = ("pub", "sub1", "sub2", "early")
@@ -68,7 +69,7 @@ def without_discovery_settings(profile: Path, folder: Path) -> Path:
     return path
 
 
-def child_result(proc: subprocess.Popen, limit_s: float) -> dict:
+def child_result(proc: subprocess.Popen, role: str, limit_s: float) -> dict:
     """Returns the result line a child prints before its teardown; a child still running after limit_s is
     killed (its line, printed first, is kept), so a stuck teardown costs the run seconds, not the run."""
     try:
@@ -78,7 +79,7 @@ def child_result(proc: subprocess.Popen, limit_s: float) -> dict:
         out = proc.communicate()[0]
     line = next((l for l in out.splitlines() if l.strip()), None)
     if line is None:
-        raise RuntimeError(f"discovery child {proc.args[4]!r} printed no result (exit status {proc.returncode})")
+        raise RuntimeError(f"discovery child {role!r} printed no result (exit status {proc.returncode})")
     return json.loads(line)
 
 
@@ -88,11 +89,12 @@ def trial(envs: dict, spread: float, early: float, seconds: float) -> list[float
     t0 = time.time() + 1.0
     delays = {role: early + random.uniform(0, spread) for role in ROLES}
     delays["early"] = 0.0
-    procs = [subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.discovery", "_child", role,
-                               str(delays[role]), str(t0), str(seconds + early)],
-                              stdout=subprocess.PIPE, text=True, env=envs[role]) for role in ROLES]
+    procs = [supervise.spawn([sys.executable, "-m", "muon_ad_ros.bench.discovery", "_child", role,
+                              str(delays[role]), str(t0), str(seconds + early)],
+                             stdout=subprocess.PIPE, text=True, env=envs[role]) for role in ROLES]
     limit = 1.0 + max(delays.values()) + seconds + early + 30.0  # its run, then close_ros's 5 s and start-up
-    outs = [json.loads(procs[0].stdout.readline())] + [child_result(p, limit) for p in procs[1:]]
+    outs = [json.loads(procs[0].stdout.readline())] + [child_result(p, role, limit)
+                                                       for p, role in zip(procs[1:], ROLES[1:])]
     procs[0].kill()
     procs[0].communicate()
     ready = max(o["created"] for o in outs)
@@ -160,6 +162,10 @@ def main(argv=None) -> int:
     ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0))
     ap.add_argument("--out", default="out/bench")
     a = ap.parse_args(argv)
+    return supervise.run_supervised(lambda: bench(a), "muon-ad bench discovery")
+
+
+def bench(a) -> int:
     result = run(a.trials, a.spread, a.early, a.timeout, a.domain)
     write_report(Path(a.out), "bench_discovery", result, markdown(result))
     return 0

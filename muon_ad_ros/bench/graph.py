@@ -23,8 +23,10 @@ import numpy as np
 
 from muon_ad_ros import graph
 from muon_ad_ros.bench.report import write_report
-from muon_ad_ros.measure import machine, paced, percentiles
+from muon_ad_ros.launcher import supervise
 from muon_ad_ros.launcher.demo import Collector, process_stats
+from muon_ad_ros.launcher.processes import GraphProcesses
+from muon_ad_ros.measure import machine, paced, percentiles
 
 TOPIC = "/camera/color/image_raw"
 TOPIC2 = "/csi/image_raw"          # the second stream with --streams 2 (a CSI camera's topic in the launch)
@@ -87,9 +89,9 @@ def start_profiles(pids: dict, seconds: float, out_dir: Path, tag: str) -> dict:
     procs = {}
     for node, pid in pids.items():
         path = out_dir / f"profile_{node}_{tag}.txt"
-        procs[node] = (subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-                                         "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(path)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path)
+        procs[node] = (supervise.spawn([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+                                        "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(path)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path)
     return procs
 
 
@@ -130,9 +132,9 @@ def probe_rate(col: Collector, frames_path: str, rate: float, seconds: float, pi
     streams=2: a second player publishes the same frames at the same rate on TOPIC2 (read by the style node
     only), and its stylized output is reported as "stream_2"."""
     launched = time.time()
-    players = [subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.graph", "play", frames_path, str(rate),
-                                 str(warmup + seconds + 5.0), str(subs), topic], stdout=subprocess.PIPE,
-                                env=graph.node_env())
+    players = [supervise.spawn([sys.executable, "-m", "muon_ad_ros.bench.graph", "play", frames_path, str(rate),
+                                str(warmup + seconds + 5.0), str(subs), topic], stdout=subprocess.PIPE,
+                               env=graph.node_env())
                for topic, subs in ((TOPIC, subscribers), (TOPIC2, 1))[:streams]]
     try:
         r, (t0, t1) = _measure(col, players[0], launched, rate, seconds, pids, warmup, profile_dir)
@@ -276,6 +278,10 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
     a = ap.parse_args(argv)
+    return supervise.run_supervised(lambda: bench(a, argv), "muon-ad bench graph")
+
+
+def bench(a, argv) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     frames_path = out / "bench_frames.npy"
@@ -284,7 +290,6 @@ def main(argv=None) -> int:
                              detection=not a.no_detection, controller_mode=a.controller_mode,
                              detection_rate=a.detection_rate,
                              **({"target_fps": a.target_fps} if a.target_fps else {}))
-    from muon_ad_ros.launcher.processes import GraphProcesses
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC, second_stream=a.streams == 2)
     report = {"machine": machine(), "command": "muon-ad bench graph " + " ".join(argv or sys.argv[1:]),

@@ -3,7 +3,8 @@ started N times with every node process started at once, as `ros2 launch` does; 
 seconds from spawning the processes to the first camera frame, first stylized frame and first
 detections seen by an observer (this process), and until a process in the default ROS 2 environment
 (no Fast DDS variable, as `ros2 node list` / `ros2 param get` run) lists every node and has read the
-style node's retention parameter; percentiles with the count over 5 s.
+style node's retention parameter; percentiles with the count over 5 s. Also per start: seconds until the
+nodes were let onto the graph, after the check for running nodes of the same names (--name-check 0 skips it).
 Writes bench_startup.json and bench_startup.md.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import threading
 
 from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.launcher import names, supervise
+from muon_ad_ros.launcher.processes import GraphProcesses, seconds_arg
 from muon_ad_ros.measure import machine, percentiles
 
 LIMIT_S = 5.0
@@ -61,8 +64,8 @@ class Watcher:
     def __init__(self, seconds: float):
         from muon_ad_ros.bench.transport import FASTDDS_VARS
         env = {k: v for k, v in os.environ.items() if k not in FASTDDS_VARS}
-        self.proc = subprocess.Popen([sys.executable, "-m", "muon_ad_ros.bench.startup", "_watch", str(seconds)],
-                                     env=env, stdout=subprocess.PIPE, text=True)
+        self.proc = supervise.spawn([sys.executable, "-m", "muon_ad_ros.bench.startup", "_watch", str(seconds)],
+                                    env=env, stdout=subprocess.PIPE, text=True)
         self.lines: list[dict] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -91,30 +94,32 @@ def first_after(col, kind: str, t0: float) -> float | None:
     return times[0] - t0 if times else None
 
 
-def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
+def run(starts: int, timeout: float, out: Path, stagger: float = 0.0, name_check: float = names.WAIT_S) -> dict:
     from muon_ad_ros import graph
     from muon_ad_ros.launcher.demo import Collector, ensure_recording
-    from muon_ad_ros.launcher.processes import GraphProcesses
     specs = graph.edge_graph(("realsense",), recording=str(ensure_recording()))
     col = Collector()
     watcher = Watcher(starts * (timeout + 10) + 60)
     rows = []
     try:
         for k in range(starts):
-            g = GraphProcesses(specs, out / "logs" / f"start_{k:03d}")
+            g = GraphProcesses(specs, out / "logs" / f"start_{k:03d}", name_check_s=name_check)
             g.stagger = stagger
             t0 = time.time()
-            g.start()
-            while time.time() < t0 + timeout and (first_after(col, "stylized", t0) is None
-                                                  or first_after(col, "detections", t0) is None
-                                                  or watcher.param_after(t0) is None
-                                                  or watcher.all_listed_after(t0) is None):
-                time.sleep(0.02)
-            row = {"start": k, "spawned_at": round(t0, 3), **{f"first_{kind}_s": first_after(col, kind, t0)
-                                  for kind in ("raw", "stylized", "detections")},
-                   "default_process_lists_all_s": watcher.all_listed_after(t0),
-                   "default_process_read_param_s": watcher.param_after(t0)}
-            codes = g.stop()
+            try:
+                g.start()
+                joined = time.time() - t0
+                while time.time() < t0 + timeout and (first_after(col, "stylized", t0) is None
+                                                      or first_after(col, "detections", t0) is None
+                                                      or watcher.param_after(t0) is None
+                                                      or watcher.all_listed_after(t0) is None):
+                    time.sleep(0.02)
+                row = {"start": k, "spawned_at": round(t0, 3), "allowed_on_graph_s": round(joined, 3),
+                       **{f"first_{kind}_s": first_after(col, kind, t0) for kind in ("raw", "stylized", "detections")},
+                       "default_process_lists_all_s": watcher.all_listed_after(t0),
+                       "default_process_read_param_s": watcher.param_after(t0)}
+            finally:
+                codes = g.stop()
             row["exit_codes"] = codes
             rows.append(row)
             print(row, flush=True)
@@ -128,6 +133,8 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
     styl = [r["first_stylized_s"] for r in rows]
     reached = [s for s in styl if s is not None]
     return {"machine": machine(), "starts": starts, "stagger_s": stagger, "timeout_s": timeout,
+            "name_check_wait_s": name_check,
+            "allowed_on_graph_s": percentiles([r["allowed_on_graph_s"] for r in rows]),
             "first_stylized_s": percentiles(reached),
             "first_raw_s": percentiles([r["first_raw_s"] for r in rows if r["first_raw_s"] is not None]),
             "first_detections_s": percentiles([r["first_detections_s"] for r in rows
@@ -143,8 +150,10 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0) -> dict:
 def markdown(r: dict) -> str:
     s, c, d = r["first_stylized_s"], r["first_raw_s"], r["first_detections_s"]
     n, p = r["default_process_lists_all_s"], r["default_process_read_param_s"]
+    k = r["allowed_on_graph_s"]
     return "\n".join([
-        f"# Start-up: the edge graph started {r['starts']} times, node processes {r['stagger_s']:g} s apart", "",
+        f"# Start-up: the edge graph started {r['starts']} times, nodes joining the graph {r['stagger_s']:g} s "
+        "apart", "",
         f"Machine: {r['machine']['cpu']} ({r['machine']['cores']} cores). Seconds from spawning the node "
         "processes to the first message seen by an observer process.", "",
         "| first | p50 s | p90 s | p99 s | max s | never | over 5 s |", "|---|---|---|---|---|---|---|",
@@ -155,7 +164,9 @@ def markdown(r: dict) -> str:
         f"| default process lists every node | {n['p50']} | {n['p90']} | {n['p99']} | {n['max']} | "
         f"{r['starts'] - n['n']} | |",
         f"| default process read a parameter | {p['p50']} | {p['p90']} | {p['p99']} | {p['max']} | "
-        f"{r['starts'] - p['n']} | |", ""])
+        f"{r['starts'] - p['n']} | |",
+        f"| nodes allowed onto the graph (name check, {r['name_check_wait_s']:g} s) | {k['p50']} | {k['p90']} | "
+        f"{k['p99']} | {k['max']} | | |", ""])
 
 
 def main(argv=None) -> int:
@@ -163,15 +174,22 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--starts", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds one start may take")
-    ap.add_argument("--stagger", type=float, default=0.0, help="seconds between node process starts")
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="seconds between the nodes joining the graph (their processes start together)")
+    ap.add_argument("--name-check", type=seconds_arg, default=names.WAIT_S, metavar="SECONDS",
+                    help="the start's look for running nodes of the same names (0 = none, to measure its cost)")
     ap.add_argument("--out", default="out/bench")
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["_watch"]:
         return watch(float(argv[1]))
     a = ap.parse_args(argv)
+    return supervise.run_supervised(lambda: bench(a), "muon-ad bench startup")
+
+
+def bench(a) -> int:
     out = Path(a.out)
-    result = run(a.starts, a.timeout, out, a.stagger)
+    result = run(a.starts, a.timeout, out, a.stagger, a.name_check)
     write_report(out, "bench_startup", result, markdown(result))
     return 0 if result["never"] < a.starts else 1
 

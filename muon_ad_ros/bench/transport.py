@@ -23,6 +23,7 @@ import numpy as np
 
 from muon_ad_ros import distro, graph
 from muon_ad_ros.bench.report import write_report
+from muon_ad_ros.launcher import supervise
 from muon_ad_ros.measure import machine, paced, percentiles
 
 TOPIC = "/bench_transport/image"
@@ -177,11 +178,11 @@ def run_trial(trial: dict, width: int, height: int, rate: float, seconds: float,
     me = [sys.executable, "-m", "muon_ad_ros.bench.transport"]
     pre = (hosts.prefix(0), hosts.prefix(1)) if row["hosts"] == 2 else ([], [])
     t_start = time.time()
-    sub = subprocess.Popen(pre[1] + me + ["_sub", "--seconds", str(seconds + 4.0), "--t-start", repr(t_start),
-                                          "--qos", qos, "--out", str(sub_out)], env=clean_env(cands[sub_set], domain))
-    pub = subprocess.Popen(pre[0] + me + ["_pub", "--width", str(width), "--height", str(height), "--rate", str(rate),
-                                          "--seconds", str(seconds), "--qos", qos, "--out", str(pub_out)],
-                           env=clean_env(cands[pub_set], domain))
+    sub = supervise.spawn(pre[1] + me + ["_sub", "--seconds", str(seconds + 4.0), "--t-start", repr(t_start),
+                                         "--qos", qos, "--out", str(sub_out)], env=clean_env(cands[sub_set], domain))
+    pub = supervise.spawn(pre[0] + me + ["_pub", "--width", str(width), "--height", str(height), "--rate", str(rate),
+                                         "--seconds", str(seconds), "--qos", qos, "--out", str(pub_out)],
+                          env=clean_env(cands[pub_set], domain))
     try:
         pub.wait(timeout=seconds + 30)
         sub.wait(timeout=seconds + 30)
@@ -246,6 +247,10 @@ def main(argv=None) -> int:
         return publish(a.width, a.height, a.rate, a.seconds, a.out, a.qos)
     if a.cmd == "_sub":
         return subscribe(a.seconds, a.t_start, a.out, a.qos)
+    return supervise.run_supervised(lambda: bench(a), "muon-ad bench transport")
+
+
+def bench(a) -> int:
     rows = []
     plan = trials(tuple(a.candidates.split(",")))
     hosts = None

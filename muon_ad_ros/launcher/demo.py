@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from muon_ad_ros.launcher import supervise
 from muon_ad_ros.measure import machine, percentiles
 
 
@@ -33,7 +34,7 @@ class Collector:
         self.images = images
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         if not rclpy.ok():
-            rclpy.init()
+            supervise.init_ros()
         self.node = rclpy.create_node("demo_collector")
         self.lock = threading.Lock()
         self.arrivals = collections.defaultdict(list)     # topic -> [(receipt wall time, latency ms)]
@@ -206,18 +207,21 @@ def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sam
     from muon_ad_ros.launcher.processes import GraphProcesses, specs_from_args
     from muon_ad_ros.launcher.record import Recorder, graph_topics
     specs = specs_from_args(a)
-    g = GraphProcesses(specs, out / "logs").start()
+    g = GraphProcesses(specs, out / "logs", name_check_s=a.name_check).start()
     col = Collector(a.namespace, video_path=out / "stylized.mp4", snapshot_dir=out)
-    # graph.mcap: the compressed stylized/annotated images, detections, markers, pruning state,
-    # diagnostics and TF, for ros2 bag and Foxglove (the /compressed twins cost ~1 ms per frame each).
-    recorder = Recorder(out / "graph.mcap", graph_topics(a.namespace, camera_topic="")) if mcap else None
+    recorder = None
     peak: dict[str, float] = collections.defaultdict(float)
     rss_series: dict[str, list] = collections.defaultdict(list)
     t_start = time.time()
     t_measure = t_start + warmup
     next_sample, snaps = t_start, 0
     diag_start = None
+    finished = False
     try:
+        # graph.mcap: the compressed stylized/annotated images, detections, markers, pruning state,
+        # diagnostics and TF, for ros2 bag and Foxglove (the /compressed twins cost ~1 ms per frame each).
+        if mcap:
+            recorder = Recorder(out / "graph.mcap", graph_topics(a.namespace, camera_topic=""))
         while time.time() < t_measure + seconds:
             time.sleep(0.25)
             if diag_start is None and time.time() >= t_measure:
@@ -233,10 +237,13 @@ def run_graph_and_collect(a, out: Path, seconds: float, warmup: float = 8.0, sam
             if not all(g.alive().values()):
                 break
         cpu = process_stats(g.pids())
+        finished = True
     finally:
         alive = g.alive()
         codes = g.stop()
         recorded = recorder.close() if recorder is not None else {}
+        if not finished:    # a stop signal (supervise.Interrupted) or an error: no report, the collector closes here
+            col.close()
     span = max(1e-6, time.time() - t_measure)
     summary = {
         "machine": machine(), "measured_seconds": round(span, 1), "warmup_seconds": warmup,

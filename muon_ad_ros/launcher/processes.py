@@ -1,10 +1,12 @@
 """Starts the edge graph of graph.py as one process per node, as launch/edge.launch.py does on a ROS 2
 machine: the command line and parameters file of each node, and the runner's graph arguments (every
-argument of the launch file has a --flag twin)."""
+argument of the launch file has a --flag twin). GraphProcesses is the one class that starts and stops node
+processes (the runner, demo, soak, benchmarks and tests), through launcher/supervise.py."""
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -14,6 +16,8 @@ from pathlib import Path
 import yaml
 
 from muon_ad_ros import graph
+from muon_ad_ros.launcher import names, supervise
+from muon_ad_ros.nodes import gate
 
 
 def params_yaml(spec: graph.NodeSpec) -> str:
@@ -31,29 +35,73 @@ def node_command(spec: graph.NodeSpec, params_file: str, python: str = sys.execu
     return cmd
 
 
+class DuplicateNodes(supervise.Refused):
+    """Nodes with the graph's names already run: a second graph beside them would share their names."""
+
+    def __init__(self, fqns: list[str]):
+        super().__init__(f"nodes named {', '.join(fqns)} already run on this ROS graph (ROS_DOMAIN_ID "
+                         f"{os.environ.get('ROS_DOMAIN_ID', '0') or '0'}): stop that graph first, or start this "
+                         "one with another --namespace")
+        self.fqns = fqns
+
+
 class GraphProcesses:
-    """The graph's node processes; stop() ends them (SIGINT, then SIGTERM, then SIGKILL)."""
+    """The graph's node processes, started through launcher.supervise (each ends when this process dies).
+    start() first checks that no node with the same names runs (names.NameCheck, while the processes import
+    their libraries; they join the graph only when it passes); stop() ends them (SIGINT, then SIGTERM, then
+    SIGKILL)."""
 
-    stagger = 0.0       # seconds between node process starts (muon-ad bench startup --stagger compares)
+    stagger = 0.0       # seconds between nodes joining the graph (muon-ad bench startup --stagger compares)
 
-    def __init__(self, specs: list[graph.NodeSpec], log_dir: str | Path | None = None, env: dict | None = None):
+    def __init__(self, specs: list[graph.NodeSpec], log_dir: str | Path | None = None, env: dict | None = None,
+                 name_check_s: float = names.WAIT_S):
         self.specs = specs
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="muon_ad_ros_logs_"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = graph.node_env(env)
         self.prefix: list[str] = []     # e.g. setpriv ... to run the nodes without CAP_SYS_NICE
+        self.name_check_s = name_check_s    # 0: no check
+        self.gates: dict[str, int] = {}     # write ends of the nodes' start gates (nodes/gate.py)
+        self.check: names.NameCheck | None = None
 
     def start(self) -> "GraphProcesses":
-        for k, spec in enumerate(self.specs):
-            if k and self.stagger:
-                time.sleep(self.stagger)
+        """Starts every node; raises DuplicateNodes (every process ended) when their names are taken."""
+        try:
+            return self._start()
+        except BaseException:       # DuplicateNodes, a stop signal during the check, an error: nothing left
+            self.stop()
+            raise
+
+    def _start(self) -> "GraphProcesses":
+        if self.name_check_s > 0:
+            with open(self.log_dir / "name_check.log", "w") as log:
+                self.check = names.NameCheck([s.fqn for s in self.specs], self.name_check_s, self.env, log)
+            self.check.looking()
+        for spec in self.specs:
             pfile = self.log_dir / f"{spec.name}.params.yaml"
             pfile.write_text(params_yaml(spec))
-            log = open(self.log_dir / f"{spec.name}.log", "w")
-            self.procs[spec.name] = subprocess.Popen(self.prefix + node_command(spec, str(pfile)), stdout=log,
-                                                     stderr=subprocess.STDOUT, env=self.env,
-                                                     start_new_session=True)
+            read_end, self.gates[spec.name] = os.pipe()
+            try:
+                with open(self.log_dir / f"{spec.name}.log", "w") as log:
+                    self.procs[spec.name] = supervise.spawn(
+                        self.prefix + node_command(spec, str(pfile)), stdout=log, stderr=subprocess.STDOUT,
+                        env={**self.env, gate.START_FD_ENV: str(read_end)}, pass_fds=(read_end,),
+                        start_new_session=True)
+            finally:
+                os.close(read_end)
+        found = self.check.result() if self.check else []
+        if found is None:
+            print(f"muon-ad: the check for running nodes of the same names gave no answer in time "
+                  f"({self.log_dir / 'name_check.log'}); starting anyway", file=sys.stderr, flush=True)
+        elif found:
+            raise DuplicateNodes(found)
+        for k, name in enumerate(list(self.gates)):
+            if k and self.stagger:
+                time.sleep(self.stagger)
+            with contextlib.suppress(BrokenPipeError):     # a node that died importing: alive() tells
+                os.write(self.gates[name], b"1")
+            os.close(self.gates.pop(name))
         return self
 
     def alive(self) -> dict[str, bool]:
@@ -68,18 +116,15 @@ class GraphProcesses:
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}
 
-    def stop(self, timeout: float = 5.0) -> dict[str, int]:
-        """Returns each node's exit code after asking it to stop."""
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            for p in self.procs.values():
-                if p.poll() is None:
-                    try:
-                        p.send_signal(sig)
-                    except ProcessLookupError:
-                        pass
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
-                time.sleep(0.05)
+    def stop(self, timeout: float | None = None) -> dict[str, int]:
+        """Returns each node's exit code after ending every process (supervise.stop). Nodes not yet let onto
+        the graph end by themselves once their start gate closes (those still importing, when they reach it),
+        so they get a wait before the first signal."""
+        withdrawn = bool(self.gates)
+        for name in list(self.gates):
+            os.close(self.gates.pop(name))
+        supervise.stop(list(self.procs.values()) + ([self.check.proc] if self.check else []), timeout,
+                       ((None,) if withdrawn else ()) + supervise.ESCALATION)
         return {name: p.returncode for name, p in self.procs.items()}
 
     def __enter__(self):
@@ -87,6 +132,17 @@ class GraphProcesses:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def seconds_arg(text: str) -> float:
+    """argparse type: a duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more, got {text!r}")
+    return value
 
 
 def _graph_args(p: argparse.ArgumentParser):
@@ -106,6 +162,9 @@ def _graph_args(p: argparse.ArgumentParser):
     p.add_argument("--no-detection", action="store_true")
     p.add_argument("--controller-mode", default="manual")
     p.add_argument("--target-fps", type=float, default=24.0)
+    p.add_argument("--name-check", type=seconds_arg, default=names.WAIT_S, metavar="SECONDS",
+                   help="how long to look for running nodes with this graph's names before starting (it refuses "
+                        "to start beside them); 0 = no check")
 
 
 def specs_from_args(a: argparse.Namespace) -> list[graph.NodeSpec]:

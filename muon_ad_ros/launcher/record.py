@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from muon_ad_ros.launcher import supervise
+
 SEPARATOR = "=" * 80
 PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
               "int64", "uint64", "string", "wstring"}
@@ -99,7 +101,7 @@ class Recorder:
         from muon_ad_ros.nodes.qos import image_qos, reliable_qos
 
         if context is None and not rclpy.ok():
-            rclpy.init()
+            supervise.init_ros()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "wb")

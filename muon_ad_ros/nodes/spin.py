@@ -11,6 +11,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from muon_ad_ros.nodes import gate
+
 
 def make_executor(kind: str | None = None, context=None):
     """Returns the executor the nodes spin in: a SingleThreadedExecutor, or with `MUON_AD_EXECUTOR=multi`
@@ -72,7 +74,8 @@ def close_ros(node=None, context=None, limit_s: float = TEARDOWN_LIMIT_S, shutdo
 def run_node(node_class, args=None, poll: float = 0.1, **kwargs) -> int:
     """Returns the exit code (0 on SIGINT/SIGTERM) after initialising rclpy, spinning `node_class` until
     a signal asks to stop, then closing the node (its threads joined, inference sessions closed) and
-    only then shutting the context down, so no thread publishes on an invalid context.
+    only then shutting the context down, so no thread publishes on an invalid context. A launcher's start
+    gate (nodes/gate.py) is waited for first: a node it withdraws returns 0 without joining the graph.
 
     rclpy's own signal handlers are off: they shut the context down at the first signal while the
     node's threads still publish, and let the second raise KeyboardInterrupt inside the cleanup. The
@@ -80,6 +83,8 @@ def run_node(node_class, args=None, poll: float = 0.1, **kwargs) -> int:
     stop = StopRequest()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+    if not gate.wait_for_start(stop, poll):
+        return 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:

@@ -29,9 +29,8 @@ def test_one_trial_per_arm_times_every_subscription():
 
 def test_a_child_stuck_after_its_result_is_killed_and_its_result_kept():
     code = "import json, time; print(json.dumps({'first': 1.5}), flush=True); time.sleep(60)"
-    proc = subprocess.Popen([sys.executable, "-c", code, "_child", "sub1"], stdout=subprocess.PIPE, text=True)
-    assert child_result(proc, 2.0) == {"first": 1.5} and proc.returncode is not None
-    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "_child", "sub2"],
-                              stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child_result(proc, "sub1", 2.0) == {"first": 1.5} and proc.returncode is not None
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     with pytest.raises(RuntimeError, match="'sub2' printed no result"):
-        child_result(silent, 1.0)
+        child_result(silent, "sub2", 1.0)
