@@ -58,6 +58,9 @@ STYLE_PRIORITY = 80       # SCHED_FIFO priority of the style inference thread
 DETECTION_NICE = 5        # detection ranks below style: normal scheduling, lower nice priority
 DETECTION_RATE = 0.0      # detection rate_limit (Hz) in the edge graph; 0 = every frame its worker can take
 DETECTION_BACKEND = "onnxruntime"   # with no detection_model: the bundled SSD MobileNet-v2 COCO
+# One intra-op thread beside the style node: on 2 cores, two detection threads contended with style for both
+# cores (docs/benchmarks.md, edge graph with the COCO SSD).
+DETECTION_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,11 @@ def edge_graph(cameras: tuple[str, ...] = ("realsense",), *, namespace: str = ""
     nodes.append(NodeSpec("style_transfer", "style_transfer", namespace, style, tuple(style_remaps)))
     if detection:
         nodes.append(NodeSpec("detection", "detection", namespace, {
-            "backend": detection_backend, "model_path": detection_model, "rate_limit": float(detection_rate)},
+            "backend": detection_backend, "model_path": detection_model, "rate_limit": float(detection_rate),
+            "threads": DETECTION_THREADS},
             (("image", source),)))
     ctrl = {"mode": controller_mode, "target_fps": float(target_fps),
-            "detection_node": "detection" if detection else ""}
+            "detection_node": "detection" if detection else "", "detection_rate_max": float(detection_rate)}
     depth = _ns(namespace, DEPTH_TOPIC) if "realsense" in cameras else _ns(namespace, "/depth_unavailable")
     nodes.append(NodeSpec("controller", "controller", namespace, ctrl, (("depth", depth),)))
     for n in nodes:

@@ -23,7 +23,7 @@ from muon_ad_ros.nodes.diagnostics import OK, WARN
 from muon_ad_ros.nodes.links import LinkMonitor
 from muon_ad_ros.params import controller as controller_params
 
-DETECTION_RATE_START = 10.0   # first rate_limit the loop gives detection when style is at its floor
+DETECTION_RATE_START = 10.0   # first rate_limit the loop gives detection at its floor when detection_rate_max is 0
 
 
 def depth_retention(depth_m: np.ndarray, near: float, far: float, r_min: float, r_max: float) -> tuple[float, float]:
@@ -351,7 +351,8 @@ class ControllerNode(Node):
             elif self.scale > v["resolution_min"] + 1e-6 and "resolution_scale" not in self.refused:
                 self.scale = max(v["resolution_min"], round(self.scale - 0.125, 3))
             elif self.det_client is not None:
-                self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or DETECTION_RATE_START * 2) / 2)
+                start = v["detection_rate_max"] or DETECTION_RATE_START * 2
+                self.detection_rate = max(v["detection_rate_min"], (self.detection_rate or start) / 2)
         elif headroom and (up := self._raised(v)) is not None:
             load = self.costs.load(up[0], offered, time.monotonic()) if up[0] != self.retention else float("nan")
             if load > 1.0:    # that level was seen not keeping up with this many frames: no retry yet
@@ -382,7 +383,7 @@ class ControllerNode(Node):
         (detection, then resolution, then retention), or None when everything is at its best."""
         r, scale, rate = self.retention, self.scale, self.detection_rate
         if rate is not None:
-            return r, scale, (None if rate * 2 > DETECTION_RATE_START else rate * 2)
+            return r, scale, (None if rate * 2 > (v["detection_rate_max"] or DETECTION_RATE_START) else rate * 2)
         if scale < 1.0 - 1e-6:
             return r, min(1.0, round(scale + 0.125, 3)), rate
         if self.levels:
@@ -410,7 +411,8 @@ class ControllerNode(Node):
         self._set(self.style_client, {k: x for k, x in style.items()
                                       if self.pushed.get(k) != x and self.refused.get(k, (None,))[0] != x}, "style")
         if self.det_client is not None:
-            rate = 0.0 if self.detection_rate is None else float(self.detection_rate)
+            # unlimited by the loop: the graph's own detection rate, not 0 (which would lift the launch's limit)
+            rate = self.values["detection_rate_max"] if self.detection_rate is None else float(self.detection_rate)
             if self.pushed.get("rate_limit") != rate:
                 self._set(self.det_client, {"rate_limit": rate}, "detection")
 

@@ -144,6 +144,9 @@ def test_detection_rate_reaches_the_detection_node_and_is_validated():
     default = {s.name: s for s in graph.edge_graph(("realsense",))}
     assert default["detection"].parameters["rate_limit"] == graph.DETECTION_RATE
     assert validate_all("detection", specs["detection"].parameters) is None
+    # the controller holds that rate while its loop has not lowered it (it used to push 0: unlimited)
+    assert specs["controller"].parameters["detection_rate_max"] == 8.0
+    assert default["controller"].parameters["detection_rate_max"] == graph.DETECTION_RATE
 
 
 def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):

@@ -53,6 +53,16 @@ def test_manual_mode_sets_the_style_node(probe, start_nodes, bundle):
                     15), g.log("controller")
 
 
+def test_the_controller_holds_the_graphs_detection_rate(probe, start_nodes):
+    # detection starts at its own rate_limit 3; the controller's loop has not lowered it, so it sets the
+    # graph's rate (detection_rate_max), never 0 (which lifted the launch's limit)
+    g = start_nodes([graph.NodeSpec("detection", "detection", "", {"backend": "opencv_hog", "rate_limit": 3.0},
+                                    (("image", TOPIC),)),
+                     graph.NodeSpec("controller", "controller", "", {"detection_rate_max": 7.0, "period": 0.2},
+                                    (("depth", "/test_cam/depth"),))])
+    assert wait_for(lambda: probe.get_params("/detection", "rate_limit") == [7.0], 15), g.log("controller")
+
+
 def test_target_fps_degrades_under_load_and_restores_after(probe, start_nodes, bundle):
     # A target above the camera rate: the style node (1 thread) drops frames at 100 Hz and cannot reach
     # it, however fast this machine runs the tiny model (at target 60 a faster head once held 55 FPS,
