@@ -181,6 +181,7 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         raw = [(t, lat) for t, lat in col.arrivals["raw"] if t0 <= t < t1]
         det = [(t, lat) for t, lat in col.arrivals["detections"] if t0 <= t < t1]
         levels = [st["level"] for st in col.states if t0 <= st["t"] < t1]
+        style_diag = col.diagnostics.get("style_transfer: style", {}).get("values", {})
     expected = rate * (t1 - t0)
     times = np.array([t for t, _ in styl])
     gaps = np.diff(times) * 1e3 if times.size > 2 else np.array([])
@@ -191,6 +192,9 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         "jitter_ms": round(float(np.std(gaps)), 2) if gaps.size else float("nan"),
         # the share of stylized frames that ran each exported level (the controller's choice in its closed-loop modes)
         "levels_pct": {f"{lv:g}": round(100 * levels.count(lv) / len(levels), 1) for lv in sorted(set(levels), reverse=True)},
+        # where the style node's frames spent their time (its own timers, p50 ms over its last 300 frames)
+        "style_stages_ms": {k[len("stage_"):-len("_p50_ms")]: float(v) for k, v in style_diag.items()
+                            if k.startswith("stage_") and k.endswith("_p50_ms")},
         "detection_fps": round(len(det) / (t1 - t0), 2),
         "detection_latency_ms": percentiles([lat for _, lat in det], (50, 99)),
         "transport": {"received_pct": round(100 * len(raw) / expected, 1),
@@ -248,6 +252,16 @@ def to_markdown(report: dict) -> str:
     lines += ["", f"Maximum sustainable input rate: **{report['max_sustainable_hz']} Hz** "
                   f"(output >= input - 5 Hz, <= 5 % missed; probes of {report['probe_seconds']} s)",
               f"Peak resident memory, whole graph: {report['peak_graph_rss_mb']} MB"]
+    staged = [r for r in report["fixed_rates"] + report["search"] if r.get("style_stages_ms")]
+    if staged:
+        stages = list(staged[0]["style_stages_ms"])
+        lines += ["", "Where the style node's frames spend their time (its own timers, p50 ms): wait = in the "
+                      "latest-frame slot, convert = message view and colour conversion, pre / run / post = the "
+                      "backend's input preparation, network and output conversion, publish = the messages out.", "",
+                  "| input Hz | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+        for r in staged:
+            lines.append(f"| {r['input_hz']:g} | " + " | ".join(f"{r['style_stages_ms'].get(k, float('nan')):.2f}"
+                                                               for k in stages) + " |")
     for r in report["fixed_rates"]:
         for node, prof in r.get("profile", {}).items():
             lines += ["", f"Profile of {node} at {r['input_hz']:g} Hz (py-spy, {prof['samples']} samples of busy "

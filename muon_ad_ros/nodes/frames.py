@@ -111,3 +111,26 @@ class FrameStats:
                   "frames_bad": sum(self.bad.values())}
             kv.update({f"bad_{k}": v for k, v in sorted(self.bad.items())})
         return [KeyValue(key=k, value=str(v)) for k, v in kv.items()]
+
+
+class StageTimes:
+    """Milliseconds per stage of a node's recent frames (where a frame's time goes), for /diagnostics."""
+
+    def __init__(self, stages: tuple[str, ...], window: int = 300):
+        self.lock = threading.Lock()
+        self.ms = {s: collections.deque(maxlen=window) for s in stages}
+
+    def add(self, **ms: float):
+        with self.lock:
+            for stage, value in ms.items():
+                self.ms[stage].append(value)
+
+    def key_values(self) -> list[KeyValue]:
+        """Returns stage_<name>_p50_ms and _p90_ms of each stage with samples."""
+        with self.lock:
+            samples = {k: np.array(v, dtype=np.float64) for k, v in self.ms.items() if v}
+        out = []
+        for stage, a in samples.items():
+            out += [KeyValue(key=f"stage_{stage}_p50_ms", value=f"{np.percentile(a, 50):.2f}"),
+                    KeyValue(key=f"stage_{stage}_p90_ms", value=f"{np.percentile(a, 90):.2f}")]
+        return out

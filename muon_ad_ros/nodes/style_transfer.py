@@ -26,6 +26,9 @@ class StyleTransferNode(Node):
     def __init__(self):
         super().__init__("style_transfer")
         self.stats = frames.FrameStats()
+        # wait: in the latest-frame slot; convert: the message's view and colour conversion; pre/run/post: the
+        # backend (frame to network input, the network, back to a frame); publish: the messages out
+        self.stages = frames.StageTimes(("wait", "convert", "pre", "run", "post", "publish"))
         self.diag = diagnostics.Diagnostics(self)
         self.backend = None
         self.backend_key = None
@@ -131,7 +134,7 @@ class StyleTransferNode(Node):
     # -- frames -------------------------------------------------------------------------------
     def _on_image(self, k: int, msg: Image):
         self.stats.on_input()
-        if self.slots[k].put(msg):
+        if self.slots[k].put((msg, time.perf_counter())):
             self.stats.on_dropped()
         self.wake.set()
 
@@ -145,10 +148,10 @@ class StyleTransferNode(Node):
                 continue
             self.wake.clear()
             for _ in range(len(self.slots)):
-                msg = self.slots[k].take(0)
-                if msg is not None:
+                item = self.slots[k].take(0)
+                if item is not None:
                     try:
-                        self._process(k, msg)
+                        self._process(k, *item)
                     except Exception as exc:    # the worker must outlive any one frame
                         if not self._running:
                             return              # shutting down: the context is already gone
@@ -170,8 +173,9 @@ class StyleTransferNode(Node):
         else:
             self.get_logger().warning(f"inference thread {self.rt_status.thread_id}: {self.rt_status.reason}")
 
-    def _process(self, k: int, msg: Image):
+    def _process(self, k: int, msg: Image, arrived: float):
         backend = self.backend
+        t_start = time.perf_counter()
         try:
             view = images.image_view(msg, tuple(images.TO_RGB), self.values["max_image_dim"])
         except images.ImageError as exc:
@@ -194,12 +198,16 @@ class StyleTransferNode(Node):
             self.stats.on_bad("inference")
             self.get_logger().error(f"inference failed on a {w}x{h} frame: {exc}", throttle_duration_sec=5.0)
             return
-        infer_ms = (time.perf_counter() - t0) * 1e3
+        t1 = time.perf_counter()
+        infer_ms = (t1 - t0) * 1e3
         self.image_pubs[k].publish(images.fill_image(Image(), out, "rgb8", msg.header))
         self.twins[k].publish(out, "rgb8", msg.header)
         self.last_state = self._pruning_state(backend, retention, msg.header, infer_ms)
         self.state_pub.publish(self.last_state)
         self.stats.on_output(images.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
+        pre, run, post = backend.stage_ms
+        self.stages.add(wait=(t_start - arrived) * 1e3, convert=(t0 - t_start) * 1e3, pre=pre, run=run, post=post,
+                        publish=(time.perf_counter() - t1) * 1e3)
 
     def _pruning_state(self, backend, retention: float, header, infer_ms: float) -> PruningState:
         info = backend.pruning_state(retention)
@@ -211,7 +219,7 @@ class StyleTransferNode(Node):
 
     # -- diagnostics --------------------------------------------------------------------------
     def _report(self):
-        values = self.stats.key_values()
+        values = self.stats.key_values() + self.stages.key_values()
         rt = self.rt_status
         if rt is not None:
             values += diagnostics.kv(sched_policy=rt.policy_name, sched_priority=rt.priority,

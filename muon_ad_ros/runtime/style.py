@@ -8,6 +8,7 @@ No rclpy, and no torch import unless the torch or TensorRT backend is asked for.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import cv2
@@ -33,6 +34,8 @@ class StyleBackend:
         self.scale = float(input_scale(self.meta))
         self._frames: dict[tuple[int, int], dict] = {}
         self._resized: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        # the last infer()'s milliseconds: before the network (resize, layout), the network, after it
+        self.stage_ms = (0.0, 0.0, 0.0)
         # fixed-shape backends (TensorRT engines, built ahead): the frame size the models were built for;
         # frames of another size are resized to it and their output back. None: any frame size runs.
         self.frame_hw: tuple[int, int] | None = None
@@ -109,6 +112,7 @@ class StyleBackend:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {desc}")
+        t0 = time.perf_counter()
         h, w = rgb.shape[:2]
         size = network_size(*(self.frame_hw or (h, w)), self.scale * scale)
         if size == (h, w):
@@ -120,9 +124,13 @@ class StyleBackend:
             small, full = self._resized[key]
             to_network(rgb, self.scale * scale, dst=small, frame_hw=self.frame_hw)
         buf = self._frame(small)
+        t1 = time.perf_counter()
         self._run(buf, level)
+        t2 = time.perf_counter()
         out = self._to_rgb(buf)
-        return out if full is rgb else from_network(out, h, w, dst=full)
+        out = out if full is rgb else from_network(out, h, w, dst=full)
+        self.stage_ms = ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
+        return out
 
     def _run(self, buf: dict, level: float) -> None:
         raise NotImplementedError

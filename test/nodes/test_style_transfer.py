@@ -90,6 +90,9 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     assert os.sched_getscheduler(tid) == os.SCHED_FIFO
     assert os.sched_getparam(tid).sched_priority == graph.STYLE_PRIORITY
     assert d["sched_policy"] == "SCHED_FIFO" and d["backend"] == "onnxruntime"
+    # where the frames' time went, per stage of the node's own path
+    stages = {k: float(d[f"stage_{k}_p50_ms"]) for k in ("wait", "convert", "pre", "run", "post", "publish")}
+    assert all(0 <= v < 5000 for v in stages.values()) and stages["run"] > 0, stages
 
     # a lower processing resolution still publishes frames of the camera's size
     assert probe.set_params("/style_transfer", resolution_scale=0.5)[0].successful
