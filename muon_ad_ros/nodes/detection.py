@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import replace
 
-import cv2
 import numpy as np
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import SetParametersResult
@@ -136,6 +135,7 @@ class DetectionNode(Node):
         self.diag.add_provider(self._report)
 
         self.slot = frames.LatestFrame()
+        self.to_rgb = images.RgbConverter()
         self._running = True
         self._reload = threading.Event()
         self._reload.set()
@@ -232,8 +232,7 @@ class DetectionNode(Node):
                 continue
             msg, view = item
             try:
-                code = images.TO_RGB[msg.encoding]
-                rgb = view if code is None else cv2.cvtColor(view, code)
+                rgb = self.to_rgb(view, msg.encoding)
                 boxes = detector.detect(np.ascontiguousarray(rgb))
             except Exception as exc:
                 self.stats.on_bad("inference")

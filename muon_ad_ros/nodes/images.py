@@ -56,6 +56,22 @@ def image_view(msg: Image, allowed: Iterable[str] = COLOR_ENCODINGS, max_dim: in
     return view.reshape(h, w, channels) if channels > 1 else view.reshape(h, w)
 
 
+class RgbConverter:
+    """Turns a checked colour view (image_view) into an (H, W, 3) rgb8 frame: the view itself for rgb8, else one
+    OpenCV conversion into a buffer reused while the frame size stays (valid until the next call)."""
+
+    def __init__(self):
+        self.buf = np.empty((0, 0, 3), np.uint8)
+
+    def __call__(self, view: np.ndarray, encoding: str) -> np.ndarray:
+        code = TO_RGB[encoding]
+        if code is None:
+            return view
+        if self.buf.shape[:2] != view.shape[:2]:
+            self.buf = np.empty(view.shape[:2] + (3,), np.uint8)
+        return cv2.cvtColor(view, code, dst=self.buf)
+
+
 def fill_image(msg: Image, array: np.ndarray, encoding: str, header) -> Image:
     """Returns `msg` filled from a contiguous (H, W[, C]) array; one tobytes() copy, never element-wise."""
     msg.header = header

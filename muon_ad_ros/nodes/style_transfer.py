@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import cv2
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -41,7 +39,7 @@ class StyleTransferNode(Node):
 
         self.rt_status: realtime.RealtimeStatus | None = None
         self._rt_dirty = True
-        self.rgb = np.empty((0, 0, 3), np.uint8)   # the colour conversion's reused buffer
+        self.to_rgb = images.RgbConverter()
         self.frame_hw = None                        # the last frame's (height, width)
         self.last_state = None
         self.qos = qos.image_qos()
@@ -185,10 +183,7 @@ class StyleTransferNode(Node):
             self.stats.on_bad("no_model")
             return
         h, w = self.frame_hw = view.shape[:2]
-        code = images.TO_RGB[msg.encoding]
-        if code is not None and self.rgb.shape[:2] != (h, w):
-            self.rgb = np.empty((h, w, 3), np.uint8)
-        rgb = view if code is None else cv2.cvtColor(view, code, dst=self.rgb)
+        rgb = self.to_rgb(view, msg.encoding)
         retention = self.values["retention"]
         t0 = time.perf_counter()
         try:
