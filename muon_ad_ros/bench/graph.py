@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,7 @@ def _measure(col, player, launched, rate, seconds, pids, warmup, profile_dir) ->
         # where the style node's frames spent their time (its own timers, p50 ms over its last 300 frames)
         "style_stages_ms": {k[len("stage_"):-len("_p50_ms")]: float(v) for k, v in style_diag.items()
                             if k.startswith("stage_") and k.endswith("_p50_ms")},
+        "style_frames_batched": int(style_diag.get("frames_batched", 0)),
         "detection_fps": round(len(det) / (t1 - t0), 2),
         "detection_latency_ms": percentiles([lat for _, lat in det], (50, 99)),
         "transport": {"received_pct": round(100 * len(raw) / expected, 1),
@@ -289,6 +291,8 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", type=int, choices=(1, 2), default=1,
                     help="2: a second camera stream at the same rate into the style node (cameras:=realsense,csi); "
                          "FPS, missed and p99 are then given as stream 1 / stream 2")
+    ap.add_argument("--no-batch", action="store_true",
+                    help="with --streams 2: one network call per frame (the style node's batch_streams false)")
     ap.add_argument("--profile", action="store_true",
                     help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
     a = ap.parse_args(argv)
@@ -304,6 +308,9 @@ def bench(a, argv) -> int:
                              detection=not a.no_detection, controller_mode=a.controller_mode,
                              detection_rate=a.detection_rate,
                              **({"target_fps": a.target_fps} if a.target_fps else {}))
+    if a.no_batch:
+        specs = [replace(s, parameters={**s.parameters, "batch_streams": False}) if s.kind == "style_transfer" else s
+                 for s in specs]
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC, second_stream=a.streams == 2)
     report = {"machine": machine(), "command": "muon-ad bench graph " + " ".join(argv or sys.argv[1:]),

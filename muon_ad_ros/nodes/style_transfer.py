@@ -39,12 +39,13 @@ class StyleTransferNode(Node):
 
         self.rt_status: realtime.RealtimeStatus | None = None
         self._rt_dirty = True
-        self.to_rgb = images.RgbConverter()
+        self.batched = 0                            # frames stylized in a call with another stream's frame
         self.frame_hw = None                        # the last frame's (height, width)
         self.last_state = None
         self.qos = qos.image_qos()
         topics = self.values["input_topics"]
         self.slots = [frames.LatestFrame() for _ in topics]
+        self.to_rgb = [images.RgbConverter() for _ in topics]     # one buffer per stream: a batch holds both
         self.wake = threading.Event()
         self.image_pubs, self.subs, self.twins = [], [], []
         self.links = LinkMonitor(self, self.diag, lambda: self.values["stale_timeout"])
@@ -145,17 +146,17 @@ class StyleTransferNode(Node):
             if not self.wake.wait(0.5):
                 continue
             self.wake.clear()
-            for _ in range(len(self.slots)):
-                item = self.slots[k].take(0)
-                if item is not None:
-                    try:
-                        self._process(k, *item)
-                    except Exception as exc:    # the worker must outlive any one frame
-                        if not self._running:
-                            return              # shutting down: the context is already gone
-                        self.stats.on_bad("publish")
-                        self.get_logger().error(f"frame failed: {exc}", throttle_duration_sec=5.0)
-                k = (k + 1) % len(self.slots)
+            n = len(self.slots)
+            # every stream's latest frame, round robin from a rotating start
+            items = [(j, *item) for j in ((k + i) % n for i in range(n)) if (item := self.slots[j].take(0))]
+            k = (k + 1) % n
+            try:
+                self._process(items)
+            except Exception as exc:    # the worker must outlive any one frame
+                if not self._running:
+                    return              # shutting down: the context is already gone
+                self.stats.on_bad("publish")
+                self.get_logger().error(f"frame failed: {exc}", throttle_duration_sec=5.0)
             if any(s.pending() for s in self.slots):
                 self.wake.set()
 
@@ -171,38 +172,59 @@ class StyleTransferNode(Node):
         else:
             self.get_logger().warning(f"inference thread {self.rt_status.thread_id}: {self.rt_status.reason}")
 
-    def _process(self, k: int, msg: Image, arrived: float):
+    def _process(self, items: list):
+        """Stylizes the streams' latest frames [(stream, message, arrival time)]: in one network call where the
+        backend takes batches and the frames share a size, else one call each."""
         backend = self.backend
-        t_start = time.perf_counter()
-        try:
-            view = images.image_view(msg, tuple(images.TO_RGB), self.values["max_image_dim"])
-        except images.ImageError as exc:
-            self.stats.on_bad(exc.reason)
-            return
-        if backend is None:
-            self.stats.on_bad("no_model")
-            return
-        h, w = self.frame_hw = view.shape[:2]
-        rgb = self.to_rgb(view, msg.encoding)
+        frames = []
+        for k, msg, arrived in items:
+            t_start = time.perf_counter()
+            try:
+                view = images.image_view(msg, tuple(images.TO_RGB), self.values["max_image_dim"])
+            except images.ImageError as exc:
+                self.stats.on_bad(exc.reason)
+                continue
+            if backend is None:
+                self.stats.on_bad("no_model")
+                continue
+            self.frame_hw = view.shape[:2]
+            rgb = self.to_rgb[k](view, msg.encoding)
+            frames.append((k, msg, rgb, (t_start - arrived) * 1e3, (time.perf_counter() - t_start) * 1e3))
+        if len(frames) > 1 and backend.batch and self.values["batch_streams"] and len({f[2].shape for f in frames}) == 1:
+            self.batched += len(frames)
+            self._stylize(backend, frames)
+        else:
+            for frame in frames:
+                self._stylize(backend, [frame])
+
+    def _stylize(self, backend, frames: list):
+        """Runs the frames [(stream, message, rgb, wait ms, convert ms)] through the backend in one call and
+        publishes each stream's output with its message's header."""
         retention = self.values["retention"]
+        scale = self.values["resolution_scale"]
         t0 = time.perf_counter()
         try:
-            scale = self.values["resolution_scale"]
-            out = backend.infer(rgb, retention, 1.0 if backend.scale_refusal(scale) else scale)
+            outs = backend.infer_many([f[2] for f in frames], retention,
+                                      1.0 if backend.scale_refusal(scale) else scale)
         except Exception as exc:
-            self.stats.on_bad("inference")
-            self.get_logger().error(f"inference failed on a {w}x{h} frame: {exc}", throttle_duration_sec=5.0)
+            for _ in frames:
+                self.stats.on_bad("inference")
+            h, w = frames[0][2].shape[:2]
+            self.get_logger().error(f"inference failed on {len(frames)} {w}x{h} frame(s): {exc}",
+                                    throttle_duration_sec=5.0)
             return
-        t1 = time.perf_counter()
-        infer_ms = (t1 - t0) * 1e3
-        self.image_pubs[k].publish(images.fill_image(Image(), out, "rgb8", msg.header))
-        self.twins[k].publish(out, "rgb8", msg.header)
-        self.last_state = self._pruning_state(backend, retention, msg.header, infer_ms)
-        self.state_pub.publish(self.last_state)
-        self.stats.on_output(images.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
-        pre, run, post = backend.stage_ms
-        self.stages.add(wait=(t_start - arrived) * 1e3, convert=(t0 - t_start) * 1e3, pre=pre, run=run, post=post,
-                        publish=(time.perf_counter() - t1) * 1e3)
+        infer_ms = (time.perf_counter() - t0) * 1e3
+        # a batch's backend time is shared among its frames
+        pre, run, post = (ms / len(frames) for ms in backend.stage_ms)
+        for (k, msg, _, wait, convert), out in zip(frames, outs):
+            t1 = time.perf_counter()
+            self.image_pubs[k].publish(images.fill_image(Image(), out, "rgb8", msg.header))
+            self.twins[k].publish(out, "rgb8", msg.header)
+            self.last_state = self._pruning_state(backend, retention, msg.header, infer_ms)
+            self.state_pub.publish(self.last_state)
+            self.stats.on_output(images.stamp_seconds(msg.header.stamp), self.values["deadline_ms"])
+            self.stages.add(wait=wait, convert=convert, pre=pre, run=run, post=post,
+                            publish=(time.perf_counter() - t1) * 1e3)
 
     def _pruning_state(self, backend, retention: float, header, infer_ms: float) -> PruningState:
         info = backend.pruning_state(retention)
@@ -224,7 +246,8 @@ class StyleTransferNode(Node):
         values += diagnostics.kv(backend=b.name if b else "none", precision=b.precision if b else "none",
                             device=b.device if b else "none", model_dir=self.backend_key[0] if self.backend_key else "",
                             retention=self.values["retention"], resolution_scale=self.values["resolution_scale"],
-                            model_input_scale=b.scale if b else "none", **twin_values(self.twins))
+                            model_input_scale=b.scale if b else "none", frames_batched=self.batched,
+                            **twin_values(self.twins))
         if b is not None and b.frame_hw is not None:
             values += diagnostics.kv(engine_frame_size=f"{b.frame_hw[1]}x{b.frame_hw[0]}")
         st = self.last_state

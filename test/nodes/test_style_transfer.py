@@ -103,14 +103,18 @@ def test_stylizes_frames_keeps_header_and_changes_compute_with_retention(probe, 
     assert diag_values(diags, "style_transfer: style")["model_input_scale"] == "1.0"
 
 
-def test_two_camera_streams_each_get_their_stylized_output(probe, start_nodes, bundle):
+@pytest.mark.parametrize("batch", [False, True])
+def test_two_camera_streams_each_get_their_stylized_output(probe, start_nodes, bundle, batch):
     """input_topics with two cameras (what the launch sets for cameras:=realsense,csi): each stream comes out
-    on its own topic with its own header, and the pruning states name both cameras."""
+    on its own topic with its own header, and the pruning states name both cameras; with batch_streams, frames
+    of both that wait together run in one network call and still come out each on its own topic."""
     from muon_ad_ros.msg import PruningState
     second = "/test_cam2/image_raw"
     spec = graph.NodeSpec("style_transfer", "style_transfer", "",
-                          {"model_dir": bundle, "threads": 1, "input_topics": ["image", "image_1"]},
+                          {"model_dir": bundle, "threads": 1, "input_topics": ["image", "image_1"],
+                           "batch_streams": batch},
                           (("image", TOPIC), ("image_1", second)))
+    diags = probe.collect(DiagnosticArray, "/diagnostics")
     g = start_nodes([spec])
     outs = {0: probe.collect(Image, "/stylized/image_raw"), 1: probe.collect(Image, "/stylized/image_raw_1")}
     states = probe.collect(PruningState, "/stylized/pruning_state")
@@ -124,11 +128,14 @@ def test_two_camera_streams_each_get_their_stylized_output(probe, start_nodes, b
             hdr = Header(frame_id=frames_of[k])
             hdr.stamp = probe.node.get_clock().now().to_msg()
             pub.publish(fill_image(Image(), frame(i + 50 * k), "rgb8", hdr))
-        time.sleep(0.05)
+        time.sleep(0.005 if batch else 0.05)     # pairs faster than the node takes them: both streams wait
     assert wait_for(lambda: len(outs[0]) >= 3 and len(outs[1]) >= 3, 20), g.log("style_transfer")
     assert {m.header.frame_id for m in outs[0]} == {frames_of[0]}
     assert {m.header.frame_id for m in outs[1]} == {frames_of[1]}
     assert wait_for(lambda: {m.header.frame_id for m in states} >= set(frames_of.values()), 5)
+    assert wait_for(lambda: (diag_values(diags, "style_transfer: style") or {}).get("frames_batched"), 5)
+    batched = int(diag_values(diags, "style_transfer: style")["frames_batched"])
+    assert (batched > 0) == batch, batched
 
 
 def test_bad_parameter_values_are_rejected_and_the_old_value_kept(probe, start_nodes, bundle, tmp_path):

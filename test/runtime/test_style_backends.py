@@ -49,6 +49,38 @@ def test_backend_output_matches_the_student(bundle, student, frame, kind):
         assert np.abs(out.astype(int) - torch_reference(student, frame, level)).max() <= 1
 
 
+@pytest.mark.parametrize("kind", ["onnxruntime", "torch"])
+def test_a_batch_of_frames_gives_each_frame_its_own_output(bundle, frame, kind):
+    """Two streams' frames in one network call (the bundle's ONNX was exported with a batch of one: the backend
+    opens its batch size): every level's outputs equal one call per frame, including frames that are padded."""
+    be = open_style_backend(kind, bundle, threads=1)
+    assert be.batch
+    other = np.ascontiguousarray(frame[::-1, ::-1])
+    odd = np.random.default_rng(1).integers(0, 256, (2, 75, 101, 3), dtype=np.uint8)
+    for level in be.levels:
+        for pair in ((frame, other), tuple(odd)):
+            one = [be.infer(f, level).copy() for f in pair]
+            both = be.infer_many(list(pair), level)
+            assert len(both) == 2 and both[0] is not both[1]
+            for single, batched in zip(one, both):
+                assert np.array_equal(single, batched), (kind, level, np.abs(single.astype(int) - batched).max())
+    with pytest.raises(ValueError, match="share a size"):
+        be.infer_many([frame, odd[0]], 1.0)
+
+
+def test_shipped_bundles_batch_to_the_same_output(frame):
+    """The shipped bundles (batch size fixed at 1 in their ONNX) at their input scales, every level."""
+    from muon_ad_ros.model.bundle import default_model_dir
+    models = default_model_dir().parent
+    rgb = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    for name in ("starry_night", "mosaic", "ihc"):
+        be = open_style_backend("onnxruntime", models / name, threads=1)
+        for level in be.levels:
+            one = [be.infer(f, level).copy() for f in (rgb, rgb[::-1].copy())]
+            both = be.infer_many([rgb, rgb[::-1].copy()], level)
+            assert all(np.array_equal(a, b) for a, b in zip(one, both)), (name, level)
+
+
 def test_retention_picks_the_nearest_level_below(bundle, student, frame):
     be = open_style_backend("onnxruntime", bundle)
     assert [be.level_for(r) for r in (1.0, 0.99, 0.7, 0.55, 0.4, 0.2)] == [1.0, 0.7, 0.7, 0.4, 0.4, 0.4]
@@ -118,7 +150,7 @@ def test_fixed_shape_backends_resize_frames_to_their_size_and_refuse_another_res
     assert "resolution_scale 0.5 needs another input shape" in be.scale_refusal(0.5)
     rgb = np.random.default_rng(3).integers(0, 256, (72, 160, 3), dtype=np.uint8)   # another size and aspect
     out = be.infer(rgb, 0.7)
-    assert out.shape == rgb.shape and list(be._frames) == [(96, 128)]
+    assert out.shape == rgb.shape and list(be._frames) == [(1, 96, 128)]   # (batch, network height, width)
     small = cv2.resize(rgb, (128, 96), interpolation=cv2.INTER_LINEAR)
     want = cv2.resize(torch_reference(student, small, 0.7), (160, 72), interpolation=cv2.INTER_LINEAR)
     assert np.abs(out.astype(int) - want).max() <= 1
