@@ -56,7 +56,9 @@ DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
 CSI_TOPIC = "/csi/image_raw"
 STYLE_PRIORITY = 80       # SCHED_FIFO priority of the style inference thread
 DETECTION_NICE = 5        # detection ranks below style: normal scheduling, lower nice priority
-DETECTION_RATE = 0.0      # detection rate_limit (Hz) in the edge graph; 0 = every frame its worker can take
+# Detection rate_limit (Hz) in the edge graph (0 = every frame its worker can take): at a 30 Hz camera on 2 cores
+# the COCO SSD then gave 9.4-11.6 detections/s beside the style node (docs/benchmarks.md, edge graph).
+DETECTION_RATE = 12.0
 DETECTION_BACKEND = "onnxruntime"   # with no detection_model: the bundled SSD MobileNet-v2 COCO
 # One intra-op thread beside the style node: on 2 cores, two detection threads contended with style for both
 # cores (docs/benchmarks.md, edge graph with the COCO SSD).

@@ -22,7 +22,7 @@ PARAMS = (
     Param("restore_periods", 3, "target_fps: consecutive control periods with headroom before quality is raised "
           "one step; doubled (up to 32) each time a raise is undone within that many periods, halved back "
           "after a raise that holds.", min=1, max=32),
-    Param("detection_rate_max", 0.0, "Detection rate_limit the controller holds while its loop has not lowered "
+    Param("detection_rate_max", 12.0, "Detection rate_limit the controller holds while its loop has not lowered "
           "it (the graph's detection rate); 0 = every frame detection can take.", min=0.0, max=1000.0),
     Param("detection_rate_min", 2.0, "Detection rate_limit floor the loop may set when style is already at "
           "its lowest (style degrades before detection).", min=0.5, max=60.0),

@@ -147,6 +147,10 @@ def test_detection_rate_reaches_the_detection_node_and_is_validated():
     # the controller holds that rate while its loop has not lowered it (it used to push 0: unlimited)
     assert specs["controller"].parameters["detection_rate_max"] == 8.0
     assert default["controller"].parameters["detection_rate_max"] == graph.DETECTION_RATE
+    # the nodes' own defaults (config/edge.yaml) are the graph's rate
+    from muon_ad_ros.params import node_params
+    assert {p.name: p.default for p in node_params("detection")[0]}["rate_limit"] == graph.DETECTION_RATE
+    assert {p.name: p.default for p in node_params("controller")[0]}["detection_rate_max"] == graph.DETECTION_RATE
 
 
 def test_profile_summary_ranks_self_and_inclusive_time(tmp_path):
