@@ -86,8 +86,10 @@ def cases(model: str, synthetic: bool) -> list[tuple[str, DetectorConfig, str, b
     yolo = DetectorConfig(backend="onnxruntime", model_path=model, device="cpu")
     what = "synthetic YOLOv8n-sized net" if synthetic else os.path.basename(model)
     return [
-        ("onnxruntime coco_ssd, 2 threads", ssd, "default: SSD MobileNet-v2 COCO (bundled ONNX), 300x300", True),
-        ("onnxruntime coco_ssd, 1 thread", replace(ssd, threads=1), "beside the style node", False),
+        ("onnxruntime coco_ssd int8, 2 threads", ssd, "default: SSD MobileNet-v2 COCO (bundled ONNX), 300x300", True),
+        ("onnxruntime coco_ssd int8, 1 thread", replace(ssd, threads=1), "as beside the style node", False),
+        ("onnxruntime coco_ssd fp32, 2 threads", replace(ssd, precision="fp32"), "the float model", True),
+        ("onnxruntime coco_ssd fp32, 1 thread", replace(ssd, precision="fp32", threads=1), "", False),
         ("opencv_dnn coco_ssd, 2 threads", dnn, "the same network from its TensorFlow graph", True),
         ("opencv_dnn coco_ssd, 1 thread", replace(dnn, threads=1), "", False),
         ("opencv_hog native 640x480", hog, "people >= ~100 px tall", True),

@@ -218,7 +218,7 @@ def detect_tensorrt_coco_ssd(ctx) -> dict:
     _tensorrt()
     from muon_ad_ros.detect import DetectorConfig, make_detector
     frame = _frame(2)
-    reference = make_detector(DetectorConfig(backend="onnxruntime", device="cpu")).detect(frame)
+    reference = make_detector(DetectorConfig(backend="onnxruntime", device="cpu", precision="fp32")).detect(frame)
     out = {"model": "bundled SSD MobileNet-v2 COCO (models/coco_ssd)", "onnxruntime_cpu_boxes": len(reference),
            "precisions": {}}
     for precision in ("fp16", "int8"):

@@ -28,6 +28,9 @@ SSD_INPUT = 300
 # The same network converted to ONNX by tools/ssd_onnx.sh (provenance.json beside it): what the
 # onnxruntime and tensorrt backends run when model_path is empty.
 SSD_ONNX = Path(__file__).resolve().parent.parent / "models" / "coco_ssd" / "ssd_mobilenet_v2_coco.onnx"
+# The same network quantized to int8 by tools/ssd_int8.py (provenance_int8.json): what onnxruntime runs on
+# the CPU by default, 2.5x faster on one thread at a few points of recall (docs/benchmarks.md).
+SSD_ONNX_INT8 = SSD_ONNX.with_name("ssd_mobilenet_v2_coco_int8.onnx")
 
 
 def index_of_coco_id() -> list[int]:

@@ -35,9 +35,10 @@ PARAMS = (
           "0 = the model's own size (HOG: the image's).", min=0, max=4096),
     Param("max_detections", 100, "Most detections published per frame (highest scores first).",
           min=1, max=1000),
-    Param("precision", "auto", "auto = fp16 on TensorRT, the model's own on onnxruntime, fp32 on HOG; fp16 "
-          "converts an fp32 ONNX model; int8 needs tensorrt and calibration_dir. Never silently ignored: "
-          "an impossible combination is rejected.", choices=("auto", "fp32", "fp16", "int8")),
+    Param("precision", "auto", "auto = fp16 on TensorRT; on onnxruntime the model's own, for the bundled SSD "
+          "int8 on the CPU (its quantized file) and fp32 on CUDA; fp32 on opencv_dnn and HOG. fp16 converts an "
+          "fp32 ONNX model; int8 needs tensorrt and calibration_dir, or onnxruntime's bundled SSD. Never silently "
+          "ignored: an impossible combination is rejected.", choices=("auto", "fp32", "fp16", "int8")),
     Param("device", "auto", "onnxruntime: auto = CUDA when this onnxruntime has it, else CPU; gpu asks for "
           "CUDA (reports WARN when absent); cpu forces the CPU.", choices=("auto", "cpu", "gpu")),
     *TENSORRT_PARAMS,
@@ -73,9 +74,11 @@ def check(values: dict) -> str | None:
         return f"backend onnxruntime needs an .onnx model_path, got {model!r}"
     if backend == "tensorrt" and model and not model.lower().endswith((".onnx", ".engine", ".plan")):
         return f"backend tensorrt needs an .onnx, .engine or .plan model_path, got {model!r}"
-    if precision == "int8" and backend != "tensorrt":
-        return "precision int8 needs backend tensorrt (onnxruntime runs fp32/fp16 or a pre-quantized model)"
-    if precision == "int8" and not values["calibration_dir"] and model.lower().endswith(".onnx"):
+    if precision == "int8" and backend != "tensorrt" and not (backend == "onnxruntime" and not model):
+        return ("precision int8 needs backend tensorrt, or onnxruntime's bundled SSD (model_path empty); "
+                "onnxruntime runs other models in fp32/fp16 or as quantized")
+    if precision == "int8" and backend == "tensorrt" and not values["calibration_dir"] and \
+            (not model or model.lower().endswith(".onnx")):
         return "precision int8 needs calibration_dir (calibration images) to build the engine"
     reason = check_dla(values)
     if reason:

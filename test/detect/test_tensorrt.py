@@ -65,7 +65,7 @@ def test_calibration_images_are_letterboxed_like_camera_frames(tmp_path):
 @pytest.mark.skipif(_gpu_and_tensorrt(), reason="this machine has TensorRT and a GPU: no fallback happens")
 def test_tensorrt_without_a_model_path_runs_the_bundled_coco_ssd_on_onnxruntime_here():
     det = make_detector(DetectorConfig(backend="tensorrt"), log=lambda m: None)
-    assert (det.name, det.layout, det.model.endswith("ssd_mobilenet_v2_coco.onnx")) == ("onnxruntime", "ssd", True)
+    assert (det.name, det.layout, det.model.endswith("ssd_mobilenet_v2_coco_int8.onnx")) == ("onnxruntime", "ssd", True)
     assert det.fallback.startswith("tensorrt unavailable")
 
 
@@ -121,7 +121,7 @@ def test_dla_build_reports_layers_that_fell_back(tmp_path):
 def test_bundled_coco_ssd_engine_matches_onnxruntime(tmp_path):
     image = cv2.cvtColor(cv2.imread(str(DATA / "street_600.jpg")), cv2.COLOR_BGR2RGB)
     trt_det = make_detector(DetectorConfig(backend="tensorrt", precision="fp16", engine_cache_dir=str(tmp_path)))
-    ort_det = make_detector(DetectorConfig(backend="onnxruntime", device="cpu"))
+    ort_det = make_detector(DetectorConfig(backend="onnxruntime", device="cpu", precision="fp32"))
     assert trt_det.name == "tensorrt" and trt_det.layout == "ssd"
     a, b = trt_det.detect(image), ort_det.detect(image)
     assert [x.class_name for x in a] == [x.class_name for x in b] and a

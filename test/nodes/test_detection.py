@@ -173,7 +173,7 @@ def test_parameter_changes_take_effect_on_the_next_frame(probe, node, tmp_path):
     assert probe.set_params("/detection", class_thresholds=[""])[0].successful
 
     # Rejected at set time, with a reason; the old value stays.
-    for values, reason in (({"input_size": 100}, "multiple of 32"), ({"precision": "int8"}, "needs backend tensorrt"),
+    for values, reason in (({"input_size": 100}, "multiple of 32"), ({"dla_core": 0}, "dla_core needs backend tensorrt"),
                            ({"class_thresholds": ["person"]}, "not 'class:score'"),
                            ({"score_threshold": 1.5}, "out of range"),
                            ({"model_path": str(tmp_path / "nope.onnx")}, "does not exist")):
@@ -204,7 +204,7 @@ def test_corrupt_model_is_reported_and_the_previous_detector_kept(probe, node, t
         g.log("detection")
     d = diag_values(out["diag"], STATUS)
     assert d["level"] == 2 and "corrupt.onnx" in d["message"] and "still running onnxruntime" in d["message"]
-    assert d["model"].endswith("ssd_mobilenet_v2_coco.onnx") and "corrupt.onnx" in d["load_error"]
+    assert d["model"].endswith("ssd_mobilenet_v2_coco_int8.onnx") and "corrupt.onnx" in d["load_error"]
     assert "corrupt.onnx" in g.log("detection")
     det = send_until(probe, pub, out["det"], image)
     assert det.backend == "onnxruntime" and det.detections and g.alive()["detection"]

@@ -17,6 +17,8 @@ from muon_ad_ros.params import validate_all
     ({"backend": "tensorrt", "model_path": "/m/yolo.pt"}, "needs an .onnx, .engine or .plan"),
     ({"backend": "onnxruntime", "model_path": "/m/y.onnx", "precision": "int8"}, "int8 needs backend tensorrt"),
     ({"backend": "tensorrt", "model_path": "/m/y.onnx", "precision": "int8"}, "needs calibration_dir"),
+    ({"backend": "tensorrt", "precision": "int8"}, "needs calibration_dir"),      # the bundled SSD's ONNX
+    ({"backend": "opencv_dnn", "precision": "int8"}, "computes in fp32 only"),
     ({"backend": "onnxruntime", "model_path": "/m/y.onnx", "dla_core": 0}, "dla_core needs backend tensorrt"),
     ({"backend": "tensorrt", "model_path": "/m/y.onnx", "dla_core": 0, "precision": "fp32"}, "fp16 or int8 only"),
     ({"backend": "onnxruntime", "model_path": "/m/y.onnx", "input_size": 600}, "not a multiple of 32"),
@@ -33,6 +35,7 @@ def test_inconsistent_values_are_rejected_with_a_reason(values, reason):
     {},
     {"class_filter": ["person", "car"], "class_thresholds": ["person:0.4", "2:0.6", ""]},
     {"backend": "tensorrt"},
+    {"precision": "int8"},                                   # onnxruntime's bundled SSD, quantized
     {"backend": "opencv_dnn", "input_size": 300},
     {"backend": "opencv_hog", "input_size": 960, "class_filter": ["person"]},
     {"backend": "onnxruntime", "model_path": "/m/y.onnx", "precision": "fp16", "input_size": 640},
