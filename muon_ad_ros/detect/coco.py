@@ -8,7 +8,9 @@ labels.COCO). COCO_IDS[i] is the 90-id map's id of class index i.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -50,3 +52,18 @@ def packaged_ssd() -> tuple[str, str] | None:
     folder = os.path.join(list(spec.submodule_search_locations)[0], "models")
     pb, pbtxt = os.path.join(folder, SSD_PB), os.path.join(folder, SSD_PBTXT)
     return (pb, pbtxt) if os.path.isfile(pb) and os.path.isfile(pbtxt) else None
+
+
+def sha256_of(path) -> str:
+    """Returns the hex SHA-256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def write_provenance(model: str, provenance: dict, name: str) -> None:
+    """Writes the provenance record of a converted model file (its sha256 added) as `name` beside it, for
+    tools/ssd_onnx.py and tools/ssd_int8.py."""
+    record = {**provenance, "sha256": sha256_of(model)}
+    with open(os.path.join(os.path.dirname(model), name), "w") as f:
+        f.write(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {model} ({os.path.getsize(model) / 1e6:.1f} MB, sha256 {record['sha256']})")

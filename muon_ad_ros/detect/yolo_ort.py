@@ -62,6 +62,9 @@ class OnnxYoloDetector(Detector):
                 self.fallback = "this onnxruntime has no CUDAExecutionProvider; running on CPU"
         # The bundled SSD runs quantized on the CPU unless a float precision is asked for (int8 QDQ: 2.5x
         # faster on one thread); CUDA takes the float model.
+        if cfg.precision == "int8" and cfg.model_path:
+            raise ModelError(f"onnxruntime runs int8 only as the bundled SSD's quantized file; {cfg.model_path} "
+                             "cannot be quantized here (give a quantized model with precision auto, or use tensorrt)")
         cpu = providers == ["CPUExecutionProvider"]
         int8 = not cfg.model_path and (cfg.precision == "int8" or (cfg.precision == "auto" and cpu))
         self.model = model_file(cfg.model_path, (".onnx",), SSD_ONNX_INT8 if int8 else SSD_ONNX)

