@@ -291,8 +291,9 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", type=int, choices=(1, 2), default=1,
                     help="2: a second camera stream at the same rate into the style node (cameras:=realsense,csi); "
                          "FPS, missed and p99 are then given as stream 1 / stream 2")
-    ap.add_argument("--no-batch", action="store_true",
-                    help="with --streams 2: one network call per frame (the style node's batch_streams false)")
+    ap.add_argument("--batch", action="store_true",
+                    help="with --streams 2: frames of both streams that wait together in one network call (the style "
+                         "node's batch_streams)")
     ap.add_argument("--profile", action="store_true",
                     help="sample every node with py-spy during the fixed-rate probes (adds ~1-3 %% CPU)")
     a = ap.parse_args(argv)
@@ -308,8 +309,8 @@ def bench(a, argv) -> int:
                              detection=not a.no_detection, controller_mode=a.controller_mode,
                              detection_rate=a.detection_rate,
                              **({"target_fps": a.target_fps} if a.target_fps else {}))
-    if a.no_batch:
-        specs = [replace(s, parameters={**s.parameters, "batch_streams": False}) if s.kind == "style_transfer" else s
+    if a.batch:
+        specs = [replace(s, parameters={**s.parameters, "batch_streams": True}) if s.kind == "style_transfer" else s
                  for s in specs]
     g = GraphProcesses(specs, out / "logs").start()
     col = Collector("", raw_topic=TOPIC, second_stream=a.streams == 2)

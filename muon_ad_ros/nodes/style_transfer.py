@@ -74,12 +74,16 @@ class StyleTransferNode(Node):
 
     def _open(self, key: tuple):
         model_dir, backend, precision, threads, engine = key
-        options = {}
+        # one network call for several streams' frames needs batch-sized ONNX Runtime sessions
+        options = {"batch": True} if backend == "onnxruntime" and self._batching() else {}
         if engine:
             hw, dla, cache, calibration = engine
             options = {"input_hw": hw, "dla_core": dla if dla >= 0 else None, "cache_dir": cache or None,
                        "calibration_dir": calibration or None}
         return open_style_backend(backend, model_dir, threads=threads, precision=precision, **options)
+
+    def _batching(self) -> bool:
+        return self.values["batch_streams"] and len(self.values["input_topics"]) > 1
 
     def _check(self, values: dict) -> str | None:
         reason = style_params.check(values)

@@ -29,7 +29,7 @@ PARAMS = (
           "output k goes to stylized/image_raw (k = 0) or stylized/image_raw_<k>.", read_only=True),
     Param("batch_streams", False, "With several input_topics: when the streams' latest frames wait together, run "
           "them in one network call (onnxruntime, torch): less CPU per frame, more memory for the batch's buffers. "
-          "Worth it for cameras that deliver together (hardware-synchronised); others rarely do."),
+          "Worth it for cameras that deliver together (hardware-synchronised); others rarely do.", read_only=True),
     Param("max_image_dim", 4096, "Largest accepted image width or height; larger frames are rejected.",
           min=16, max=16384),
     Param("deadline_ms", 100.0, "Frames whose camera-to-output latency exceeds this are counted late.",

@@ -164,15 +164,16 @@ class StyleBackend:
 
 
 class OnnxRuntimeBackend(StyleBackend):
-    """ONNX Runtime on the CPU: one session per level, IO binding onto the pre-allocated buffers. The models'
-    batch size is opened up where it is a fixed 1 (bundles exported before it was dynamic), so several frames
-    can run in one call."""
+    """ONNX Runtime on the CPU: one session per level, IO binding onto the pre-allocated buffers. With `batch`
+    the models' batch size is opened where it is a fixed 1, so several frames can run in one call (it imports
+    the onnx package, ~0.7 s, which a one-stream node leaves off its path to the first frame)."""
 
     name = "onnxruntime"
-    batch = True
 
-    def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", spin: bool = False):
+    def __init__(self, model_dir, threads: int = 0, precision: str = "fp32", spin: bool = False,
+                 batch: bool = False):
         super().__init__(model_dir, precision)
+        self.batch = bool(batch)
         import onnxruntime as ort
 
         if precision not in ("fp32", "fp16"):
@@ -185,15 +186,16 @@ class OnnxRuntimeBackend(StyleBackend):
             if file is None:
                 raise ModelError(f"{self.root / 'model.json'}: no {precision} model for retention {level} "
                                  f"(export with --fp16)")
-            self.sessions[level] = self._open(ort, self.root / file, opts)
+            self.sessions[level] = self._open(ort, self.root / file, opts, self.batch)
 
     @staticmethod
-    def _open(ort, path: Path, opts):
+    def _open(ort, path: Path, opts, batch: bool = False):
         """Return an InferenceSession after checking the model's I/O shapes."""
         if not path.is_file():
             raise ModelError(f"{path}: missing")
         try:
-            sess = ort.InferenceSession(batch_dynamic(path.read_bytes()), opts, providers=["CPUExecutionProvider"])
+            model = batch_dynamic(path.read_bytes()) if batch else str(path)
+            sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             raise ModelError(f"{path}: cannot be loaded by ONNX Runtime ({type(exc).__name__}: {exc})") from None
         ins, outs = sess.get_inputs(), sess.get_outputs()

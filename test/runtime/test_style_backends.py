@@ -53,7 +53,7 @@ def test_backend_output_matches_the_student(bundle, student, frame, kind):
 def test_a_batch_of_frames_gives_each_frame_its_own_output(bundle, frame, kind):
     """Two streams' frames in one network call (the bundle's ONNX was exported with a batch of one: the backend
     opens its batch size): every level's outputs equal one call per frame, including frames that are padded."""
-    be = open_style_backend(kind, bundle, threads=1)
+    be = open_style_backend(kind, bundle, threads=1, **({"batch": True} if kind == "onnxruntime" else {}))
     assert be.batch
     other = np.ascontiguousarray(frame[::-1, ::-1])
     odd = np.random.default_rng(1).integers(0, 256, (2, 75, 101, 3), dtype=np.uint8)
@@ -66,6 +66,11 @@ def test_a_batch_of_frames_gives_each_frame_its_own_output(bundle, frame, kind):
                 assert np.array_equal(single, batched), (kind, level, np.abs(single.astype(int) - batched).max())
     with pytest.raises(ValueError, match="share a size"):
         be.infer_many([frame, odd[0]], 1.0)
+    if kind == "onnxruntime":       # the node's default: batch-1 sessions, off the onnx import
+        single = open_style_backend(kind, bundle, threads=1)
+        assert not single.batch
+        with pytest.raises(ValueError, match="one frame per call"):
+            single.infer_many([frame, other], 1.0)
 
 
 def test_shipped_bundles_batch_to_the_same_output(frame):
@@ -74,7 +79,7 @@ def test_shipped_bundles_batch_to_the_same_output(frame):
     models = default_model_dir().parent
     rgb = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     for name in ("starry_night", "mosaic", "ihc"):
-        be = open_style_backend("onnxruntime", models / name, threads=1)
+        be = open_style_backend("onnxruntime", models / name, threads=1, batch=True)
         for level in be.levels:
             one = [be.infer(f, level).copy() for f in (rgb, rgb[::-1].copy())]
             both = be.infer_many([rgb, rgb[::-1].copy()], level)
