@@ -30,7 +30,11 @@ NODES = ("realsense_camera", "style_transfer", "detection", "controller")
 
 def watch(seconds: float) -> int:
     """Runs as the default-environment process: prints a JSON line with the wall time whenever the set of
-    listed graph nodes changes, and when a get_parameters call on a newly listed style node returns."""
+    listed graph nodes changes, and when a get_parameters call on a newly listed style node returns. A line on
+    stdin starts a new start: the next style node listed is asked again, as a `ros2 param get` typed after a
+    restart would (a graph restarted before this process saw the old nodes leave keeps the same names)."""
+    import select
+
     import rclpy
     from rcl_interfaces.srv import GetParameters
     from muon_ad_ros.nodes.spin import close_ros
@@ -42,6 +46,10 @@ def watch(seconds: float) -> int:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.01)
+        if select.select([sys.stdin], [], [], 0)[0]:
+            if not sys.stdin.readline():
+                break                               # the benchmark ended
+            future, seen = None, set()
         names = {n for n in node.get_node_names() if n in NODES}
         if names != seen:
             if "style_transfer" not in names:
@@ -65,7 +73,7 @@ class Watcher:
         from muon_ad_ros.bench.transport import FASTDDS_VARS
         env = {k: v for k, v in os.environ.items() if k not in FASTDDS_VARS}
         self.proc = supervise.spawn([sys.executable, "-m", "muon_ad_ros.bench.startup", "_watch", str(seconds)],
-                                    env=env, stdout=subprocess.PIPE, text=True)
+                                    env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.lines: list[dict] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -81,6 +89,11 @@ class Watcher:
 
     def param_after(self, t0: float) -> float | None:
         return next((e["t"] - t0 for e in list(self.lines) if e["t"] >= t0 and e.get("param")), None)
+
+    def begin(self):
+        """Tells the process a new start begins."""
+        self.proc.stdin.write("start\n")
+        self.proc.stdin.flush()
 
     def close(self):
         self.proc.kill()
@@ -105,6 +118,7 @@ def run(starts: int, timeout: float, out: Path, stagger: float = 0.0, name_check
         for k in range(starts):
             g = GraphProcesses(specs, out / "logs" / f"start_{k:03d}", name_check_s=name_check)
             g.stagger = stagger
+            watcher.begin()
             t0 = time.time()
             try:
                 g.start()
